@@ -1,0 +1,1 @@
+"""Monthly customer tiering pipeline."""
