@@ -1,0 +1,87 @@
+"""Extract a month's as-of rows from the source and land them immutably.
+
+One folder per run, `<landing root>/<run_id>/`, holding one Parquet file per
+source table (original text values plus `_source_file` and `_source_line`)
+and `_manifest.json` (row counts and SHA-256 of every landed file). A landing
+folder is written once: if it exists the task refuses to overwrite it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tiering.errors import TieringError
+from tiering.runspec import RunSpec
+from tiering.source import TABLES, check_source_dir, extract_as_of
+
+MANIFEST = "_manifest.json"
+
+
+class LandingError(TieringError):
+    pass
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def extract_and_land(spec: RunSpec) -> dict:
+    check_source_dir(spec.source_dir)
+    target = spec.landing_dir
+    if target.exists():
+        raise LandingError(f"landing folder {target} already exists: landed batches are immutable, "
+                           f"start a new run (new run id) instead")
+    staging = target.with_name(target.name + ".partial")
+    staging.mkdir(parents=True, exist_ok=False)
+    con = duckdb.connect()
+    con.execute("set TimeZone = 'UTC'")
+    tables = {}
+    try:
+        for name, table_spec in TABLES.items():
+            path = table_spec.path_in(spec.source_dir)
+            if path is None:
+                continue
+            rows = extract_as_of(con, table_spec, path, spec.as_of_cutoff)
+            rows = rows.append_column("_source_file", pa.array([path.name] * rows.num_rows, pa.string()))
+            out = staging / f"{name}.parquet"
+            pq.write_table(rows, out, compression="zstd")
+            tables[name] = {
+                "source_file": path.name,
+                "source_sha256": sha256_of(path),
+                "rows": rows.num_rows,
+                "landed_file": out.name,
+                "landed_sha256": sha256_of(out),
+            }
+    finally:
+        con.close()
+    manifest = {
+        "run_id": spec.run_id,
+        "month": spec.month_text,
+        "source_dir": str(Path(spec.source_dir).resolve()),
+        "as_of_cutoff": spec.as_of_cutoff,
+        "restatement": spec.restate,
+        "landed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "tables": tables,
+    }
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    staging.rename(target)  # atomic: a landing folder is complete or absent
+    for f in target.iterdir():
+        f.chmod(0o444)
+    return manifest
+
+
+def read_manifest(spec: RunSpec) -> dict:
+    path = spec.landing_dir / MANIFEST
+    if not path.exists():
+        raise LandingError(f"no landed batch for run {spec.run_id} at {spec.landing_dir}; run extract first")
+    return json.loads(path.read_text())

@@ -1,0 +1,205 @@
+"""Row-level quality rules and the idempotent load of a landed batch into `raw`.
+
+Each landed row either loads (its key is added to `raw.batch_rows` for this
+run) or is quarantined with a rule code and a message: so for every run and
+table, extracted rows = loaded rows + quarantined rows, always. `raw` holds
+every distinct source row once (`_row_key` = hash of its values + occurrence
+number), so a rerun of a month adds no raw rows; reloading the same run
+replaces its batch rows and quarantine rows (idempotent).
+
+The rules, in the order they are checked (the first broken rule is the reason):
+  missing_value, bad_timestamp, bad_date, bad_amount, negative_amount,
+  unknown_value (status / customer_kind), bad_fx_rate, unknown_currency,
+  missing_fx_rate, due_before_issue, conflicting_versions (same id and
+  updated_at, different values, at the latest updated_at), unknown_customer,
+  unknown_invoice (a reference to an id with no valid row as of
+  the month end).
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import duckdb
+
+from tiering.landing import read_manifest
+from tiering.rules import Rules
+from tiering.runspec import RunSpec
+from tiering.source import TABLES, TableSpec
+from tiering.warehouse import connect, ensure_schema, transaction
+
+# reference checks: table -> [(column, referenced table, referenced key column, rule)]
+REFERENCES = {
+    "orders": [("customer_id", "customers", "customer_id", "unknown_customer")],
+    # invoices.order_id is informational: an invoice may be visible before its order arrives
+    "invoices": [("customer_id", "customers", "customer_id", "unknown_customer")],
+    "payments": [("invoice_id", "invoices", "invoice_id", "unknown_invoice")],
+    "tier_overrides": [("customer_id", "customers", "customer_id", "unknown_customer")],
+}
+LOAD_ORDER = ("fx_rates", "customers", "tier_overrides", "orders", "invoices", "payments")
+
+
+def _q(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _intrinsic_checks(spec: TableSpec, reporting_currency: str, month_end: str) -> list[tuple[str, str, str]]:
+    """(rule, condition, message expression) in evaluation order."""
+    checks = []
+    for col in spec.required:
+        checks.append(("missing_value", f"coalesce(trim({col}), '') = ''", _q(f"missing required field '{col}'")))
+    for col in spec.timestamps:
+        checks.append(("bad_timestamp", f"coalesce({col}, '') <> '' and try_cast({col} as timestamptz) is null",
+                       f"'unparseable timestamp in ''{col}'': ''' || {col} || ''' (expected ISO 8601)'"))
+    for col in spec.dates:
+        checks.append(("bad_date",
+                       f"coalesce({col}, '') <> '' and (not regexp_full_match({col}, '\\d{{4}}-\\d{{2}}-\\d{{2}}') "
+                       f"or try_cast({col} as date) is null)",
+                       f"'unparseable date in ''{col}'': ''' || {col} || ''' (expected YYYY-MM-DD)'"))
+    for col in spec.months:
+        checks.append(("bad_date",
+                       f"coalesce({col}, '') <> '' and (not regexp_full_match({col}, '\\d{{4}}-\\d{{2}}') "
+                       f"or try_strptime({col}, '%Y-%m') is null)",
+                       f"'unparseable month in ''{col}'': ''' || {col} || ''' (expected YYYY-MM)'"))
+    for col in spec.amounts:
+        checks.append(("bad_amount", f"coalesce({col}, '') <> '' and try_cast({col} as decimal(18, 6)) is null",
+                       f"'amount ''{col}'' is not a number: ''' || {col} || ''''"))
+        checks.append(("negative_amount", f"try_cast({col} as decimal(18, 6)) < 0",
+                       f"'negative amount in ''{col}'': ' || {col}"))
+    for col, allowed in spec.enums.items():
+        checks.append(("unknown_value", f"{col} not in ({', '.join(map(_q, allowed))})",
+                       f"'unknown {col} ''' || {col} || ''' (expected {' | '.join(allowed)})'"))
+    if spec.name == "fx_rates":
+        checks.append(("bad_fx_rate", f"try_cast(rate_to_reporting as decimal(18, 6)) <= 0",
+                       "'fx rate must be positive, got ' || rate_to_reporting"))
+        checks.append(("bad_fx_rate",
+                       f"currency = {_q(reporting_currency)} and try_cast(rate_to_reporting as decimal(18, 6)) <> 1",
+                       f"'the reporting currency {reporting_currency} must have rate 1, got ' || rate_to_reporting"))
+    if "currency" in spec.columns and spec.name != "fx_rates":
+        checks.append(("unknown_currency",
+                       f"currency <> {_q(reporting_currency)} and currency not in (select currency from valid_fx_rates)",
+                       f"'unknown currency ''' || currency || ''' (not {reporting_currency} and not in fx_rates)'"))
+        date_col = "ordered_at" if spec.name == "orders" else "issued_on"
+        checks.append(("missing_fx_rate",
+                       f"currency <> {_q(reporting_currency)} and not exists (select 1 from valid_fx_rates f "
+                       f"where f.currency = src.currency and f.month = strftime(try_cast({date_col} as timestamptz), '%Y-%m'))",
+                       f"'no fx rate for ' || currency || ' in ' || strftime(try_cast({date_col} as timestamptz), '%Y-%m')"))
+    if spec.name == "invoices":
+        checks.append(("due_before_issue", "try_cast(due_on as date) < try_cast(issued_on as date)",
+                       "'due_on ' || due_on || ' is before issued_on ' || issued_on"))
+    if spec.versioned:  # belt and braces: landing already filtered on updated_at
+        checks.append(("future_row", f"try_cast(updated_at as timestamptz) >= timestamptz '{month_end}'",
+                       f"'updated_at ' || updated_at || ' is after the as-of cutoff'"))
+    return checks
+
+
+def _case(checks: list[tuple[str, str, str]], pick: int) -> str:
+    if not checks:
+        return "null"
+    whens = " ".join(f"when {c[1]} then {c[2] if pick == 2 else _q(c[0])}" for c in checks)
+    return f"case {whens} end"
+
+
+def _validate_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed_file: str, rules: Rules,
+                    month_end: str) -> None:
+    """Create temp table `checked_<name>` (landed rows + _row_key, rule, reason) and `valid_<name>`."""
+    cols = ", ".join(spec.columns)
+    content = "concat_ws(chr(31), " + ", ".join(f"coalesce({c}, chr(0))" for c in spec.columns) + ")"
+    checks = _intrinsic_checks(spec, rules.data["reporting_currency"], month_end)
+    con.execute(f"""
+        create or replace temp table checked_{spec.name} as
+        with src as (select * from read_parquet({_q(landed_file)})),
+        keyed as (
+            select *, md5({content}) as _content_hash from src
+        )
+        select {cols}, _source_file, _source_line, _content_hash,
+               {"try_cast(updated_at as timestamptz)" if spec.versioned else "timestamptz '1970-01-01'"} as _updated_ts,
+               _content_hash || '-' || row_number() over (partition by _content_hash order by _source_line) as _row_key,
+               {_case(checks, 1)} as rule, {_case(checks, 2)} as reason
+        from keyed src
+    """)
+    key = ", ".join(spec.key)
+    con.execute(f"""
+            update checked_{spec.name} c set rule = 'conflicting_versions',
+                reason = 'conflicting versions: same {key}{" and updated_at" if spec.versioned else ""}, different values (lines ' || g.lines || ')'
+            from (
+                select {key}, _updated_ts, string_agg(_source_line::varchar, ', ' order by _source_line) as lines
+                from (
+                    select *, max(_updated_ts) over (partition by {key}) as _latest
+                    from checked_{spec.name} where rule is null
+                ) v
+                where _updated_ts = _latest
+                group by {key}, _updated_ts
+                having count(distinct _content_hash) > 1
+            ) g
+            where c.rule is null and c._updated_ts = g._updated_ts and {' and '.join(f'c.{k} = g.{k}' for k in spec.key)}
+        """)
+    for col, ref_table, ref_col, rule in REFERENCES.get(spec.name, []):
+        optional = col not in spec.required
+        con.execute(f"""
+            update checked_{spec.name} c set rule = {_q(rule)},
+                reason = '{col} ''' || c.{col} || ''' does not exist in {ref_table} as of the month end'
+            where c.rule is null {"and coalesce(c." + col + ", '') <> ''" if optional else ""}
+              and c.{col} not in (select {ref_col} from valid_{ref_table})
+        """)
+    con.execute(f"create or replace temp table valid_{spec.name} as "
+                f"select * from checked_{spec.name} where rule is null")
+
+
+def _empty_valid(con: duckdb.DuckDBPyConnection, spec: TableSpec) -> None:
+    cols = ", ".join(f"null::varchar as {c}" for c in spec.columns)
+    con.execute(f"create or replace temp table valid_{spec.name} as select {cols} where false")
+
+
+def load_raw(spec: RunSpec, rules: Rules) -> dict:
+    """Validate the landed batch of `spec.run_id` and load it idempotently. Returns counts per table."""
+    manifest = read_manifest(spec)
+    month_end = spec.as_of_cutoff
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    con = connect(spec.warehouse)
+    counts: dict[str, dict[str, int]] = {}
+    try:
+        ensure_schema(con)
+        for name in LOAD_ORDER:
+            table_spec = TABLES[name]
+            landed = manifest["tables"].get(name)
+            if landed is None:
+                _empty_valid(con, table_spec)
+                continue
+            _validate_table(con, table_spec, str(spec.landing_dir / landed["landed_file"]), rules, month_end)
+        with transaction(con):
+            for name in LOAD_ORDER:
+                landed = manifest["tables"].get(name)
+                if landed is None:
+                    continue
+                counts[name] = _load_table(con, TABLES[name], landed, spec, now)
+    finally:
+        con.close()
+    return counts
+
+
+def _load_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed: dict, run: RunSpec,
+                now: datetime) -> dict[str, int]:
+    cols = ", ".join(spec.columns)
+    name = spec.name
+    new_rows = con.execute(f"""
+        insert into raw.{name} ({cols}, _row_key, _source_file, _source_line, _first_batch_id, _loaded_at)
+        select {cols}, _row_key, _source_file, _source_line, ?, ?
+        from valid_{name} v where not exists (select 1 from raw.{name} r where r._row_key = v._row_key)
+    """, [run.run_id, now]).fetchone()[0]
+    con.execute("delete from raw.batch_rows where batch_id = ? and source_table = ?", [run.run_id, name])
+    loaded = con.execute(f"insert into raw.batch_rows select ?, ?, _row_key from valid_{name}",
+                         [run.run_id, name]).fetchone()[0]
+    con.execute("delete from quarantine.rejected_rows where run_id = ? and source_table = ?", [run.run_id, name])
+    record = "to_json({" + ", ".join(f"'{c}': {c}" for c in spec.columns) + "})"
+    quarantined = con.execute(f"""
+        insert into quarantine.rejected_rows
+        select ?, ?, ?, _source_file, _source_line, _row_key, rule, reason, {record}, ?
+        from checked_{name} where rule is not null
+    """, [run.run_id, run.month, name, now]).fetchone()[0]
+    con.execute("delete from audit.load_batches where run_id = ? and source_table = ?", [run.run_id, name])
+    con.execute("insert into audit.load_batches values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [run.run_id, run.month, name, landed["source_file"], landed["source_sha256"],
+                 landed["landed_sha256"], landed["rows"], loaded, new_rows, quarantined, now])
+    if loaded + quarantined != landed["rows"]:  # cannot happen; refuse to continue if it ever does
+        raise RuntimeError(f"{name}: {loaded} loaded + {quarantined} quarantined != {landed['rows']} extracted")
+    return {"extracted": landed["rows"], "loaded": loaded, "new_raw_rows": new_rows, "quarantined": quarantined}

@@ -1,0 +1,169 @@
+"""The file source: table specs, reading CSV/Parquet, and the as-of extraction.
+
+Every value is read as text, exactly as it stands in the file; typing happens
+later (quarantine rules in `tiering.load`, casts in dbt staging). A row is
+extracted for month M when its `updated_at` is at or before the end of M, or
+when its `updated_at` cannot be parsed (such a row cannot be placed in time:
+it is extracted and then quarantined with that reason, so it is never lost).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from tiering.errors import TieringError
+
+
+class SourceError(TieringError):
+    """A source file is missing or unreadable as a whole (a batch-level failure)."""
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    columns: tuple[str, ...]
+    key: tuple[str, ...]                 # what identifies one entity (versions share it)
+    required: tuple[str, ...]            # must be present and non-empty
+    timestamps: tuple[str, ...] = ()
+    dates: tuple[str, ...] = ()
+    months: tuple[str, ...] = ()         # YYYY-MM
+    amounts: tuple[str, ...] = ()        # decimals, never negative
+    enums: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    optional_file: bool = False
+    versioned: bool = True               # has updated_at
+
+    def path_in(self, source_dir: Path) -> Path | None:
+        for ext in (".csv", ".parquet"):
+            candidate = Path(source_dir) / f"{self.name}{ext}"
+            if candidate.exists():
+                return candidate
+        return None
+
+
+TABLES: dict[str, TableSpec] = {
+    spec.name: spec
+    for spec in (
+        TableSpec(
+            "customers",
+            ("customer_id", "name", "email", "phone", "region", "industry", "customer_kind",
+             "parent_customer_id", "created_at", "updated_at"),
+            key=("customer_id",),
+            required=("customer_id", "customer_kind", "created_at", "updated_at"),
+            timestamps=("created_at", "updated_at"),
+            enums={"customer_kind": ("individual", "organisation")},
+        ),
+        TableSpec(
+            "orders",
+            ("order_id", "customer_id", "ordered_at", "status", "currency", "amount", "cost", "updated_at"),
+            key=("order_id",),
+            required=("order_id", "customer_id", "ordered_at", "status", "currency", "amount", "updated_at"),
+            timestamps=("ordered_at", "updated_at"),
+            amounts=("amount", "cost"),
+            enums={"status": ("completed", "cancelled", "returned")},
+        ),
+        TableSpec(
+            "invoices",
+            ("invoice_id", "order_id", "customer_id", "issued_on", "due_on", "amount_due", "currency", "updated_at"),
+            key=("invoice_id",),
+            required=("invoice_id", "customer_id", "issued_on", "due_on", "amount_due", "currency", "updated_at"),
+            timestamps=("updated_at",),
+            dates=("issued_on", "due_on"),
+            amounts=("amount_due",),
+            optional_file=True,
+        ),
+        TableSpec(
+            "payments",
+            ("payment_id", "invoice_id", "paid_at", "amount", "updated_at"),
+            key=("payment_id",),
+            required=("payment_id", "invoice_id", "paid_at", "amount", "updated_at"),
+            timestamps=("paid_at", "updated_at"),
+            amounts=("amount",),
+            optional_file=True,
+        ),
+        TableSpec(
+            "fx_rates",
+            ("currency", "month", "rate_to_reporting"),
+            key=("currency", "month"),
+            required=("currency", "month", "rate_to_reporting"),
+            months=("month",),
+            amounts=("rate_to_reporting",),
+            optional_file=True,
+            versioned=False,
+        ),
+        # manual tier overrides, approved by the business (an extension of the contract's source)
+        TableSpec(
+            "tier_overrides",
+            ("override_id", "customer_id", "tier", "reason", "approver", "valid_from", "valid_until",
+             "updated_at"),
+            key=("override_id",),
+            required=("override_id", "customer_id", "tier", "reason", "approver", "valid_from", "updated_at"),
+            timestamps=("updated_at",),
+            months=("valid_from", "valid_until"),
+            enums={"tier": ("A", "B", "C", "D")},
+            optional_file=True,
+        ),
+    )
+}
+
+
+def read_table(spec: TableSpec, path: Path) -> pa.Table:
+    """Read one source file with every column as text, plus `_source_line`."""
+    try:
+        if path.suffix == ".parquet":
+            table = pq.read_table(path)
+            table = table.cast(pa.schema([(f.name, pa.string()) for f in table.schema]))
+            first_line = 1
+        else:
+            with open(path, "rb") as fh:
+                header = fh.readline().decode("utf-8-sig").strip()
+            names = [c.strip() for c in header.split(",")] if header else []
+            table = pacsv.read_csv(
+                path,
+                read_options=pacsv.ReadOptions(encoding="utf8", block_size=1 << 24),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={n: pa.string() for n in names}, strings_can_be_null=False
+                ),
+            )
+            first_line = 2  # line 1 is the header
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise SourceError(f"{path}: cannot be read ({str(exc).splitlines()[0]}); fix or replace the file") from exc
+    missing = [c for c in spec.columns if c not in table.column_names]
+    if missing:
+        raise SourceError(
+            f"{path}: missing column(s) {', '.join(missing)}; expected columns: {', '.join(spec.columns)}"
+        )
+    table = table.select(list(spec.columns))
+    lines = pa.array(range(first_line, first_line + table.num_rows), type=pa.int64())
+    return table.append_column("_source_line", lines)
+
+
+def check_source_dir(source_dir: Path) -> None:
+    source_dir = Path(source_dir)
+    if not source_dir.is_dir():
+        raise SourceError(f"source directory not found: {source_dir}")
+    for spec in TABLES.values():
+        if not spec.optional_file and spec.path_in(source_dir) is None:
+            raise SourceError(
+                f"{source_dir}: required file {spec.name}.csv (or .parquet) is missing; "
+                f"see the source format in README.md"
+            )
+
+
+def extract_as_of(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path, cutoff: str) -> pa.Table:
+    """Rows of one file visible before `cutoff` (the month end; see module docstring)."""
+    table = read_table(spec, path)
+    con.register("source_rows", table)
+    try:
+        if spec.versioned:
+            where = (f"try_cast(updated_at as timestamptz) is null "
+                     f"or try_cast(updated_at as timestamptz) < timestamptz '{cutoff}'")
+        else:  # fx rates: the months up to and including M (and unparseable months, to quarantine)
+            where = f"try_strptime(month, '%Y-%m') is null or try_strptime(month, '%Y-%m') < timestamp '{cutoff}'"
+        return con.sql(f"select * from source_rows where {where} order by _source_line").to_arrow_table()
+    finally:
+        con.unregister("source_rows")

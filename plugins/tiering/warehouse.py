@@ -1,0 +1,84 @@
+"""The DuckDB warehouse: connection and the tables Python owns (raw, quarantine, audit).
+
+dbt owns `staging`, `intermediate` and `marts`; this module owns the tables the
+pipeline writes before and after dbt. All DDL is idempotent.
+"""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from tiering.source import TABLES
+
+
+def _raw_ddl() -> list[str]:
+    statements = []
+    for name, spec in TABLES.items():
+        cols = ", ".join(f"{c} varchar" for c in spec.columns)
+        statements.append(
+            f"create table if not exists raw.{name} ({cols}, _row_key varchar not null, "
+            f"_source_file varchar, _source_line bigint, _first_batch_id varchar, _loaded_at timestamp)"
+        )
+    return statements
+
+
+DDL = [
+    "create schema if not exists raw",
+    "create schema if not exists quarantine",
+    "create schema if not exists audit",
+    *_raw_ddl(),
+    # which raw rows make up each run's batch (raw holds every distinct source row once)
+    """create table if not exists raw.batch_rows (
+        batch_id varchar not null, source_table varchar not null, row_key varchar not null)""",
+    """create table if not exists quarantine.rejected_rows (
+        run_id varchar not null, month date not null, source_table varchar not null,
+        source_file varchar, source_line bigint, row_key varchar, rule varchar not null,
+        reason varchar not null, record json, quarantined_at timestamp)""",
+    """create table if not exists audit.runs (
+        run_id varchar primary key, month date not null, rule_version varchar, status varchar,
+        source_dir varchar, landing_dir varchar, input_checksum varchar, restatement boolean,
+        started_at timestamp, finished_at timestamp, message varchar)""",
+    """create table if not exists audit.rule_versions (
+        rule_version varchar primary key, label varchar, content json, first_used_at timestamp)""",
+    """create table if not exists audit.load_batches (
+        run_id varchar not null, month date not null, source_table varchar not null,
+        source_file varchar, source_sha256 varchar, landed_sha256 varchar, extracted_rows bigint,
+        loaded_rows bigint, new_raw_rows bigint, quarantined_rows bigint, loaded_at timestamp)""",
+]
+
+
+def connect(path: Path | str, read_only: bool = False, retries: int = 20) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse (UTC session). Waits briefly if another process holds the write lock."""
+    path = Path(path)
+    if read_only and not path.exists():
+        raise FileNotFoundError(f"warehouse not found: {path}; run `tiering run` or `make run` first")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(retries):
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+            break
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or attempt == retries - 1:
+                raise
+            time.sleep(0.5)
+    con.execute("set TimeZone = 'UTC'")
+    return con
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    for statement in DDL:
+        con.execute(statement)
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection):
+    con.execute("begin transaction")
+    try:
+        yield con
+    except BaseException:
+        con.execute("rollback")
+        raise
+    con.execute("commit")
