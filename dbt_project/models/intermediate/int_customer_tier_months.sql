@@ -1,0 +1,114 @@
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='month') }}
+-- Every month's result per customer, kept for ever: value tier adjusted by credit through the
+-- matrix of the rules file, credit hold, customer code, and what made it (rule version, run).
+-- A rerun of a month replaces that month (the audit schema keeps every run).
+{%- set matrix = rule('matrix') %}
+{%- set code = rule('customer_code') %}
+{%- set seq_digits = code['sequence_digits'] %}
+with value_tiers as (
+    select * from {{ ref('int_customer_value_tiers') }}
+),
+
+credit as (
+    select * from {{ ref('int_customer_credit_graded') }}
+),
+
+overrides as (
+    select * from {{ ref('int_customer_overrides_active') }}
+),
+
+matrix as (
+    select
+        value_tiers.*,
+        credit.credit_grade,
+        credit.credit_score,
+        case value_tiers.value_tier
+        {%- for tier, row in matrix.items() %}
+            when '{{ tier }}' then case credit.credit_grade
+            {%- for grade, final_tier in row.items() %} when '{{ grade }}' then '{{ final_tier }}'{% endfor %} end
+        {%- endfor %}
+        end as matrix_tier,
+        credit.credit_grade in ({% for g in rule('credit_hold_grades') %}'{{ g }}'{{ ', ' if not loop.last }}{% endfor %}) as credit_hold,
+        row_number() over (order by value_tiers.first_seen_at, value_tiers.customer_id) as customer_sequence
+    from value_tiers
+    inner join credit on credit.customer_id = value_tiers.customer_id
+),
+
+final as (
+    -- a manual override, while in force, replaces the matrix tier
+    select
+        matrix.*,
+        coalesce(overrides.override_tier, matrix.matrix_tier) as final_tier,
+        overrides.override_id is not null as is_overridden,
+        overrides.override_id,
+        overrides.override_reason,
+        overrides.override_approver
+    from matrix
+    left join overrides on overrides.customer_id = matrix.customer_id
+),
+
+coded as (
+    select
+        *,
+        case final_tier
+        {%- for tier, tier_code in code['tier_codes'].items() %} when '{{ tier }}' then '{{ tier_code }}'{% endfor %}
+        end
+        || coalesce(case region
+        {%- for region, region_code in code['region_codes'].items() %} when {{ lit(region) }} then '{{ region_code }}'{% endfor %}
+        end, '{{ code["unknown_region_code"] }}')
+        || case
+        {%- for scale, minimum in code['scale_min_revenue'].items() | sort(reverse=true) %}
+            when net_revenue >= {{ minimum }} then '{{ scale }}'
+        {%- endfor %}
+            else '{{ (code["scale_min_revenue"].keys() | sort | first) }}'
+        end
+        || lpad(cast(customer_sequence as varchar), {{ seq_digits }}, '0') as code_digits
+    from final
+)
+
+select
+    customer_id,
+    month,
+    region,
+    industry,
+    customer_kind,
+    parent_customer_id,
+    net_revenue,
+    gross_margin,
+    cost_known_share,
+    order_count,
+    avg_order_value,
+    first_order_date,
+    last_order_date,
+    recency_days,
+    tenure_months,
+    recency_score,
+    frequency_score,
+    monetary_score,
+    value_rank,
+    ranked_customers,
+    value_share,
+    prior_share,
+    cumulative_share,
+    annual_spend,
+    value_tier,
+    is_key_account,
+    is_active,
+    rule_set,
+    tier_rule,
+    credit_grade,
+    credit_score,
+    matrix_tier,
+    final_tier,
+    credit_hold,
+    is_overridden,
+    override_id,
+    override_reason,
+    override_approver,
+    customer_sequence,
+    substr(code_digits, 1, 2) || '-' || substr(code_digits, 3, 2) || '-' || substr(code_digits, 5, 1)
+        || '-' || substr(code_digits, 6) || '-'
+        || cast({{ luhn_check_digit('code_digits', 5 + seq_digits) }} as varchar) as customer_code,
+    {{ lit(var('rule_version')) }} as rule_version,
+    {{ lit(var('run_id')) }} as run_id
+from coded

@@ -1,0 +1,66 @@
+-- Value measures per customer known at the month end, over the trailing value window.
+-- Only completed orders count (the latest version of a cancelled or returned order counts nothing).
+with customers as (
+    select * from {{ ref('stg_raw__customers') }}
+),
+
+completed_orders as (
+    select *
+    from {{ ref('int_orders__in_reporting_currency') }}
+    where order_status = 'completed'
+),
+
+window_orders as (
+    select *
+    from completed_orders
+    where ordered_at >= date '{{ var("value_window_start") }}'
+        and ordered_at < {{ next_month_start() }}
+),
+
+value_in_window as (
+    select
+        customer_id,
+        sum(amount_reporting) as net_revenue,
+        count(*) as order_count,
+        sum(case when cost_reporting is not null then amount_reporting - cost_reporting end) as gross_margin,
+        sum(case when cost_reporting is not null then amount_reporting end) as revenue_with_known_cost
+    from window_orders
+    group by customer_id
+),
+
+order_history as (
+    select
+        customer_id,
+        min(ordered_at) as first_order_at,
+        max(ordered_at) as last_order_at
+    from completed_orders
+    group by customer_id
+)
+
+select
+    customers.customer_id,
+    {{ month_start() }} as month,
+    customers.region,
+    customers.industry,
+    customers.customer_kind,
+    customers.parent_customer_id,
+    customers.created_at,
+    customers.first_seen_at,
+    coalesce(value_in_window.net_revenue, 0) as net_revenue,
+    coalesce(value_in_window.order_count, 0) as order_count,
+    value_in_window.gross_margin,
+    case
+        when value_in_window.net_revenue > 0
+            then cast(value_in_window.revenue_with_known_cost as double) / cast(value_in_window.net_revenue as double)
+    end as cost_known_share,
+    case
+        when value_in_window.order_count > 0
+            then cast(value_in_window.net_revenue / value_in_window.order_count as decimal(18, 4))
+    end as avg_order_value,
+    cast(order_history.first_order_at as date) as first_order_date,
+    cast(order_history.last_order_at as date) as last_order_date,
+    {{ dbt.datediff('cast(order_history.last_order_at as date)', month_last_day(), 'day') }} as recency_days,
+    greatest({{ dbt.datediff('cast(customers.created_at as date)', month_last_day(), 'month') }}, 0) as tenure_months
+from customers
+left join value_in_window on value_in_window.customer_id = customers.customer_id
+left join order_history on order_history.customer_id = customers.customer_id

@@ -1,0 +1,28 @@
+-- Customers, revenue and revenue share per final tier and month (shares sum to 1 per month
+-- whenever the month has revenue).
+with tier_months as (
+    select * from {{ ref('customer_tier_monthly') }}
+),
+
+per_tier as (
+    select
+        month,
+        final_tier,
+        count(*) as customer_count,
+        count(case when is_active then 1 end) as active_customer_count,
+        count(case when is_key_account then 1 end) as key_account_count,
+        sum(net_revenue) as net_revenue
+    from tier_months
+    group by month, final_tier
+)
+
+select
+    month,
+    final_tier,
+    customer_count,
+    active_customer_count,
+    key_account_count,
+    net_revenue,
+    coalesce(cast(net_revenue as double) / nullif(cast(sum(net_revenue) over (partition by month) as double), 0), 0)
+        as revenue_share
+from per_tier

@@ -1,0 +1,38 @@
+-- Latest valid version of each invoice as of the month end.
+with batch as (
+    select row_key
+    from {{ source('raw', 'batch_rows') }}
+    where batch_id = {{ lit(var('batch_id')) }} and source_table = 'invoices'
+),
+
+source_rows as (
+    select invoices.*
+    from {{ source('raw', 'invoices') }} as invoices
+    inner join batch on batch.row_key = invoices._row_key
+),
+
+renamed as (
+    select
+        invoice_id,
+        nullif(trim(order_id), '') as order_id,
+        customer_id,
+        cast(issued_on as date) as issued_on,
+        cast(due_on as date) as due_on,
+        cast(amount_due as decimal(18, 4)) as amount_due,
+        currency,
+        {{ to_utc_timestamp('updated_at') }} as updated_at,
+        _row_key as row_key
+    from source_rows
+),
+
+versioned as (
+    select
+        *,
+        row_number() over (partition by invoice_id order by updated_at desc, row_key) as version_rank
+    from renamed
+    where updated_at < {{ as_of_cutoff() }}
+)
+
+select invoice_id, order_id, customer_id, issued_on, due_on, amount_due, currency, updated_at
+from versioned
+where version_rank = 1

@@ -1,0 +1,38 @@
+-- Latest valid version of each order as of the month end.
+with batch as (
+    select row_key
+    from {{ source('raw', 'batch_rows') }}
+    where batch_id = {{ lit(var('batch_id')) }} and source_table = 'orders'
+),
+
+source_rows as (
+    select orders.*
+    from {{ source('raw', 'orders') }} as orders
+    inner join batch on batch.row_key = orders._row_key
+),
+
+renamed as (
+    select
+        order_id,
+        customer_id,
+        {{ to_utc_timestamp('ordered_at') }} as ordered_at,
+        status as order_status,
+        currency,
+        cast(amount as decimal(18, 4)) as amount,
+        cast(nullif(trim(cost), '') as decimal(18, 4)) as cost,
+        {{ to_utc_timestamp('updated_at') }} as updated_at,
+        _row_key as row_key
+    from source_rows
+),
+
+versioned as (
+    select
+        *,
+        row_number() over (partition by order_id order by updated_at desc, row_key) as version_rank
+    from renamed
+    where updated_at < {{ as_of_cutoff() }}
+)
+
+select order_id, customer_id, ordered_at, order_status, currency, amount, cost, updated_at
+from versioned
+where version_rank = 1

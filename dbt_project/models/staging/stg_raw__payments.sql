@@ -1,0 +1,35 @@
+-- Latest valid version of each payment as of the month end.
+with batch as (
+    select row_key
+    from {{ source('raw', 'batch_rows') }}
+    where batch_id = {{ lit(var('batch_id')) }} and source_table = 'payments'
+),
+
+source_rows as (
+    select payments.*
+    from {{ source('raw', 'payments') }} as payments
+    inner join batch on batch.row_key = payments._row_key
+),
+
+renamed as (
+    select
+        payment_id,
+        invoice_id,
+        {{ to_utc_timestamp('paid_at') }} as paid_at,
+        cast(amount as decimal(18, 4)) as amount,
+        {{ to_utc_timestamp('updated_at') }} as updated_at,
+        _row_key as row_key
+    from source_rows
+),
+
+versioned as (
+    select
+        *,
+        row_number() over (partition by payment_id order by updated_at desc, row_key) as version_rank
+    from renamed
+    where updated_at < {{ as_of_cutoff() }}
+)
+
+select payment_id, invoice_id, paid_at, amount, updated_at
+from versioned
+where version_rank = 1

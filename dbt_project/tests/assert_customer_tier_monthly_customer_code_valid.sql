@@ -1,0 +1,56 @@
+{{ config(tags=['full_history']) }}
+-- Customer codes (rows made under the current rules): format <tier>-<region>-<scale>-<sequence>-
+-- <check>, tier part = the final tier's code, a valid Luhn check digit, and a sequence number
+-- that belongs to one customer and never changes for that customer. Returns the offending codes.
+{%- set code = rule('customer_code') %}
+{%- set seq_digits = code['sequence_digits'] %}
+{%- set code_pattern = '[0-9]{2}-[0-9]{2}-[0-9]-[0-9]{' ~ seq_digits ~ '}-[0-9]' %}
+with codes as (
+    select
+        customer_id,
+        month,
+        final_tier,
+        customer_code,
+        replace(customer_code, '-', '') as all_digits,
+        split_part(customer_code, '-', 4) as sequence_part
+    from {{ ref('customer_tier_monthly') }}
+    where rule_version = {{ lit(var('rule_version')) }}
+),
+
+checked as (
+    select
+        *,
+        substr(all_digits, 1, {{ 5 + seq_digits }}) as payload
+    from codes
+),
+
+bad_codes as (
+    select customer_id, month, customer_code, 'malformed or wrong tier code or check digit' as problem
+    from checked
+    where not regexp_full_match(customer_code, '{{ code_pattern }}')
+        or substr(customer_code, 1, 2) <> case final_tier
+            {%- for tier, tier_code in code['tier_codes'].items() %} when '{{ tier }}' then '{{ tier_code }}'{% endfor %} end
+        or cast(substr(all_digits, {{ 6 + seq_digits }}, 1) as integer) <> {{ luhn_check_digit('payload', 5 + seq_digits) }}
+),
+
+unstable_sequences as (
+    select customer_id, null::date as month, string_agg(distinct sequence_part, ', ') as customer_code,
+           'customer has several sequence numbers' as problem
+    from codes
+    group by customer_id
+    having count(distinct sequence_part) > 1
+),
+
+shared_sequences as (
+    select string_agg(distinct customer_id, ', ') as customer_id, null::date as month, sequence_part as customer_code,
+           'sequence number shared by several customers' as problem
+    from codes
+    group by sequence_part
+    having count(distinct customer_id) > 1
+)
+
+select * from bad_codes
+union all
+select * from unstable_sequences
+union all
+select * from shared_sequences

@@ -1,0 +1,14 @@
+{{ config(tags=['full_history']) }}
+-- One alert per (month, customer_id, reason_code), and only for a customer-month that exists in
+-- customer_tier_monthly. Returns the offending alerts.
+with alerts as (
+    select month, customer_id, reason_code, count(*) as alert_rows
+    from {{ ref('tier_alerts_monthly') }}
+    group by month, customer_id, reason_code
+)
+
+select alerts.*
+from alerts
+left join {{ ref('customer_tier_monthly') }} as tiers
+    on tiers.customer_id = alerts.customer_id and tiers.month = alerts.month
+where alerts.alert_rows > 1 or tiers.customer_id is null
