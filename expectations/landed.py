@@ -1,0 +1,152 @@
+"""Gate (a) "landed": the extracted batch, after extract_and_land and before load_raw.
+
+Datasets: one per landed table (the landed Parquet file, every column text; empty text read
+as NULL), all rows of the run's as-of extract.
+
+Batch-level checks (severity error in gates.yml, a failure stops the run):
+  columns_present           every column of the source format is there
+  not_empty                 customers and orders have rows
+  row_count_drop            the extracted row count did not drop by more than
+                            `max_row_count_drop_share` against the latest successful run of the
+                            previous month (skipped when that month has no successful run)
+  id_not_null_<col>         the id columns are filled in at least `ids_not_null_mostly` of the rows
+
+Row-level validity (`valid_*`, severity warn, `mostly` = `row_validity_mostly`): the same rules
+the load step enforces row by row in SQL (tiering.load), recorded here as evidence only. A row
+breaking them is quarantined with its reason by load_raw; it does not fail the batch.
+"""
+from __future__ import annotations
+
+import math
+
+import great_expectations as gx
+import pandas as pd
+
+from tiering.landing import read_manifest
+from tiering.runspec import add_months
+from tiering.source import TABLES
+
+E = gx.expectations
+
+# the shapes the load step can parse (tiering.load casts with DuckDB; these regexes are the
+# readable statement of the same contract: ISO 8601 timestamps, YYYY-MM-DD dates, YYYY-MM months,
+# non-negative decimals)
+_DATE = r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])"
+ISO_TIMESTAMP = (rf"^{_DATE}(?:[T ](?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d{{1,9}})?)?)?"
+                 r"(?:Z|[+-](?:[01]\d|2[0-3])(?::?[0-5]\d)?)?$")
+ISO_DATE = rf"^{_DATE}$"
+ISO_MONTH = r"^\d{4}-(?:0[1-9]|1[0-2])$"
+NON_NEGATIVE_DECIMAL = r"^\+?(?:\d+(?:\.\d*)?|\.\d+)$"
+
+
+def previous_extracted_rows(b) -> tuple[str | None, dict[str, int]]:
+    """(run id, {table: extracted rows}) of the latest successful run of the previous month."""
+    previous_month = add_months(b.spec.month, -1)
+    rows = b.query("""
+        select r.run_id, lb.source_table, lb.extracted_rows
+        from audit.load_batches lb
+        join audit.runs r on r.run_id = lb.run_id
+        where r.status = 'success' and r.month = ? and r.run_id <> ?
+        qualify dense_rank() over (order by r.finished_at desc nulls last, r.started_at desc, r.run_id desc) = 1
+    """, [previous_month, b.spec.run_id])
+    if not rows:
+        return None, {}
+    return rows[0][0], {table: count for _, table, count in rows}
+
+
+def _landed_frame(b, name: str, path) -> pd.DataFrame:
+    present = [r[0] for r in b.query("select name from parquet_schema(?) where name is not null", [str(path)])]
+    columns = [c for c in TABLES[name].columns if c in present]
+    select = ", ".join(f"nullif(trim({c}), '') as {c}" for c in columns) or "null as _no_columns"
+    return b.dataset(name, f"select {select} from read_parquet(?)", [str(path)])
+
+
+def build(b) -> None:
+    manifest = read_manifest(b.spec)
+    previous_run, previous = previous_extracted_rows(b)
+    if previous_run is None:
+        b.note(f"row_count_drop not evaluated: no successful run of {add_months(b.spec.month, -1):%Y-%m}")
+    mostly = b.threshold("row_validity_mostly")
+    drop_share = b.threshold("max_row_count_drop_share")
+    reporting_currency = b.rules.data["reporting_currency"]
+    currencies = {reporting_currency}
+    fx = manifest["tables"].get("fx_rates")
+    if fx:
+        currencies |= {r[0] for r in b.query(
+            "select distinct currency from read_parquet(?) where try_cast(rate_to_reporting as decimal(18, 6)) > 0 "
+            "and currency is not null", [str(b.spec.landing_dir / fx["landed_file"])])}
+
+    for name, spec in TABLES.items():
+        landed = manifest["tables"].get(name)
+        if landed is None:
+            if previous.get(name):  # the file existed last month and is gone now: that is a drop too
+                b.frame(name, pd.DataFrame({c: pd.Series([], dtype="str") for c in spec.columns}))
+            else:
+                continue
+        else:
+            _landed_frame(b, name, b.spec.landing_dir / landed["landed_file"])
+        df = b.datasets[name]
+        present = set(df.columns)
+
+        b.expect(name, "columns_present", E.ExpectTableColumnsToMatchSet(column_set=list(spec.columns),
+                                                                         exact_match=False),
+                 f"{name}: every column of the source format is present")
+        if not spec.optional_file:
+            b.expect(name, "not_empty", E.ExpectTableRowCountToBeBetween(min_value=1),
+                     f"{name}: the extract has rows")
+        if previous.get(name):
+            minimum = math.ceil(previous[name] * (1 - drop_share))
+            b.expect(name, "row_count_drop", E.ExpectTableRowCountToBeBetween(min_value=minimum),
+                     f"{name}: at least {minimum} rows: the previous month's run {previous_run} extracted "
+                     f"{previous[name]}, a drop of more than {drop_share:.0%} means a truncated source")
+        for col in spec.key:
+            if col in present:
+                b.expect(name, f"id_not_null_{col}",
+                         E.ExpectColumnValuesToNotBeNull(column=col, mostly=b.threshold("ids_not_null_mostly")),
+                         f"{name}.{col} (id) is filled in")
+
+        # --- row-level validity: evidence only, the load step quarantines the rows ---
+        for col in spec.required:
+            if col in present and col not in spec.key:
+                b.expect(name, f"valid_required_{col}", E.ExpectColumnValuesToNotBeNull(column=col, mostly=mostly),
+                         f"{name}.{col} is required (quarantine rule missing_value)")
+        for col in spec.timestamps:
+            if col in present:
+                b.expect(name, f"valid_timestamp_{col}",
+                         E.ExpectColumnValuesToMatchRegex(column=col, regex=ISO_TIMESTAMP, mostly=mostly),
+                         f"{name}.{col} is an ISO 8601 timestamp (quarantine rule bad_timestamp)")
+        for col in spec.dates:
+            if col in present:
+                b.expect(name, f"valid_date_{col}",
+                         E.ExpectColumnValuesToMatchRegex(column=col, regex=ISO_DATE, mostly=mostly),
+                         f"{name}.{col} is a YYYY-MM-DD date (quarantine rule bad_date)")
+        for col in getattr(spec, "months", ()):
+            if col in present:
+                b.expect(name, f"valid_month_{col}",
+                         E.ExpectColumnValuesToMatchRegex(column=col, regex=ISO_MONTH, mostly=mostly),
+                         f"{name}.{col} is a YYYY-MM month (quarantine rule bad_date)")
+        for col in spec.amounts:
+            if col in present:
+                b.expect(name, f"valid_amount_{col}",
+                         E.ExpectColumnValuesToMatchRegex(column=col, regex=NON_NEGATIVE_DECIMAL, mostly=mostly),
+                         f"{name}.{col} is a non-negative decimal (quarantine rules bad_amount, negative_amount)")
+        for col, allowed in spec.enums.items():
+            if col in present:
+                b.expect(name, f"valid_value_{col}",
+                         E.ExpectColumnValuesToBeInSet(column=col, value_set=list(allowed), mostly=mostly),
+                         f"{name}.{col} is one of {' | '.join(allowed)} (quarantine rule unknown_value)")
+        if "currency" in present and name != "fx_rates":
+            b.expect(name, "valid_currency",
+                     E.ExpectColumnValuesToBeInSet(column="currency", value_set=sorted(currencies), mostly=mostly),
+                     f"{name}.currency is the reporting currency or has fx rates (quarantine rule unknown_currency)")
+        if {"due_on", "issued_on"} <= present:
+            b.expect(name, "valid_due_not_before_issue",
+                     E.ExpectColumnPairValuesAToBeGreaterThanB(column_A="due_on", column_B="issued_on", or_equal=True,
+                                                              ignore_row_if="either_value_is_missing", mostly=mostly),
+                     f"{name}: due_on is not before issued_on (quarantine rule due_before_issue)")
+        version = [*spec.key, "updated_at"] if spec.versioned else list(spec.key)
+        if set(version) <= present and len(version) > 1:
+            b.expect(name, "valid_unique_version",
+                     E.ExpectCompoundColumnsToBeUnique(column_list=version, mostly=mostly),
+                     f"{name}: one row per ({', '.join(version)}); the load quarantines differing rows as "
+                     f"conflicting_versions (exact duplicate lines also count here, they are harmless)")

@@ -1,0 +1,99 @@
+"""Gate (b) "staging": after the dbt staging models (the current run's month only).
+
+Datasets: one per staging table `staging.stg_raw__<table>` (ids, references, updated_at), and
+`load_batches` (this run's rows of audit.load_batches).
+
+Checks (all severity error):
+  <table>.not_empty                  customers and orders have rows when the load loaded some
+  <table>.unique_id                  one row per id (the latest version as of the month end)
+  <table>.<col>_in_<table>           references resolve: order -> customer, invoice -> customer,
+                                     payment -> invoice (the references of tiering.load.REFERENCES;
+                                     rows breaking them must have been quarantined by the load)
+  <table>.updated_before_month_end   no row with updated_at at or after the month end
+  load_batches.rows_accounted_for    loaded + quarantined = extracted, per table
+  load_batches.quarantined_share_<table>
+                                     at most `max_quarantined_share` of the rows were quarantined
+                                     (a whole file in a wrong format is a broken batch, not bad rows)
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import great_expectations as gx
+from great_expectations.expectations.row_conditions import Column
+
+from tiering.load import REFERENCES
+from tiering.source import TABLES
+
+E = gx.expectations
+
+# staging renames a few key columns
+STAGING_KEYS = {"fx_rates": ("currency", "rate_month")}
+
+
+def staging_table(name: str) -> str:
+    return f"stg_raw__{name}"
+
+
+def build(b) -> None:
+    month_end = datetime(b.spec.next_month.year, b.spec.next_month.month, 1, tzinfo=timezone.utc)
+    available = {name: b.columns("staging", staging_table(name)) for name in TABLES}
+    loaded = dict(b.query("select source_table, loaded_rows from audit.load_batches where run_id = ?", [b.spec.run_id]))
+    for name, columns in available.items():
+        if not columns:
+            b.note(f"staging.{staging_table(name)} does not exist: not checked")
+            continue
+        key = [c for c in STAGING_KEYS.get(name, TABLES[name].key) if c in columns]
+        select = [f"t.{c}" for c in key]
+        if "updated_at" in columns:
+            select.append("t.updated_at::timestamptz as updated_at")   # staging may keep naive UTC
+        joins = []
+        references = []
+        for i, (col, ref_table, ref_col, _rule) in enumerate(REFERENCES.get(name, [])):
+            if col not in columns or ref_col not in available.get(ref_table, []):
+                continue
+            alias = f"r{i}"
+            unknown = f"unknown_{col}"
+            select.append(f"case when t.{col} is not null and {alias}.{ref_col} is null then t.{col} end as {unknown}")
+            joins.append(f"left join (select distinct {ref_col} from staging.{staging_table(ref_table)}) {alias} "
+                         f"on {alias}.{ref_col} = t.{col}")
+            references.append((col, ref_table, unknown))
+        if not select:
+            continue
+        b.dataset(name, f"select {', '.join(select)} from staging.{staging_table(name)} t {' '.join(joins)}")
+
+        if not TABLES[name].optional_file and loaded.get(name):
+            b.expect(name, "not_empty", E.ExpectTableRowCountToBeBetween(min_value=1),
+                     f"staging.{staging_table(name)} has rows ({loaded[name]} rows were loaded)")
+        if len(key) == 1:
+            b.expect(name, "unique_id", E.ExpectColumnValuesToBeUnique(column=key[0]),
+                     f"one row per {key[0]} in staging.{staging_table(name)}")
+        elif key:
+            b.expect(name, "unique_id", E.ExpectCompoundColumnsToBeUnique(column_list=key),
+                     f"one row per ({', '.join(key)}) in staging.{staging_table(name)}")
+        for col, ref_table, unknown in references:
+            b.expect(name, f"{col}_in_{ref_table}", E.ExpectColumnValuesToBeNull(column=unknown),
+                     f"every {name}.{col} exists in staging.{staging_table(ref_table)} (the unexpected values "
+                     f"are the unknown ids)")
+        if "updated_at" in columns:
+            b.expect(name, "updated_before_month_end",
+                     E.ExpectColumnValuesToBeBetween(column="updated_at", max_value=month_end, strict_max=True),
+                     f"no {name} row with updated_at at or after the month end {month_end:%Y-%m-%d}")
+
+    b.dataset("load_batches", """
+        select source_table, extracted_rows, loaded_rows, quarantined_rows,
+               extracted_rows - loaded_rows - quarantined_rows as unaccounted_rows,
+               case when extracted_rows > 0 then quarantined_rows / extracted_rows else 0 end as quarantined_share
+        from audit.load_batches where run_id = ? order by source_table""", [b.spec.run_id])
+    batches = b.datasets["load_batches"]
+    b.expect("load_batches", "rows_accounted_for",
+             E.ExpectColumnValuesToBeBetween(column="unaccounted_rows", min_value=0, max_value=0),
+             "every extracted row is either loaded or quarantined (loaded + quarantined = extracted)")
+    b.expect("load_batches", "has_batches", E.ExpectTableRowCountToBeBetween(min_value=1),
+             "load_raw recorded its batches for this run")
+    maximum = b.threshold("max_quarantined_share")
+    for table in batches["source_table"].tolist():
+        b.expect("load_batches", f"quarantined_share_{table}",
+                 E.ExpectColumnMaxToBeBetween(column="quarantined_share", max_value=maximum,
+                                              row_condition=Column("source_table") == table),
+                 f"at most {maximum:.0%} of the extracted {table} rows are quarantined")
