@@ -1,0 +1,60 @@
+"""
+### customer_tiering_monthly
+
+Monthly customer tiering: for the month of the logical date (a run is triggered
+after its month has ended), extract the source as of the month end, land it
+immutably, load it into the DuckDB warehouse (bad rows to `quarantine`), and let
+dbt compute value, ABC tiers, credit grades and final tiers into `marts`.
+
+Configuration only: every task calls one function of the `tiering` package
+(plugins/tiering/pipeline.py) through
+`tiering.airflow_tasks.run_step`. Run conf (all optional for a scheduled run):
+`month` (YYYY-MM), `source_dir` (else `TIERING_SOURCE_DIR`), `warehouse`,
+`rules_path`, `run_id`.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import chain, dag, get_current_context, task
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+from tiering.airflow_tasks import on_task_failure, run_step
+
+# after start_run, in order; each is a function of tiering.pipeline taking the run dict
+STEPS = [
+    "extract_and_land", "gate_landed", "load_raw", "transform_staging", "gate_staging",
+    "transform_marts", "gate_marts", "publish", "finish_run",
+]
+
+DEFAULT_ARGS = {
+    "owner": "data-engineering",
+    "retries": 2,
+    "retry_delay": timedelta(minutes=5),
+    "on_failure_callback": on_task_failure,
+}
+
+
+@dag(
+    dag_id="customer_tiering_monthly",
+    # data interval = the calendar month; the run starts when the month is over and
+    # its logical date is the first day of the month it computes
+    schedule=CronDataIntervalTimetable("0 0 1 * *", timezone="UTC"),
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,  # DuckDB has one writer
+    default_args=DEFAULT_ARGS,
+    tags=["tiering", "dbt", "duckdb", "monthly"],
+    doc_md=__doc__,
+)
+def customer_tiering_monthly():
+    @task
+    def start_run() -> dict:
+        context = get_current_context()
+        return run_step("start_run", context["dag_run"].conf or {}, context["logical_date"])
+
+    run = start_run()
+    chain(run, *[task(task_id=step)(run_step)(step, run) for step in STEPS])
+
+customer_tiering_monthly()

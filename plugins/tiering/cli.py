@@ -1,0 +1,195 @@
+"""`tiering`: the command line of the customer-tiering pipeline.
+
+    tiering demo-data --out DIR [--customers N] [--months N] [--seed S]
+    tiering run       --source DIR --month YYYY-MM [--warehouse FILE] [--rules FILE]
+    tiering backfill  --source DIR --start YYYY-MM --end YYYY-MM [--warehouse FILE] [--rules FILE]
+    tiering explain   --customer ID --month YYYY-MM [--warehouse FILE] [--json]
+    tiering dq-report --month YYYY-MM [--run-id ID] [--warehouse FILE] [--json]
+    tiering query     "SQL" [--warehouse FILE] [--live]
+    tiering dbt       [--month YYYY-MM] -- <dbt command and args>
+
+Exit status 0 on success; otherwise 1 with a one-line reason on stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from tiering.errors import TieringError
+from tiering.settings import DEFAULT_RULES, DEFAULT_WAREHOUSE
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tiering", description="Monthly customer tiering pipeline.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo-data", help="write a deterministic demo source directory")
+    demo.add_argument("--out", required=True, type=Path)
+    demo.add_argument("--customers", type=int, default=500)
+    demo.add_argument("--months", type=int, default=15)
+    demo.add_argument("--seed", type=int, default=42)
+    demo.add_argument("--start", default="2024-01", help="first month of the data (YYYY-MM)")
+    demo.add_argument("--format", choices=("csv", "parquet"), default="csv")
+
+    def warehouse_and_rules(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--warehouse", type=Path, default=DEFAULT_WAREHOUSE, help=f"default {DEFAULT_WAREHOUSE}")
+        p.add_argument("--rules", type=Path, default=DEFAULT_RULES, help=f"default {DEFAULT_RULES}")
+
+    run = sub.add_parser("run", help="run the Airflow DAG for one month")
+    run.add_argument("--source", required=True, type=Path)
+    run.add_argument("--month", required=True)
+    run.add_argument("--restate", action="store_true", help="recompute the month as a restatement")
+    warehouse_and_rules(run)
+
+    backfill = sub.add_parser("backfill", help="run the DAG for every month of a range, oldest first")
+    backfill.add_argument("--source", required=True, type=Path)
+    backfill.add_argument("--start", required=True)
+    backfill.add_argument("--end", required=True)
+    warehouse_and_rules(backfill)
+
+    explain = sub.add_parser("explain", help="why a customer has its tier in a month")
+    explain.add_argument("--customer", required=True)
+    explain.add_argument("--month", required=True)
+    explain.add_argument("--warehouse", type=Path, default=DEFAULT_WAREHOUSE)
+    explain.add_argument("--json", action="store_true", help="machine-readable output")
+    dq = sub.add_parser("dq-report", help="the data quality gate results of a month's latest run")
+    dq.add_argument("--month", required=True)
+    dq.add_argument("--run-id", help="a specific run of the month (default: its latest evaluated run)")
+    dq.add_argument("--warehouse", type=Path, default=DEFAULT_WAREHOUSE)
+    dq.add_argument("--json", action="store_true", help="machine-readable output")
+
+    dbt = sub.add_parser("dbt", help="run any dbt command with the pipeline's vars (e.g. docs generate, test)")
+    dbt.add_argument("--month", help="month for the vars (default: the latest month run)")
+    dbt.add_argument("--warehouse", type=Path, default=DEFAULT_WAREHOUSE)
+    dbt.add_argument("--rules", type=Path, default=DEFAULT_RULES)
+    dbt.add_argument("dbt_args", nargs=argparse.REMAINDER, help="dbt command and arguments, e.g. -- test")
+
+    query = sub.add_parser("query", help="run a read-only SQL query on the published copy BI reads")
+    query.add_argument("sql")
+    query.add_argument("--warehouse", type=Path, default=DEFAULT_WAREHOUSE)
+    query.add_argument("--live", action="store_true", help="query the live warehouse instead (blocks runs)")
+    return parser
+
+
+def cmd_query(args: argparse.Namespace) -> None:
+    import duckdb
+
+    from tiering.publish import published_path
+    from tiering.warehouse import connect
+
+    path = args.warehouse if args.live else published_path(args.warehouse)
+    con = connect(path, read_only=True)
+    try:
+        con.sql(args.sql).show(max_rows=100, max_width=200)
+    except duckdb.Error as exc:
+        raise TieringError(f"query failed on {path}: {str(exc).splitlines()[0]}") from None
+    finally:
+        con.close()
+
+
+def cmd_dbt(args: argparse.Namespace) -> None:
+    from tiering.dbt_runner import latest_run_spec, run_dbt
+    from tiering.rules import load_rules
+
+    dbt_args = [a for a in args.dbt_args if a != "--"] or ["build"]
+    spec = latest_run_spec(args.warehouse, args.rules, args.month)
+    run_dbt(dbt_args[0], spec, load_rules(args.rules), *dbt_args[1:])
+
+
+def cmd_demo_data(args: argparse.Namespace) -> None:
+    from tiering.demo import generate
+    from tiering.runspec import parse_month
+
+    parse_month(args.start)
+    started = time.monotonic()
+    counts = generate(args.out, customers=args.customers, months=args.months, seed=args.seed,
+                      start_month=args.start, fmt=args.format)
+    rows = ", ".join(f"{name}: {n}" for name, n in counts.items())
+    print(f"demo source written to {args.out} in {time.monotonic() - started:.1f} s ({rows})")
+
+
+def _run_months(source: Path, months: list, warehouse: Path, rules_path: Path, restate: bool = False) -> None:
+    from tiering.airflow_runner import run_month
+    from tiering.pipeline import format_summary
+    from tiering.rules import load_rules
+    from tiering.runspec import RunSpec, new_run_id
+    from tiering.source import check_source_dir
+
+    rules = load_rules(rules_path)  # fail before any data is written
+    check_source_dir(source)
+    print(f"rules {rules.version} from {rules_path}; warehouse {warehouse}", flush=True)
+    started = time.monotonic()
+    quarantined = 0
+    for i, month in enumerate(months, 1):
+        spec = RunSpec(month=month, run_id=new_run_id(month), source_dir=source.resolve(),
+                       warehouse=warehouse.resolve(), rules_path=rules_path.resolve(), restate=restate)
+        print(f"[{i}/{len(months)}] {spec.month_text} run {spec.run_id} ...", flush=True)
+        month_started = time.monotonic()
+        summary = run_month(spec)
+        quarantined += sum(summary["quarantined"].values())
+        print(f"[{i}/{len(months)}] {format_summary(summary)}  ({time.monotonic() - month_started:.1f} s)",
+              flush=True)
+    print(f"done: {len(months)} month(s) in {time.monotonic() - started:.1f} s; warehouse {warehouse}")
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from tiering.runspec import parse_month
+
+    _run_months(args.source, [parse_month(args.month)], args.warehouse, args.rules, restate=args.restate)
+
+
+def cmd_backfill(args: argparse.Namespace) -> None:
+    from tiering.runspec import month_range, parse_month
+
+    _run_months(args.source, month_range(parse_month(args.start), parse_month(args.end)), args.warehouse,
+                args.rules)
+
+
+def cmd_explain(args: argparse.Namespace) -> None:
+    from tiering.explain import explain, format_explanation
+    from tiering.runspec import parse_month
+
+    result = explain(args.warehouse, args.customer, parse_month(args.month))
+    print(json.dumps(result, indent=2, default=str) if args.json else format_explanation(result))
+
+
+def cmd_dq_report(args: argparse.Namespace) -> None:
+    from tiering.quality import dq_report, format_dq_report
+    from tiering.runspec import parse_month
+
+    if not args.warehouse.exists():
+        raise TieringError(f"warehouse {args.warehouse} not found; run a month first (tiering run)")
+    rows = dq_report(args.warehouse, parse_month(args.month), args.run_id)
+    if not rows:
+        raise TieringError(f"no data quality results for {args.month} in {args.warehouse}"
+                           + (f" (run {args.run_id})" if args.run_id else "") + "; run the month first")
+    print(json.dumps(rows, indent=2, default=str) if args.json else format_dq_report(rows))
+    if any(not r["success"] and r["severity"] == "error" for r in rows):
+        raise TieringError(f"the quality gates of {args.month} failed (see above)")
+
+
+COMMANDS = {"demo-data": cmd_demo_data, "run": cmd_run, "backfill": cmd_backfill, "explain": cmd_explain,
+            "query": cmd_query, "dbt": cmd_dbt, "dq-report": cmd_dq_report}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except TieringError as exc:
+        print(f"tiering: error: {exc}", file=sys.stderr)
+        return 1
+    except FileNotFoundError as exc:
+        print(f"tiering: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("tiering: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

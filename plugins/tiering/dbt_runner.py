@@ -1,0 +1,122 @@
+"""Run dbt for one month, in this process (dbtRunner).
+
+In-process because importing dbt costs seconds: a backfill's months share one
+import. dbt-duckdb keeps its DuckDB connection open in the process after an
+invocation, which would lock the warehouse for the next step, so every
+invocation is followed by `_close_duckdb()`. The month, the run and the
+validated rules are passed as dbt vars.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from tiering.errors import DbtError
+from tiering.rules import Rules
+from tiering.runspec import RunSpec, add_months
+from tiering.settings import DBT_PROJECT_DIR
+
+
+def dbt_vars(spec: RunSpec, rules: Rules) -> dict:
+    value_window = rules.data["value"]["window_months"]
+    credit_window = rules.data["credit"]["window_months"]
+    return {
+        "month": f"{spec.month}",
+        "next_month": f"{spec.next_month}",
+        "as_of_cutoff": spec.as_of_cutoff,
+        "month_last_day": f"{spec.next_month - timedelta(days=1)}",
+        "value_window_start": f"{add_months(spec.month, 1 - value_window)}",
+        "credit_window_start": f"{add_months(spec.month, 1 - credit_window)}",
+        "run_id": spec.run_id,
+        "batch_id": spec.run_id,
+        "rule_version": rules.version,
+        "rules": rules.data,
+    }
+
+
+def _close_duckdb() -> None:
+    """Close the DuckDB database dbt-duckdb keeps open in this process (releases the file lock)."""
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:  # another adapter
+        return
+    with DuckDBConnectionManager._LOCK:
+        env = DuckDBConnectionManager._ENV
+        DuckDBConnectionManager._ENV = None
+        if env is not None:
+            env.close()
+
+
+# Parsed manifests by rule version: parsing costs seconds and only the rules change what is
+# parsed (every var the models use is rendered again when a node is compiled, at run time),
+# so a backfill parses once and every month's invocations reuse the manifest.
+_MANIFESTS: dict[str, object] = {}
+
+
+def _manifest(rules: Rules, base_args: list[str]):
+    from dbt.cli.main import dbtRunner
+
+    if rules.version not in _MANIFESTS:
+        result = dbtRunner().invoke(["parse", *base_args])
+        _close_duckdb()
+        if not result.success:
+            raise DbtError(f"dbt parse failed: {result.exception or 'see the log above'}")
+        _MANIFESTS[rules.version] = result.result
+    return _MANIFESTS[rules.version]
+
+
+def run_dbt(command: str, spec: RunSpec, rules: Rules, *args: str) -> dict:
+    """`dbt <command> <args>` for the run's month. Raises DbtError naming the failed nodes."""
+    from dbt.cli.main import dbtRunner
+
+    os.environ["TIERING_WAREHOUSE"] = str(Path(spec.warehouse).resolve())
+    os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    os.environ.setdefault("DBT_VERSION_CHECK", "false")
+    base_args = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+                 "--vars", json.dumps(dbt_vars(spec, rules))]
+    started = time.monotonic()
+    try:
+        runner = dbtRunner(manifest=_manifest(rules, base_args)) if command in ("build", "run", "test") \
+            else dbtRunner()
+        result = runner.invoke([command, *base_args, *args])
+    finally:
+        _close_duckdb()
+    seconds = round(time.monotonic() - started, 2)
+    if not result.success:
+        failures = []
+        for node in getattr(result.result, "results", None) or []:
+            status = str(getattr(node.status, "value", node.status))
+            if status in ("error", "fail", "runtime error"):
+                failures.append(f"{node.node.name}: {status} ({(node.message or '').strip()[:300]})")
+        detail = "; ".join(failures) or str(result.exception or "see the task log")
+        raise DbtError(f"dbt {command} failed for {spec.month_text} ({' '.join(args)}): {detail}"[:2000])
+    return {"command": command, "args": list(args), "seconds": seconds}
+
+
+def latest_run_spec(warehouse: Path, rules_path: Path, month: str | None = None) -> RunSpec:
+    """A RunSpec for ad-hoc dbt commands: the given month or the latest successful run's month,
+    reading that run's batch (so staging models see what the run saw)."""
+    from tiering.runspec import parse_month
+    from tiering.warehouse import connect
+
+    row = None
+    if Path(warehouse).exists():
+        con = connect(warehouse, read_only=True)
+        try:
+            sql = "select month, run_id from audit.runs where status = 'success' {} order by month desc, " \
+                  "finished_at desc limit 1"
+            row = (con.execute(sql.format("and month = ?"), [parse_month(month)]).fetchone() if month
+                   else con.execute(sql.format("")).fetchone())
+        except Exception:
+            row = None
+        finally:
+            con.close()
+    if row:
+        chosen, run_id = row
+    else:
+        chosen, run_id = (parse_month(month) if month else parse_month("2024-01")), "adhoc"
+    return RunSpec(month=chosen, run_id=run_id, source_dir=Path("."), warehouse=Path(warehouse),
+                   rules_path=Path(rules_path))

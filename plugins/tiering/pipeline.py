@@ -1,0 +1,208 @@
+"""The steps of one monthly run. Each DAG task calls exactly one function here.
+
+    start_run -> extract_and_land -> gate_landed -> load_raw -> transform_staging
+              -> gate_staging -> transform_marts -> gate_marts -> publish -> finish_run
+
+A failing gate stops the run before `publish`, so what BI reads (the published
+copy) still holds the previous good result.
+
+Every function takes the run as a plain dict (RunSpec.to_conf(), what travels
+between tasks via XCom) and returns a small JSON-able summary.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tiering import landing, load
+from tiering.dbt_runner import run_dbt
+from tiering.rules import load_rules
+from tiering.runspec import RunSpec
+from tiering.source import check_source_dir
+from tiering.warehouse import connect, ensure_schema
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def start_run(conf: dict, logical_date: datetime | None = None) -> dict:
+    """Resolve the run, validate rules and source before any data is written, record the run."""
+    spec = RunSpec.from_conf(conf, logical_date)
+    rules = load_rules(spec.rules_path)          # a bad rules file fails here, nothing written
+    check_source_dir(spec.source_dir)            # so does a missing source directory
+    con = connect(spec.warehouse)
+    try:
+        ensure_schema(con)
+        con.execute("""insert into audit.rule_versions
+                       select ?, ?, ?, ? where not exists
+                       (select 1 from audit.rule_versions where rule_version = ?)""",
+                    [rules.version, rules.data["label"], rules.canonical_json, _now(), rules.version])
+        con.execute("delete from audit.runs where run_id = ?", [spec.run_id])
+        con.execute("insert into audit.runs values (?, ?, ?, 'running', ?, ?, null, ?, ?, null, null)",
+                    [spec.run_id, spec.month, rules.version, str(spec.source_dir), str(spec.landing_dir),
+                     spec.restate, _now()])
+    finally:
+        con.close()
+    print(f"run {spec.run_id}: month {spec.month_text}, rules {rules.version}, source {spec.source_dir}")
+    return spec.to_conf()
+
+
+def extract_and_land(run: dict) -> dict:
+    spec = RunSpec.from_conf(run)
+    manifest = landing.extract_and_land(spec)
+    counts = {name: t["rows"] for name, t in manifest["tables"].items()}
+    print(f"landed {sum(counts.values())} rows in {spec.landing_dir}: {counts}")
+    return counts
+
+
+def load_raw(run: dict) -> dict:
+    spec = RunSpec.from_conf(run)
+    counts = load.load_raw(spec, load_rules(spec.rules_path))
+    for name, c in counts.items():
+        print(f"{name}: extracted {c['extracted']}, loaded {c['loaded']} ({c['new_raw_rows']} new in raw), "
+              f"quarantined {c['quarantined']}")
+    return counts
+
+
+def transform_staging(run: dict) -> dict:
+    spec = RunSpec.from_conf(run)
+    return run_dbt("build", spec, load_rules(spec.rules_path), "--select", "staging")
+
+
+def transform_marts(run: dict) -> dict:
+    spec = RunSpec.from_conf(run)
+    return run_dbt("build", spec, load_rules(spec.rules_path), "--exclude", "staging")
+
+
+def gate_landed(run: dict) -> dict:
+    from tiering.quality import run_gate
+
+    return run_gate("landed", RunSpec.from_conf(run))
+
+
+def gate_staging(run: dict) -> dict:
+    from tiering.quality import run_gate
+
+    return run_gate("staging", RunSpec.from_conf(run))
+
+
+def gate_marts(run: dict) -> dict:
+    from tiering.quality import run_gate
+
+    return run_gate("marts", RunSpec.from_conf(run))
+
+
+def publish(run: dict) -> dict:
+    from tiering.publish import publish_run
+
+    return publish_run(RunSpec.from_conf(run))
+
+
+def finish_run(run: dict) -> dict:
+    """Mark the run successful with the checksum of its inputs, and return the month's summary."""
+    spec = RunSpec.from_conf(run)
+    manifest = landing.read_manifest(spec)
+    checksum = hashlib.sha256(
+        json.dumps({n: t["landed_sha256"] for n, t in sorted(manifest["tables"].items())}).encode()
+    ).hexdigest()
+    con = connect(spec.warehouse)
+    try:
+        con.execute("update audit.runs set status = 'success', finished_at = ?, input_checksum = ? where run_id = ?",
+                    [_now(), checksum, spec.run_id])
+        changed = _record_restatement_diff(con, spec) if spec.restate else None
+    finally:
+        con.close()
+    summary = month_summary(spec)
+    if changed is not None:
+        print(f"restatement of {spec.month_text}: {changed} value(s) differ from the previous run "
+              f"(see audit.restatement_diffs where run_id = '{spec.run_id}')")
+    print(format_summary(summary))
+    return summary
+
+
+RESTATED_COLUMNS = ("net_revenue", "value_rank", "value_tier", "is_key_account", "credit_grade", "final_tier",
+                    "credit_hold", "customer_code")
+
+
+def _record_restatement_diff(con, spec: RunSpec) -> int:
+    """Compare a restated month with the previous successful run of that month, column by column."""
+    con.execute("""create table if not exists audit.restatement_diffs (
+        run_id varchar, previous_run_id varchar, month date, customer_id varchar, column_name varchar,
+        previous_value varchar, restated_value varchar)""")
+    con.execute("delete from audit.restatement_diffs where run_id = ?", [spec.run_id])
+    previous = con.execute("""select run_id from audit.runs where month = ? and status = 'success' and run_id <> ?
+                              order by finished_at desc limit 1""", [spec.month, spec.run_id]).fetchone()
+    if previous is None:
+        return 0
+    unions = " union all ".join(
+        f"select '{c}' as column_name, coalesce(p.customer_id, n.customer_id) as customer_id, "
+        f"cast(p.{c} as varchar) as previous_value, cast(n.{c} as varchar) as restated_value "
+        f"from prev p full join restated n using (customer_id) where p.{c} is distinct from n.{c}"
+        for c in RESTATED_COLUMNS)
+    return con.execute(f"""
+        insert into audit.restatement_diffs
+        with prev as (select * from audit.customer_tier_results where run_id = ?),
+             restated as (select * from audit.customer_tier_results where run_id = ?)
+        select ?, ?, ?, customer_id, column_name, previous_value, restated_value from ({unions})
+    """, [previous[0], spec.run_id, spec.run_id, previous[0], spec.month]).fetchone()[0]
+
+
+def mark_failed(run_id: str, warehouse: str, message: str) -> None:
+    """on_failure_callback: record why the run failed (the CLI prints it)."""
+    con = connect(warehouse)
+    try:
+        ensure_schema(con)
+        con.execute("update audit.runs set status = 'failed', finished_at = ?, message = ? "
+                    "where run_id = ? and status <> 'failed'", [_now(), message[:4000], run_id])
+    finally:
+        con.close()
+
+
+def month_summary(spec: RunSpec) -> dict:
+    con = connect(spec.warehouse, read_only=False)
+    try:
+        tiers = con.execute("""
+            select final_tier, customer_count, net_revenue, revenue_share
+            from marts.tier_summary_monthly where month = ? order by final_tier""", [spec.month]).fetchall()
+        quarantined = con.execute("""
+            select source_table, count(*) from quarantine.rejected_rows where run_id = ?
+            group by 1 order by 1""", [spec.run_id]).fetchall()
+        restated = None
+        if spec.restate:
+            restated = con.execute("select count(*) from audit.restatement_diffs where run_id = ?",
+                                   [spec.run_id]).fetchone()[0]
+    finally:
+        con.close()
+    return {
+        "restatement_changes": restated,
+        "month": spec.month_text,
+        "run_id": spec.run_id,
+        "tiers": [{"tier": t, "customers": n, "net_revenue": float(r), "revenue_share": s} for t, n, r, s in tiers],
+        "quarantined": dict(quarantined),
+    }
+
+
+def format_summary(summary: dict) -> str:
+    parts = [f"{t['tier']}: {t['customers']} customers, {t['revenue_share']:.1%} of revenue" for t in summary["tiers"]]
+    quarantined = sum(summary["quarantined"].values())
+    text = f"{summary['month']}  " + "; ".join(parts) + f"; quarantined rows: {quarantined}"
+    if summary.get("restatement_changes") is not None:
+        text += (f"; restatement: {summary['restatement_changes']} value(s) changed against the previous run "
+                 f"(audit.restatement_diffs)")
+    return text
+
+
+def run_status(spec: RunSpec) -> tuple[str | None, str | None]:
+    """(status, message) of a run in audit.runs."""
+    if not Path(spec.warehouse).exists():
+        return None, None
+    con = connect(spec.warehouse)
+    try:
+        ensure_schema(con)
+        row = con.execute("select status, message from audit.runs where run_id = ?", [spec.run_id]).fetchone()
+    finally:
+        con.close()
+    return (row[0], row[1]) if row else (None, None)
