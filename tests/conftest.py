@@ -1,0 +1,53 @@
+"""Shared test set-up: one Airflow home and one small generated source per session.
+
+The Airflow environment must be set before anything imports airflow, so it is
+set here at import time (pytest imports conftest first).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="tiering-tests-"))
+os.environ["AIRFLOW_HOME"] = str(_SESSION_DIR / "airflow")
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+os.environ.setdefault("DBT_VERSION_CHECK", "false")
+os.environ.pop("TIERING_WAREHOUSE", None)
+os.environ.pop("TIERING_SOURCE_DIR", None)
+
+from tiering.airflow_runner import configure_environment  # noqa: E402
+
+configure_environment()
+
+DEMO_START = "2024-01"
+
+
+@pytest.fixture(scope="session")
+def session_dir() -> Path:
+    return _SESSION_DIR
+
+
+@pytest.fixture(scope="session")
+def demo_source(session_dir: Path) -> Path:
+    """A small deterministic source: 150 customers, 4 months from 2024-01."""
+    from tiering.demo import generate
+
+    out = session_dir / "demo-source"
+    generate(out, customers=150, months=4, seed=7, start_month=DEMO_START)
+    return out
+
+
+def run_steps(run_conf: dict) -> dict:
+    """Run every pipeline step for one month without Airflow (fast path for unit-level tests)."""
+    from tiering import pipeline
+
+    run = pipeline.start_run(run_conf)
+    for step in ("extract_and_land", "gate_landed", "load_raw", "transform_staging", "gate_staging",
+                 "transform_marts", "gate_marts", "publish", "finish_run"):
+        getattr(pipeline, step)(run)
+    return run

@@ -1,0 +1,94 @@
+"""The DAG file imports cleanly, is configured as documented, and stays light to parse."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+
+import pytest
+
+from tiering.settings import PROJECT_ROOT
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
+
+
+@pytest.fixture(scope="module")
+def dag(dagbag):
+    return dagbag.dags["customer_tiering_monthly"]
+
+
+def test_no_import_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert list(dagbag.dag_ids) == ["customer_tiering_monthly"]
+
+
+def test_schedule_tags_retries_catchup(dag):
+    from airflow.timetables.interval import CronDataIntervalTimetable
+
+    assert isinstance(dag.timetable, CronDataIntervalTimetable)
+    assert dag.timetable.summary == "0 0 1 * *"
+    assert dag.catchup is False
+    assert dag.max_active_runs == 1
+    assert {"tiering", "dbt", "monthly"} <= set(dag.tags)
+    assert dag.doc_md and "customer_tiering_monthly" in dag.doc_md
+    for task in dag.tasks:
+        assert task.retries == 2, task.task_id
+        assert task.on_failure_callback, task.task_id
+
+
+def test_task_order(dag):
+    steps = ["start_run", "extract_and_land", "gate_landed", "load_raw", "transform_staging",
+             "gate_staging", "transform_marts", "gate_marts", "publish", "finish_run"]
+    assert sorted(dag.task_ids) == sorted(steps)
+    for before, after in zip(steps, steps[1:]):
+        assert before in dag.get_task(after).upstream_task_ids, (before, after)
+
+
+def test_a_month_is_computed_after_it_ends(dag):
+    """The run for March 2024 has the data interval [March 1, April 1) and starts on April 1."""
+    from airflow.timetables.base import DataInterval
+
+    march = DataInterval(datetime(2024, 3, 1, tzinfo=timezone.utc), datetime(2024, 4, 1, tzinfo=timezone.utc))
+    info = dag.timetable.next_dagrun_info(
+        last_automated_data_interval=DataInterval(datetime(2024, 2, 1, tzinfo=timezone.utc),
+                                                  datetime(2024, 3, 1, tzinfo=timezone.utc)),
+        restriction=_restriction(catchup=True),
+    )
+    assert info.data_interval == march
+    assert info.logical_date == march.start          # the month computed = the logical date's month
+    assert info.run_after == march.end               # triggered once the month is over
+
+
+def test_without_catchup_the_next_run_computes_the_last_complete_month(dag):
+    now = datetime.now(timezone.utc)
+    this_month = datetime(now.year, now.month, 1, tzinfo=timezone.utc)
+    last_month = datetime(now.year - (now.month == 1), (now.month - 2) % 12 + 1, 1, tzinfo=timezone.utc)
+    info = dag.timetable.next_dagrun_info(last_automated_data_interval=None,
+                                          restriction=_restriction(catchup=False))
+    assert (info.data_interval.start, info.data_interval.end) == (last_month, this_month)
+
+
+def _restriction(catchup: bool):
+    from airflow.timetables.base import TimeRestriction
+
+    return TimeRestriction(earliest=datetime(2024, 1, 1, tzinfo=timezone.utc), latest=None, catchup=catchup)
+
+
+def test_dag_import_does_not_touch_the_warehouse_or_dbt():
+    """Importing the DAG file must not import duckdb, dbt, pandas or great_expectations."""
+    code = (
+        "import sys, runpy; runpy.run_path(sys.argv[1]);"
+        "heavy = [m for m in ('duckdb', 'dbt.cli.main', 'great_expectations', 'pyarrow') if m in sys.modules];"
+        "print(','.join(heavy))"
+    )
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", code, str(PROJECT_ROOT / "dags" / "customer_tiering_monthly.py")],
+                          capture_output=True, text=True, check=True)
+    assert proc.stdout.strip().splitlines()[-1:] in ([], [""]), proc.stdout
+    print(f"DAG file import in a fresh interpreter: {time.monotonic() - started:.2f} s (incl. airflow import)")
