@@ -21,12 +21,7 @@ from airflow.sdk import chain, dag, get_current_context, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from tiering.airflow_tasks import on_task_failure, run_step
-
-# after start_run, in order; each is a function of tiering.pipeline taking the run dict
-STEPS = [
-    "extract_and_land", "gate_landed", "load_raw", "transform_staging", "gate_staging",
-    "transform_marts", "gate_marts", "publish", "finish_run",
-]
+from tiering.steps import STEPS  # after start_run, in order; each a function of tiering.pipeline
 
 DEFAULT_ARGS = {
     "owner": "data-engineering",

@@ -46,8 +46,22 @@ def run_steps(run_conf: dict) -> dict:
     """Run every pipeline step for one month without Airflow (fast path for unit-level tests)."""
     from tiering import pipeline
 
+    from tiering.steps import STEPS
+
     run = pipeline.start_run(run_conf)
-    for step in ("extract_and_land", "gate_landed", "load_raw", "transform_staging", "gate_staging",
-                 "transform_marts", "gate_marts", "publish", "finish_run"):
+    for step in STEPS:
         getattr(pipeline, step)(run)
     return run
+
+
+DEMO_WAREHOUSE_MONTHS = ("2024-01", "2024-02", "2024-03", "2024-04")
+
+
+@pytest.fixture(scope="session")
+def demo_warehouse(demo_source: Path, session_dir: Path) -> Path:
+    """The small demo source run for all its months (2024-01..2024-04, without Airflow), once per
+    session. Read it, never write it: tests that change data take their own copy (shutil.copy)."""
+    warehouse = session_dir / "demo-warehouse" / "tiering.duckdb"
+    for month in DEMO_WAREHOUSE_MONTHS:
+        run_steps({"month": month, "source_dir": str(demo_source), "warehouse": str(warehouse)})
+    return warehouse

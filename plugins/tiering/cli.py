@@ -6,6 +6,11 @@
     tiering explain   --customer ID --month YYYY-MM [--warehouse FILE] [--json]
     tiering dq-report --month YYYY-MM [--run-id ID] [--warehouse FILE] [--json]
     tiering query     "SQL" [--warehouse FILE] [--live]
+    tiering export    --month YYYY-MM --out DIR [--warehouse FILE]
+    tiering report    --month YYYY-MM --out FILE.html [--warehouse FILE]
+    tiering publish-postgres --month YYYY-MM [--warehouse FILE] [--dsn DSN]
+    tiering crm-export --month YYYY-MM --format csv|jsonl --out FILE [--include-contact] [--warehouse FILE]
+    tiering backtest-potential --source DIR --calibration-end YYYY-MM --holdout-months N [--rules FILE]
     tiering dbt       [--month YYYY-MM] -- <dbt command and args>
 
 Exit status 0 on success; otherwise 1 with a one-line reason on stderr.
@@ -66,6 +71,37 @@ def _parser() -> argparse.ArgumentParser:
     dbt.add_argument("--warehouse", type=Path, default=DEFAULT_WAREHOUSE)
     dbt.add_argument("--rules", type=Path, default=DEFAULT_RULES)
     dbt.add_argument("dbt_args", nargs=argparse.REMAINDER, help="dbt command and arguments, e.g. -- test")
+
+    export = sub.add_parser("export", help="write a month's marts as Parquet files and a read-only DuckDB file")
+    export.add_argument("--month", required=True)
+    export.add_argument("--out", required=True, type=Path)
+    export.add_argument("--warehouse", type=Path, default=DEFAULT_WAREHOUSE)
+
+    report = sub.add_parser("report", help="write a self-contained HTML report of a month")
+    report.add_argument("--month", required=True)
+    report.add_argument("--out", required=True, type=Path)
+    report.add_argument("--warehouse", type=Path, default=DEFAULT_WAREHOUSE)
+
+    pg = sub.add_parser("publish-postgres", help="(re)publish a month's marts to PostgreSQL (schemas bi, audit)")
+    pg.add_argument("--month", required=True)
+    pg.add_argument("--warehouse", type=Path, default=DEFAULT_WAREHOUSE)
+    pg.add_argument("--dsn", help="PostgreSQL connection (default: $TIERING_BI_DSN)")
+
+    crm = sub.add_parser("crm-export", help="write the month's CRM actions for a CRM bulk import")
+    crm.add_argument("--month", required=True)
+    crm.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    crm.add_argument("--out", required=True, type=Path)
+    crm.add_argument("--include-contact", action="store_true",
+                     help="add name, e-mail and phone (needs a role allowed to read personal data)")
+    crm.add_argument("--warehouse", type=Path, default=DEFAULT_WAREHOUSE)
+
+    backtest = sub.add_parser("backtest-potential", help="fit the potential model on a calibration period "
+                                                        "and compare with the hold-out months")
+    backtest.add_argument("--source", required=True, type=Path)
+    backtest.add_argument("--calibration-end", required=True)
+    backtest.add_argument("--holdout-months", required=True, type=int)
+    backtest.add_argument("--rules", type=Path, default=DEFAULT_RULES)
+    backtest.add_argument("--json", action="store_true", help="machine-readable output")
 
     query = sub.add_parser("query", help="run a read-only SQL query on the published copy BI reads")
     query.add_argument("sql")
@@ -171,8 +207,22 @@ def cmd_dq_report(args: argparse.Namespace) -> None:
         raise TieringError(f"the quality gates of {args.month} failed (see above)")
 
 
+def _delegate(module: str, function: str):
+    """A command implemented in its own module (imported only when that command runs)."""
+    def command(args: argparse.Namespace) -> None:
+        import importlib
+
+        getattr(importlib.import_module(module), function)(args)
+    return command
+
+
 COMMANDS = {"demo-data": cmd_demo_data, "run": cmd_run, "backfill": cmd_backfill, "explain": cmd_explain,
-            "query": cmd_query, "dbt": cmd_dbt, "dq-report": cmd_dq_report}
+            "query": cmd_query, "dbt": cmd_dbt, "dq-report": cmd_dq_report,
+            "export": _delegate("tiering.export", "cli_export"),
+            "report": _delegate("tiering.report", "cli_report"),
+            "publish-postgres": _delegate("tiering.pg_publish", "cli_publish"),
+            "crm-export": _delegate("tiering.crm", "cli_crm_export"),
+            "backtest-potential": _delegate("tiering.potential", "cli_backtest")}
 
 
 def main(argv: list[str] | None = None) -> int:

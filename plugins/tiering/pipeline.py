@@ -1,7 +1,8 @@
 """The steps of one monthly run. Each DAG task calls exactly one function here.
 
-    start_run -> extract_and_land -> gate_landed -> load_raw -> transform_staging
-              -> gate_staging -> transform_marts -> gate_marts -> publish -> finish_run
+    start_run -> extract_and_land -> gate_landed -> load_raw -> transform_staging -> gate_staging
+              -> score_potential -> transform_marts -> gate_marts -> publish -> publish_postgres
+              -> finish_run                                  (the order: tiering.steps.STEPS)
 
 A failing gate stops the run before `publish`, so what BI reads (the published
 copy) still holds the previous good result.
@@ -72,6 +73,13 @@ def transform_staging(run: dict) -> dict:
     return run_dbt("build", spec, load_rules(spec.rules_path), "--select", "staging")
 
 
+def score_potential(run: dict) -> dict:
+    from tiering.potential import score_month
+
+    spec = RunSpec.from_conf(run)
+    return score_month(spec, load_rules(spec.rules_path))
+
+
 def transform_marts(run: dict) -> dict:
     spec = RunSpec.from_conf(run)
     return run_dbt("build", spec, load_rules(spec.rules_path), "--exclude", "staging")
@@ -99,6 +107,12 @@ def publish(run: dict) -> dict:
     from tiering.publish import publish_run
 
     return publish_run(RunSpec.from_conf(run))
+
+
+def publish_postgres(run: dict) -> dict:
+    from tiering.pg_publish import publish_month
+
+    return publish_month(RunSpec.from_conf(run))
 
 
 def finish_run(run: dict) -> dict:

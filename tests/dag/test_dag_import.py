@@ -44,7 +44,8 @@ def test_schedule_tags_retries_catchup(dag):
 
 def test_task_order(dag):
     steps = ["start_run", "extract_and_land", "gate_landed", "load_raw", "transform_staging",
-             "gate_staging", "transform_marts", "gate_marts", "publish", "finish_run"]
+             "gate_staging", "score_potential", "transform_marts", "gate_marts", "publish",
+             "publish_postgres", "finish_run"]
     assert sorted(dag.task_ids) == sorted(steps)
     for before, after in zip(steps, steps[1:]):
         assert before in dag.get_task(after).upstream_task_ids, (before, after)

@@ -21,10 +21,9 @@ from tiering.errors import QualityGateError
 from tiering.publish import published_path
 from tiering.rules import Rules
 from tiering.source import SourceError
+from tiering.steps import STEPS
 
 PREVIOUS, MONTH = "2024-03", "2024-04"
-STEPS = ("extract_and_land", "gate_landed", "load_raw", "transform_staging", "gate_staging",
-         "transform_marts", "gate_marts", "publish", "finish_run")
 
 
 def run_month(source: Path, warehouse: Path, month: str = MONTH) -> dict:

@@ -12,6 +12,8 @@ from tests.conftest import run_steps
 from tests.fixtures.rules import rules_file
 
 MONTH = "2024-04"
+# the small demo has four months of data: thresholds scaled so that all four spend tiers occur
+SPEND = {"a_min": 3000, "b_min": 1500, "c_min": 500}
 CUTOFF = pd.Timestamp("2024-05-01")
 WINDOW_START = pd.Timestamp("2023-05-01")
 
@@ -68,7 +70,8 @@ def pandas_tiers(values: pd.Series, rule_set: str) -> dict[str, str]:
         prior += positive[cid]
     if rule_set == "spend":
         for cid, value in positive.items():
-            tiers[cid] = "A" if value >= 100_000 else "B" if value >= 50_000 else "C" if value >= 20_000 else "D"
+            tiers[cid] = ("A" if value >= SPEND["a_min"] else "B" if value >= SPEND["b_min"]
+                          else "C" if value >= SPEND["c_min"] else "D")
     return tiers
 
 
@@ -80,7 +83,7 @@ def expected_values(demo_source):
 @pytest.mark.parametrize("rule_set", ["pareto", "count", "spend"])
 def test_rule_set_matches_pandas(rule_set, demo_source, expected_values, tmp_path_factory):
     base = tmp_path_factory.mktemp(rule_set)
-    rules = rules_file(base, **{"value.rule_set": rule_set})
+    rules = rules_file(base, **{"value.rule_set": rule_set, "value.spend": SPEND})
     warehouse = base / "tiering.duckdb"
     run_steps({"month": MONTH, "source_dir": str(demo_source), "warehouse": str(warehouse), "rules_path": str(rules)})
     con = duckdb.connect(str(warehouse), read_only=True)
