@@ -1,8 +1,7 @@
 """Gate (c) "marts": after the dbt marts, before publish (for the run's month).
 
-Datasets: the month's rows of customer_tier_monthly, tier_summary_monthly and
-customer_credit_monthly; the previous computed month's customers; the current intervals of
-customer_tier_history; tier_policy; the column names of every marts table; e-mail-like
+Datasets: the month's rows of customer_tier_monthly and tier_summary_monthly; the previous
+computed month's customers; tier_policy; the column names of every marts table; e-mail-like
 values in the marts' text columns.
 
 Checks (severity error unless gates.yml says otherwise):
@@ -10,13 +9,12 @@ Checks (severity error unless gates.yml says otherwise):
   customer_tier_monthly.one_row_per_customer_month
   customer_tier_monthly.every_known_customer        one row per customer of staging customers
   customer_tier_monthly.value_tier_in_set / final_tier_in_set / credit_grade_in_set / movement_in_set
+                                                    (not null and other marts' values: dbt schema tests)
   customer_tier_monthly.a_customers_value_share     pareto rules: A customers (by value_tier) hold at
                                                     least a_share of the value (when there is revenue)
   previous_month_customers.still_present            every customer of the previous computed month
   tier_summary_monthly.revenue_share_sums_to_one    (when the month has revenue; else sums to 0)
   tier_summary_monthly.customer_count_matches       the tiers' customer counts add up to the customers
-  customer_credit_monthly.credit_grade_in_set
-  customer_tier_history.one_current_interval
   tier_policy.tiers
   marts_columns.no_pii_columns                      no column named like personal data (name, email,
                                                     phone, ... see pii_column_tokens in gates.yml)
@@ -77,11 +75,10 @@ def build(b) -> None:
                  f"one row for each of the {known} customers known at the month end (staging)")
     for col, allowed in (("value_tier", TIERS), ("final_tier", TIERS), ("credit_grade", GRADES),
                          ("movement", MOVEMENTS)):
+        # (not null is dbt's schema test of the column: docs/quality.md says who owns which check)
         b.expect("customer_tier_monthly", f"{col}_in_set",
                  E.ExpectColumnValuesToBeInSet(column=col, value_set=list(allowed)),
                  f"{col} is one of {' | '.join(allowed)}")
-        b.expect("customer_tier_monthly", f"{col}_not_null", E.ExpectColumnValuesToNotBeNull(column=col),
-                 f"{col} is always set")
 
     has_revenue = bool((tier_monthly["net_revenue"] > 0).any())
     value = b.rules.data["value"]
@@ -126,17 +123,8 @@ def build(b) -> None:
                                           max_value=len(tier_monthly)),
              f"the tiers' customer counts add up to the {len(tier_monthly)} rows of customer_tier_monthly")
 
-    if b.table_exists("marts", "customer_credit_monthly"):
-        b.dataset("customer_credit_monthly",
-                  "select customer_id, credit_grade from marts.customer_credit_monthly where month = ?", [month])
-        b.expect("customer_credit_monthly", "credit_grade_in_set",
-                 E.ExpectColumnValuesToBeInSet(column="credit_grade", value_set=list(GRADES)),
-                 f"credit_grade is one of {' | '.join(GRADES)}")
-    if b.table_exists("marts", "customer_tier_history"):
-        b.dataset("customer_tier_history",
-                  "select customer_id, final_tier, valid_from from marts.customer_tier_history where is_current")
-        b.expect("customer_tier_history", "one_current_interval", E.ExpectColumnValuesToBeUnique(column="customer_id"),
-                 "at most one current tier interval per customer")
+    # customer_credit_monthly's grades and the history's single current interval are dbt's tests
+    # (accepted_values; assert_customer_tier_history_one_current_row_per_customer): docs/quality.md
     if b.table_exists("marts", "tier_policy"):
         b.dataset("tier_policy", "select tier from marts.tier_policy")
         b.expect("tier_policy", "tiers", E.ExpectColumnDistinctValuesToEqualSet(column="tier", value_set=list(TIERS)),

@@ -27,14 +27,14 @@ checked as (
 bad_codes as (
     select customer_id, month, customer_code, 'malformed or wrong tier code or check digit' as problem
     from checked
-    where not regexp_full_match(customer_code, '{{ code_pattern }}')
+    where not {{ regexp_full_match('customer_code', code_pattern) }}
         or substr(customer_code, 1, 2) <> case final_tier
             {%- for tier, tier_code in code['tier_codes'].items() %} when '{{ tier }}' then '{{ tier_code }}'{% endfor %} end
         or cast(substr(all_digits, {{ 6 + seq_digits }}, 1) as integer) <> {{ luhn_check_digit('payload', 5 + seq_digits) }}
 ),
 
 unstable_sequences as (
-    select customer_id, null::date as month, string_agg(distinct sequence_part, ', ') as customer_code,
+    select customer_id, cast(null as date) as month, {{ distinct_list('sequence_part') }} as customer_code,
            'customer has several sequence numbers' as problem
     from codes
     group by customer_id
@@ -42,7 +42,7 @@ unstable_sequences as (
 ),
 
 shared_sequences as (
-    select string_agg(distinct customer_id, ', ') as customer_id, null::date as month, sequence_part as customer_code,
+    select {{ distinct_list('customer_id') }} as customer_id, cast(null as date) as month, sequence_part as customer_code,
            'sequence number shared by several customers' as problem
     from codes
     group by sequence_part

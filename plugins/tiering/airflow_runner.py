@@ -6,10 +6,12 @@ seconds; later ones are fast, so a backfill runs all its months in one process.
 """
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -30,6 +32,25 @@ def configure_environment() -> Path:
     os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("AIRFLOW__CORE__DAGBAG_IMPORT_ERROR_TRACEBACKS", "True")
     return home
+
+
+@contextmanager
+def home_lock(home: Path):
+    """One `tiering run`/`backfill` at a time per Airflow home: dag.test replaces the DAG run of
+    the same logical date, and the SQLite metadata DB has one writer. A second run waits (and says so)."""
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "tiering-run.lock"
+    with open(path, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another tiering run that uses the Airflow home {home} (lock {path}); "
+                  f"set AIRFLOW_HOME to run in parallel on another warehouse", file=sys.stderr, flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def ensure_metadata_db(home: Path) -> None:
@@ -68,9 +89,11 @@ def run_month(spec: RunSpec) -> dict:
     """Run the DAG for `spec.month`; return the month summary or raise TieringError with the reason."""
     from tiering.pipeline import month_summary, run_status
 
-    dag = get_dag()
-    logical_date = datetime(spec.month.year, spec.month.month, 1, tzinfo=timezone.utc)
-    dag_run = dag.test(logical_date=logical_date, run_conf=spec.to_conf())
+    home = configure_environment()
+    with home_lock(home):
+        dag = get_dag()
+        logical_date = datetime(spec.month.year, spec.month.month, 1, tzinfo=timezone.utc)
+        dag_run = dag.test(logical_date=logical_date, run_conf=spec.to_conf())
     state = str(getattr(dag_run.state, "value", dag_run.state))
     status, message = run_status(spec)
     if state != "success" or status != "success":

@@ -101,3 +101,20 @@ def test_months_out_of_order_give_the_same_result(in_order, demo_source, tmp_pat
     assert _rows(shuffled, history) == _rows(warehouse, history)
     credit = "select * exclude (run_id) from marts.customer_credit_monthly order by customer_id, month"
     assert _rows(shuffled, credit) == _rows(warehouse, credit)
+
+
+def test_customer_codes_are_valid_unique_and_keep_their_sequence(in_order):
+    from tiering.codes import validate_code
+
+    warehouse, _ = in_order
+    rows = _rows(warehouse, "select customer_id, month, customer_code from marts.customer_tier_monthly")
+    assert rows and all(validate_code(code) for _, _, code in rows)
+    for month in MONTHS:
+        codes = [code for _, m, code in rows if m == month]
+        assert len(codes) == len(set(codes)), f"duplicate customer codes in {month}"
+    # the sequence part (4th field) is the customer's for ever, whatever its tier does
+    sequences: dict[str, set[str]] = {}
+    for customer_id, _, code in rows:
+        sequences.setdefault(customer_id, set()).add(code.split("-")[3])
+    assert all(len(s) == 1 for s in sequences.values())
+    assert len({next(iter(s)) for s in sequences.values()}) == len(sequences)
