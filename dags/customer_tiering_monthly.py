@@ -17,11 +17,17 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import chain, dag, get_current_context, task
+from airflow.sdk import Asset, chain, dag, get_current_context, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from tiering.airflow_tasks import on_task_failure, run_step
 from tiering.steps import STEPS  # after start_run, in order; each a function of tiering.pipeline
+
+# Downstream DAGs (e.g. a BI refresh) can be scheduled on this: an event once the month's tier
+# tables are published (PostgreSQL bi when configured, and the read-only DuckDB copy).
+PUBLISHED_TIERS = Asset(name="tiering_published_customer_tier_monthly", uri="tiering://marts/customer_tier_monthly",
+                        group="tiering")
+OUTLETS = {"publish_postgres": [PUBLISHED_TIERS]}
 
 DEFAULT_ARGS = {
     "owner": "data-engineering",
@@ -50,6 +56,6 @@ def customer_tiering_monthly():
         return run_step("start_run", context["dag_run"].conf or {}, context["logical_date"])
 
     run = start_run()
-    chain(run, *[task(task_id=step)(run_step)(step, run) for step in STEPS])
+    chain(run, *[task(task_id=step, outlets=OUTLETS.get(step, []))(run_step)(step, run) for step in STEPS])
 
 customer_tiering_monthly()

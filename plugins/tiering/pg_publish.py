@@ -1,8 +1,453 @@
-"""Publishing the month's marts to PostgreSQL. Placeholder: not implemented yet."""
+"""Publish a month's marts (schema `bi`) and audit trail (schema `audit`) to PostgreSQL.
+
+BI tools and auditors read PostgreSQL, never the DuckDB file: the step reads what it
+needs from the warehouse in one short read-only session, closes it, and only then talks
+to PostgreSQL. Per month and atomic:
+
+    1. COPY every table's rows into a session-private staging table (temp, CSV via Arrow);
+    2. in ONE transaction: delete the month's rows from each target and insert them from
+       staging (bi, audit and pii together), so a reader sees the old month or the new
+       month, never half of one, and never waits (PostgreSQL readers are not blocked by
+       writers).
+
+What is copied, and how each target is replaced:
+
+    bi.<every marts table with a month column>   rows of the month
+    bi.<other marts tables>                       whole table (tier_policy, customer_tier_history)
+    audit.customer_tier_results                   rows of the published run
+    audit.{load_batches,dq_results,restatement_diffs}   rows of the month
+    audit.{runs,rule_versions,run_alerts}         whole table (small)
+    pii.customers                                 upsert by customer_id, newer versions win
+
+Personal data: bi and audit carry no name, e-mail or phone. Every table with a
+customer_id also gets `customer_key`, a keyed pseudonym (tiering.pseudonym) that is
+stable across months. `customer_id` itself stays in bi: it is the internal business id
+(not personal data per CONTRACT.md), account managers act on it, and `customer_code`
+already embeds its sequence, so dropping it would hide nothing. Names, e-mails and
+phones live only in `pii.customers`, which neither reader role can reach.
+
+Connection (first match wins): --dsn, $TIERING_BI_DSN, $TIERING_PG_DSN (compose's
+name), the Airflow connection `tiering_bi`. Nothing configured, or the server not
+reachable: the step is skipped with a message (a DAG run never fails for that).
+Configured and reachable but failing (no database, a permission): TieringError.
+With $TIERING_BI_ADMIN_DSN set, the database and roles are created/updated first
+(deploy/postgres/init/01_roles.sql, the one migration; `ensure_database`).
+"""
 from __future__ import annotations
 
-from tiering.runspec import RunSpec
+import io
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from tiering.errors import TieringError
+from tiering.runspec import RunSpec, parse_month
+from tiering.settings import PROJECT_ROOT
+
+DSN_ENV = "TIERING_BI_DSN"
+LEGACY_DSN_ENV = "TIERING_PG_DSN"          # the name docker-compose.yml sets
+ADMIN_DSN_ENV = "TIERING_BI_ADMIN_DSN"
+AIRFLOW_CONN_ID = "tiering_bi"
+DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+WRITER_ROLE = "tiering_writer"
+ROLES_SQL = PROJECT_ROOT / "deploy" / "postgres" / "init" / "01_roles.sql"
+CONNECT_TIMEOUT_SECONDS = 5
+
+# audit tables copied, and how each one's target rows are chosen
+AUDIT_TABLES = {
+    "runs": "all",
+    "rule_versions": "all",
+    "run_alerts": "all",
+    "load_batches": "month",
+    "dq_results": "month",
+    "restatement_diffs": "month",
+    "customer_tier_results": "run",
+}
+PII_COLUMNS = ("customer_id", "customer_key", "name", "email", "phone", "updated_at")
+PERSONAL_COLUMNS = frozenset({"name", "email", "phone"})
+
+# DuckDB type (prefix) -> PostgreSQL type; anything else is published as text
+_PG_TYPES = {
+    "VARCHAR": "text", "DATE": "date", "BOOLEAN": "boolean", "BIGINT": "bigint", "INTEGER": "integer",
+    "SMALLINT": "smallint", "TINYINT": "smallint", "DOUBLE": "double precision", "FLOAT": "real",
+    "TIMESTAMP WITH TIME ZONE": "timestamptz", "TIMESTAMP": "timestamp", "JSON": "jsonb",
+    "HUGEINT": "numeric", "UBIGINT": "numeric", "UINTEGER": "bigint",
+}
+
+
+class NotReachable(Exception):
+    """No PostgreSQL configured or reachable: the publish step is skipped, never failed."""
+
+
+@dataclass
+class Table:
+    """One table to publish: its rows (Arrow), PostgreSQL column types, and which target rows it replaces."""
+
+    schema: str
+    name: str
+    columns: list[tuple[str, str]]          # (column, PostgreSQL type)
+    rows: object                            # pyarrow.Table
+    scope: str                              # "month" | "run" | "all" | "upsert"
+    indexes: list[str] = field(default_factory=list)
+
+    @property
+    def target(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+# --------------------------------------------------------------------------- connection
+
+def resolve_dsn(explicit: str | None = None) -> tuple[str | None, str]:
+    """(dsn, where it came from); dsn None when nothing is configured."""
+    if explicit:
+        return explicit, "--dsn"
+    for env in (DSN_ENV, LEGACY_DSN_ENV):
+        if os.environ.get(env):
+            return os.environ[env], f"${env}"
+    try:  # an Airflow connection (AIRFLOW_CONN_TIERING_BI, a secrets backend or the metadata DB)
+        from airflow.sdk import BaseHook
+
+        conn = BaseHook.get_connection(AIRFLOW_CONN_ID)
+    except Exception:  # not defined, or no Airflow here: not configured
+        return None, ""
+    from psycopg.conninfo import make_conninfo
+
+    params = {"host": conn.host, "port": conn.port, "user": conn.login, "password": conn.password,
+              "dbname": conn.schema}
+    return make_conninfo(**{k: v for k, v in params.items() if v}), f"Airflow connection {AIRFLOW_CONN_ID}"
+
+
+def redact(dsn: str) -> str:
+    """The DSN without its password, for messages."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        parts = conninfo_to_dict(dsn)
+    except Exception:
+        return "<unparseable DSN>"
+    return (f"postgresql://{parts.get('user', '')}@{parts.get('host', 'localhost')}:{parts.get('port', 5432)}"
+            f"/{parts.get('dbname', '')}")
+
+
+def _check_reachable(dsn: str) -> None:
+    """Raise NotReachable when no server answers at the DSN's host and port (a TCP probe)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    parts = conninfo_to_dict(dsn)
+    host, port = str(parts.get("host") or "localhost"), int(parts.get("port") or 5432)
+    if host.startswith("/"):  # a unix socket directory
+        if not Path(host, f".s.PGSQL.{port}").exists():
+            raise NotReachable(f"no PostgreSQL socket in {host} (port {port})")
+        return
+    try:
+        socket.create_connection((host.split(",")[0], port), timeout=CONNECT_TIMEOUT_SECONDS).close()
+    except OSError as exc:
+        raise NotReachable(f"no PostgreSQL answers at {host}:{port} ({exc})") from exc
+
+
+def _connect(dsn: str, **kwargs):
+    import psycopg
+
+    try:
+        return psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT_SECONDS, **kwargs)
+    except psycopg.OperationalError as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        hint = (f"create it with the admin DSN: set {ADMIN_DSN_ENV} (e.g. {DEFAULT_ADMIN_DSN})"
+                if "does not exist" in str(exc) else "check the DSN, the role's password and pg_hba.conf")
+        raise TieringError(f"cannot connect to PostgreSQL {redact(dsn)}: {reason}; {hint}") from exc
+
+
+# --------------------------------------------------------------------------- migration
+
+def migration_sql() -> str:
+    """deploy/postgres/init/01_roles.sql without psql's backslash commands (plain SQL, run as one batch)."""
+    return "\n".join(line for line in ROLES_SQL.read_text().splitlines() if not line.lstrip().startswith("\\"))
+
+
+def ensure_database(dbname: str = "tiering", admin_dsn: str | None = None) -> None:
+    """Create the database if missing and apply the roles/schemas/grants migration, as the admin DSN.
+
+    Idempotent (a fraction of a second); the same script compose's warehouse-postgres runs on its first start.
+    """
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import make_conninfo
+
+    admin_dsn = admin_dsn or os.environ.get(ADMIN_DSN_ENV) or DEFAULT_ADMIN_DSN
+    try:
+        with _connect(admin_dsn, autocommit=True) as admin:
+            exists = admin.execute("select 1 from pg_database where datname = %s", [dbname]).fetchone()
+            if not exists:
+                admin.execute(sql.SQL("create database {}").format(sql.Identifier(dbname)))
+        with _connect(make_conninfo(admin_dsn, dbname=dbname), autocommit=True) as con:
+            con.execute(migration_sql())
+    except psycopg.Error as exc:
+        raise TieringError(f"cannot set up database {dbname!r} with the admin DSN {redact(admin_dsn)}: "
+                           f"{str(exc).strip()}; the admin role needs CREATEDB and CREATEROLE") from exc
+
+
+# --------------------------------------------------------------------------- reading DuckDB
+
+def _pg_type(duck_type: str) -> str:
+    if duck_type.startswith("DECIMAL"):
+        return duck_type.replace("DECIMAL", "numeric")
+    return _PG_TYPES.get(duck_type, "text")
+
+
+def _select_list(columns: list[tuple[str, str]]) -> str:
+    """Columns as Arrow/CSV can carry them: JSON, lists, structs and the like as text."""
+    native = {"VARCHAR", "DATE", "BOOLEAN", "BIGINT", "INTEGER", "SMALLINT", "TINYINT", "DOUBLE", "FLOAT",
+              "TIMESTAMP", "TIMESTAMP WITH TIME ZONE"}
+    return ", ".join(c if (t in native or t.startswith("DECIMAL")) else f"cast({c} as varchar) as {c}"
+                     for c, t in columns)
+
+
+def _columns(con, schema: str, table: str) -> list[tuple[str, str]]:
+    return con.execute("""select column_name, data_type from information_schema.columns
+                          where table_schema = ? and table_name = ? and table_catalog = current_database()
+                          order by ordinal_position""", [schema, table]).fetchall()
+
+
+def _with_customer_key(rows, columns: list[tuple[str, str]]):
+    """Add `customer_key` right after `customer_id` (HMAC pseudonym, tiering.pseudonym)."""
+    import pyarrow as pa
+
+    from tiering.pseudonym import customer_keys
+
+    names = [c for c, _ in columns]
+    if "customer_id" not in names or "customer_key" in names:
+        return rows, [(c, _pg_type(t)) for c, t in columns]
+    position = names.index("customer_id") + 1
+    keys = pa.array(customer_keys(rows.column("customer_id").to_pylist()), pa.string())
+    pg_columns = [(c, _pg_type(t)) for c, t in columns]
+    pg_columns.insert(position, ("customer_key", "text"))
+    return rows.add_column(position, "customer_key", keys), pg_columns
+
+
+def read_month(warehouse: Path, month: date) -> tuple[str, list[Table]]:
+    """(run_id, tables) of the month from the warehouse, in one short read-only session."""
+    from tiering.warehouse import connect
+
+    if not Path(warehouse).exists():
+        raise TieringError(f"warehouse {warehouse} not found; run the month first (tiering run)")
+    try:
+        con = connect(warehouse, read_only=True)
+    except Exception as exc:  # e.g. a run holds the write lock
+        raise TieringError(f"cannot read {warehouse}: {exc}; retry when the running pipeline step is done") from exc
+    try:
+        found = con.execute("select distinct run_id from marts.customer_tier_monthly where month = ?",
+                            [month]).fetchall() if _columns(con, "marts", "customer_tier_monthly") else []
+        if len(found) != 1:
+            raise TieringError(f"no single result for {month:%Y-%m} in {warehouse} (runs: {len(found)}); "
+                               f"run the month first (tiering run --month {month:%Y-%m})")
+        run_id = found[0][0]
+        tables = []
+        marts = [r[0] for r in con.execute(
+            "select table_name from information_schema.tables where table_schema = 'marts' "
+            "and table_catalog = current_database() order by 1").fetchall()]
+        for name in marts:
+            tables.append(_read_table(con, "marts", name, "bi", month, run_id, scope=None))
+        existing = {r[0] for r in con.execute(
+            "select table_name from information_schema.tables where table_schema = 'audit' "
+            "and table_catalog = current_database()").fetchall()}
+        for name, scope in AUDIT_TABLES.items():
+            if name in existing:
+                tables.append(_read_table(con, "audit", name, "audit", month, run_id, scope))
+        tables.append(_read_pii(con, run_id))
+    finally:
+        con.close()
+    return run_id, tables
+
+
+def _read_table(con, schema: str, name: str, target_schema: str, month: date, run_id: str,
+                scope: str | None) -> Table:
+    columns = _columns(con, schema, name)
+    names = {c for c, _ in columns}
+    personal = names & PERSONAL_COLUMNS
+    if personal:  # the marts gate forbids this already; never let it reach bi/audit
+        raise TieringError(f"{schema}.{name} has personal data columns {sorted(personal)}; not published")
+    scope = scope or ("month" if "month" in names else "all")
+    where, params = {"month": ("where month = ?", [month]), "run": ("where run_id = ?", [run_id]),
+                     "all": ("", [])}[scope]
+    rows = con.sql(f"select {_select_list(columns)} from {schema}.{name} {where}", params=params).to_arrow_table()
+    rows, pg_columns = _with_customer_key(rows, columns)
+    indexes = ["month"] if scope == "month" else ["run_id"] if scope == "run" else []
+    return Table(target_schema, name, pg_columns, rows, scope, indexes)
+
+
+def _read_pii(con, run_id: str) -> Table:
+    """Latest version of each customer's contact data in the run's batch (the rows as of the month end)."""
+    import pyarrow as pa
+
+    from tiering.pseudonym import customer_keys
+
+    rows = con.sql("""
+        with batch_customers as (
+            select customers.*
+            from raw.customers as customers
+            inner join raw.batch_rows as batch
+                on batch.row_key = customers._row_key and batch.source_table = 'customers'
+            where batch.batch_id = ?
+        ),
+        latest_versions as (
+            select customer_id, name, email, phone, cast(updated_at as timestamptz) as updated_at,
+                   row_number() over (partition by customer_id
+                                      order by cast(updated_at as timestamptz) desc, _row_key) as version_rank
+            from batch_customers
+        )
+        select customer_id, name, email, phone, updated_at
+        from latest_versions
+        where version_rank = 1
+        order by customer_id""", params=[run_id]).to_arrow_table()
+    keys = pa.array(customer_keys(rows.column("customer_id").to_pylist()), pa.string())
+    rows = rows.add_column(1, "customer_key", keys)
+    columns = [("customer_id", "text"), ("customer_key", "text"), ("name", "text"), ("email", "text"),
+               ("phone", "text"), ("updated_at", "timestamptz")]
+    return Table("pii", "customers", columns, rows, "upsert")
+
+
+# --------------------------------------------------------------------------- writing PostgreSQL
+
+def _ident(*parts: str):
+    from psycopg import sql
+
+    return sql.Identifier(*parts)
+
+
+def _ensure_target(pg, table: Table) -> None:
+    """Create the target if missing (as tiering_writer, so default privileges grant the readers);
+    add columns that appeared in DuckDB since (older months get NULL there)."""
+    from psycopg import sql
+
+    existing = {r[0]: r[1] for r in pg.execute(
+        "select column_name, data_type from information_schema.columns where table_schema = %s "
+        "and table_name = %s", [table.schema, table.name]).fetchall()}
+    target = _ident(table.schema, table.name)
+    if not existing:
+        defs = [sql.SQL("{} {}").format(_ident(c), sql.SQL(t)) for c, t in table.columns]
+        if table.scope == "upsert":
+            defs[0] = sql.SQL("{} text primary key").format(_ident(table.columns[0][0]))
+        pg.execute(sql.SQL("create table {} ({})").format(target, sql.SQL(", ").join(defs)))
+        for column in table.indexes:
+            pg.execute(sql.SQL("create index {} on {} ({})").format(
+                _ident(f"{table.name}_{column}_idx"), target, _ident(column)))
+        return
+    for column, pg_type in table.columns:
+        if column not in existing:
+            pg.execute(sql.SQL("alter table {} add column {} {}").format(target, _ident(column), sql.SQL(pg_type)))
+
+
+def _stage(pg, table: Table) -> str:
+    """COPY the rows into a temp table of the session; returns its name."""
+    import pyarrow.csv as pacsv
+    from psycopg import sql
+
+    stage = f"stage_{table.schema}_{table.name}"
+    pg.execute(sql.SQL("drop table if exists {}").format(_ident(stage)))
+    pg.execute(sql.SQL("create temp table {} ({})").format(_ident(stage), sql.SQL(", ").join(
+        sql.SQL("{} {}").format(_ident(c), sql.SQL(t)) for c, t in table.columns)))
+    buffer = io.BytesIO()
+    pacsv.write_csv(table.rows, buffer, pacsv.WriteOptions(include_header=False))
+    columns = sql.SQL(", ").join(_ident(c) for c, _ in table.columns)
+    with pg.cursor().copy(sql.SQL("copy {} ({}) from stdin with (format csv)").format(_ident(stage), columns)) as cp:
+        cp.write(buffer.getvalue())
+    return stage
+
+
+def _swap(pg, table: Table, stage: str, month: date, run_id: str) -> None:
+    """Replace the table's rows for the month / run / whole table with the staged ones."""
+    from psycopg import sql
+
+    target = _ident(table.schema, table.name)
+    columns = sql.SQL(", ").join(_ident(c) for c, _ in table.columns)
+    if table.scope == "upsert":
+        updates = sql.SQL(", ").join(sql.SQL("{0} = excluded.{0}").format(_ident(c)) for c, _ in table.columns[1:])
+        pg.execute(sql.SQL("""insert into {target} ({columns}) select {columns} from {stage}
+                              on conflict (customer_id) do update set {updates}
+                              where {target}.updated_at is null or {target}.updated_at <= excluded.updated_at""")
+                   .format(target=target, columns=columns, stage=_ident(stage), updates=updates))
+        return
+    if table.scope == "month":
+        pg.execute(sql.SQL("delete from {} where month = %s").format(target), [month])
+    elif table.scope == "run":
+        pg.execute(sql.SQL("delete from {} where run_id = %s").format(target), [run_id])
+    else:
+        pg.execute(sql.SQL("delete from {}").format(target))
+    pg.execute(sql.SQL("insert into {} ({}) select {} from {}").format(target, columns, columns, _ident(stage)))
+
+
+def write_month(dsn: str, month: date, run_id: str, tables: list[Table]) -> None:
+    """Stage every table, then swap them all in one transaction."""
+    import psycopg
+
+    with _connect(dsn, autocommit=True) as pg:
+        try:
+            user, is_writer = pg.execute("select current_user, pg_has_role(current_user, %s, 'member')",
+                                         [WRITER_ROLE]).fetchone()
+            if user != WRITER_ROLE and is_writer:  # e.g. a superuser: create as the writer all the same
+                pg.execute(f"set role {WRITER_ROLE}")
+            with pg.transaction():
+                for table in tables:
+                    _ensure_target(pg, table)
+            stages = {table.target: _stage(pg, table) for table in tables}
+            with pg.transaction():  # the swap: readers see the whole month or the previous state
+                for table in tables:
+                    _swap(pg, table, stages[table.target], month, run_id)
+        except psycopg.Error as exc:
+            detail = str(exc).strip().splitlines()[0]
+            hint = ("the tables must belong to tiering_writer: connect as tiering_writer (or a member of it)"
+                    if isinstance(exc, psycopg.errors.InsufficientPrivilege) else
+                    f"check {redact(dsn)} and deploy/postgres/init/01_roles.sql")
+            raise TieringError(f"publishing {month:%Y-%m} to PostgreSQL failed: "
+                               f"{type(exc).__name__}: {detail}; {hint}") from exc
+
+
+# --------------------------------------------------------------------------- entry points
+
+def publish(warehouse: Path, month: date, dsn: str | None = None) -> dict:
+    """Publish one month; raises NotReachable when there is nothing to publish to."""
+    dsn, origin = resolve_dsn(dsn)
+    if not dsn:
+        raise NotReachable(f"no PostgreSQL configured: set {DSN_ENV} (e.g. postgresql://tiering_writer@"
+                           f"127.0.0.1:5432/tiering) or an Airflow connection {AIRFLOW_CONN_ID!r}")
+    try:
+        _check_reachable(dsn)
+    except NotReachable as exc:
+        raise NotReachable(f"{exc} (DSN from {origin}: {redact(dsn)}); start PostgreSQL or unset {DSN_ENV}") \
+            from exc
+    admin = os.environ.get(ADMIN_DSN_ENV)
+    if admin:
+        from psycopg.conninfo import conninfo_to_dict
+
+        ensure_database(conninfo_to_dict(dsn).get("dbname") or "tiering", admin)
+    started = time.monotonic()
+    run_id, tables = read_month(warehouse, month)    # DuckDB is closed again before PostgreSQL
+    read_seconds = time.monotonic() - started
+    write_month(dsn, month, run_id, tables)
+    seconds = time.monotonic() - started
+    rows = {t.target: t.rows.num_rows for t in tables}
+    print(f"published {month:%Y-%m} (run {run_id}) to PostgreSQL {redact(dsn)}: {len(tables)} tables, "
+          f"{sum(rows.values())} rows in {seconds:.2f} s (DuckDB read {read_seconds:.2f} s)")
+    return {"dsn": redact(dsn), "month": f"{month:%Y-%m}", "run_id": run_id, "rows": rows,
+            "seconds": round(seconds, 3)}
 
 
 def publish_month(spec: RunSpec) -> dict:
-    return {"skipped": "publishing to PostgreSQL is not implemented yet"}
+    """The DAG step: publish the run's month, or skip (with the reason) when no PostgreSQL is there."""
+    try:
+        return publish(spec.warehouse, spec.month)
+    except NotReachable as exc:
+        message = f"publish_postgres skipped: {exc}"
+        print(message)
+        return {"skipped": str(exc)}
+
+
+def cli_publish(args) -> None:
+    """`tiering publish-postgres --month M [--warehouse FILE] [--dsn DSN]`: asked for explicitly, so no skip."""
+    try:
+        publish(args.warehouse, parse_month(args.month), args.dsn)
+    except NotReachable as exc:
+        raise TieringError(f"cannot publish to PostgreSQL: {exc}") from exc

@@ -93,3 +93,10 @@ def test_dag_import_does_not_touch_the_warehouse_or_dbt():
                           capture_output=True, text=True, check=True)
     assert proc.stdout.strip().splitlines()[-1:] in ([], [""]), proc.stdout
     print(f"DAG file import in a fresh interpreter: {time.monotonic() - started:.2f} s (incl. airflow import)")
+
+
+def test_publish_postgres_declares_the_published_tiers_asset(dag):
+    """Downstream BI refresh DAGs can be scheduled on the published tier tables."""
+    outlets = dag.get_task("publish_postgres").outlets
+    assert [(a.uri, a.group) for a in outlets] == [("tiering://marts/customer_tier_monthly", "tiering")]
+    assert all(not dag.get_task(t).outlets for t in dag.task_ids if t != "publish_postgres")

@@ -1,8 +1,12 @@
 -- Roles, schemas and grants of the BI warehouse (database `tiering`).
 --
--- Run once by the postgres image's entrypoint, as the superuser, on the first
--- start with an empty data volume (files in /docker-entrypoint-initdb.d run in
--- name order). Written to be re-runnable by hand as well:
+-- THE migration of the BI warehouse, applied in two ways:
+--   * compose: by the postgres image's entrypoint, as the superuser, on the first start
+--     with an empty data volume (files in /docker-entrypoint-initdb.d run in name order);
+--   * anywhere else: by `tiering.pg_publish.ensure_database()` (Python, as the admin DSN
+--     TIERING_BI_ADMIN_DSN; it creates the database first if missing), which runs this
+--     file as it is, minus psql's backslash lines. So: plain SQL, no psql variables.
+-- Idempotent: safe to re-run by hand as well:
 --   psql -U postgres -d tiering -f deploy/postgres/init/01_roles.sql
 -- Passwords are NOT set here: 02_passwords.sh sets them from environment
 -- variables, so no secret lives in the repository.
@@ -29,10 +33,16 @@ BEGIN
 END
 $$;
 
--- Only our roles may connect; temp tables for the writer only.
-REVOKE ALL ON DATABASE tiering FROM PUBLIC;
-GRANT CONNECT, TEMPORARY ON DATABASE tiering TO tiering_writer;
-GRANT CONNECT ON DATABASE tiering TO tiering_bi_reader, tiering_auditor;
+-- Only our roles may connect; temp tables for the writer only. The database is the
+-- current one (`tiering` in compose; tests and `tiering.pg_publish.ensure_database`
+-- apply this same script to other database names).
+DO $$
+BEGIN
+    EXECUTE format('REVOKE ALL ON DATABASE %I FROM PUBLIC', current_database());
+    EXECUTE format('GRANT CONNECT, TEMPORARY ON DATABASE %I TO tiering_writer', current_database());
+    EXECUTE format('GRANT CONNECT ON DATABASE %I TO tiering_bi_reader, tiering_auditor', current_database());
+END
+$$;
 
 -- Nothing is published in `public`; nobody but its owner may create there
 -- (already the default since PostgreSQL 15, repeated for clarity).
