@@ -113,7 +113,7 @@ def _bands(obj: dict, key: str, where: str, descending: bool) -> None:
 
 def _validate(data: Any) -> None:
     _keys(data, "", {"label", "reporting_currency", "value", "credit", "matrix",
-                     "credit_hold_grades", "policy", "customer_code", "alerts"})
+                     "credit_hold_grades", "policy", "customer_code", "alerts"}, {"potential"})
     if not isinstance(data["label"], str) or not data["label"].replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise RulesError("'label' must be a short text of letters, digits, '-', '_' or '.'")
     if not (isinstance(data["reporting_currency"], str) and len(data["reporting_currency"]) == 3):
@@ -193,3 +193,19 @@ def _validate(data: Any) -> None:
     _increasing([scales[k] for k in sorted(scales)], "customer_code.scale_min_revenue")
     if not isinstance(code["sequence_digits"], int) or not 4 <= code["sequence_digits"] <= 12:
         raise RulesError("'customer_code.sequence_digits' must be a whole number from 4 to 12")
+    if "potential" in data:
+        _validate_potential(data["potential"])
+
+
+def _validate_potential(section: Any) -> None:
+    """Optional `potential` section (defaults: tiering.potential.DEFAULTS)."""
+    p = _keys(section, "potential", set(), {"enabled", "horizon_months", "penalizer_coef", "min_customers",
+                                            "max_customers"})
+    if "enabled" in p and not isinstance(p["enabled"], bool):
+        raise RulesError("'potential.enabled' must be true or false")
+    for key, lo, hi in (("horizon_months", 1, 60), ("min_customers", 2, None), ("max_customers", 0, None)):
+        if key in p and (isinstance(p[key], bool) or not isinstance(p[key], int)
+                         or p[key] < lo or (hi is not None and p[key] > hi)):
+            raise RulesError(f"'potential.{key}' must be a whole number from {lo}" + (f" to {hi}" if hi else ""))
+    if "penalizer_coef" in p:
+        _number(p, "penalizer_coef", "potential", 0, 10)

@@ -1,0 +1,149 @@
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='month') }}
+-- The CRM hand-off: one row per action the tier policy calls for, per customer and month (kept for
+-- every month computed; `tiering crm-export` writes a month of it for a CRM bulk import). The month's
+-- actions are produced after the month closed and are due from the first day of the next month:
+--   assign_account_manager  the kind of account manager of the final tier changed (or the customer
+--                           is new) and the tier has one (policy account_manager <> 'none')
+--   weekly_contact /        the tier's contact cadence (policy contact_cadence), first contact due
+--   twice_monthly_contact   contact_days after the month's last day
+--   review_due              the tier review falls due (int_customer_review_schedule)
+--   credit_hold             the credit grade puts the customer on credit hold
+--   win_back                the customer lapsed this month (movement 'lapsed')
+--   growth_outreach         growth candidate: value tier B or C with potential tier A
+-- Identifies customers by customer_id (inside the warehouse) and customer_key (pseudonymous, the
+-- only identifier exported); upsert_key is stable per customer and action across months and reruns.
+{%- set contact_actions = {'weekly': 'weekly_contact', 'twice-monthly': 'twice_monthly_contact'} %}
+with tier_month as (
+    select * from {{ ref('customer_tier_monthly') }}
+    where month = {{ month_start() }}
+),
+
+policy as (
+    select * from {{ ref('tier_policy') }}
+),
+
+potential as (
+    select customer_id, potential_tier, growth_candidate, expected_revenue_12m
+    from {{ ref('customer_potential_monthly') }}
+    where month = {{ month_start() }}
+),
+
+reviews as (
+    select * from {{ ref('int_customer_review_schedule') }}
+    where month = {{ month_start() }}
+),
+
+customer_keys as (
+    select * from {{ source('potential', 'customer_keys') }}
+),
+
+customers as (
+    select
+        tier_month.customer_id,
+        customer_keys.customer_key,
+        tier_month.final_tier,
+        tier_month.previous_final_tier,
+        tier_month.value_tier,
+        tier_month.movement,
+        tier_month.credit_grade,
+        tier_month.credit_hold,
+        tier_month.account_manager,
+        previous_policy.account_manager as previous_account_manager,
+        tier_month.contact_cadence,
+        tier_month.contact_days,
+        potential.potential_tier,
+        potential.growth_candidate,
+        potential.expected_revenue_12m,
+        reviews.tier_since,
+        reviews.review_cadence_months,
+        reviews.next_review_date,
+        reviews.review_due
+    from tier_month
+    left join policy as previous_policy on previous_policy.tier = tier_month.previous_final_tier
+    left join potential on potential.customer_id = tier_month.customer_id
+    left join reviews on reviews.customer_id = tier_month.customer_id
+    left join customer_keys on customer_keys.customer_id = tier_month.customer_id
+),
+
+actions as (
+    select
+        *,
+        'assign_account_manager' as action,
+        {{ next_month_start() }} as due_date,
+        'tier ' || final_tier || ' calls for a ' || account_manager || ' account manager'
+            || coalesce(' (was tier ' || previous_final_tier || ', ' || previous_account_manager || ')', ' (new customer)')
+            as reason
+    from customers
+    where account_manager <> 'none' and account_manager is distinct from previous_account_manager
+
+    {%- for cadence, action in contact_actions.items() %}
+
+    union all
+
+    select
+        *,
+        '{{ action }}' as action,
+        cast({{ month_last_day() }} + to_days(cast(contact_days as integer)) as date) as due_date,
+        'tier ' || final_tier || ' policy: {{ cadence }} contact (every ' || contact_days || ' days)' as reason
+    from customers
+    where contact_cadence = {{ lit(cadence) }}
+    {%- endfor %}
+
+    union all
+
+    select
+        *,
+        'review_due' as action,
+        next_review_date as due_date,
+        'tier ' || final_tier || ' since ' || strftime(tier_since, '%Y-%m') || ', reviewed every '
+            || review_cadence_months || ' months' as reason
+    from customers
+    where review_due
+
+    union all
+
+    select
+        *,
+        'credit_hold' as action,
+        {{ next_month_start() }} as due_date,
+        'credit grade ' || credit_grade || ': hold new credit until the balance is settled' as reason
+    from customers
+    where credit_hold
+
+    union all
+
+    select
+        *,
+        'win_back' as action,
+        {{ next_month_start() }} as due_date,
+        'lapsed: no completed order in the value window' || coalesce(' (was tier ' || previous_final_tier || ')', '')
+            as reason
+    from customers
+    where movement = 'lapsed'
+
+    union all
+
+    select
+        *,
+        'growth_outreach' as action,
+        {{ next_month_start() }} as due_date,
+        'value tier ' || value_tier || ' with potential tier ' || potential_tier || ' (expected revenue '
+            || cast(round(expected_revenue_12m, 0) as bigint) || ' over the potential horizon)' as reason
+    from customers
+    where growth_candidate
+)
+
+select
+    {{ month_start() }} as month,
+    customer_id,
+    customer_key,
+    'crm_' || left(sha256(customer_key || '|' || action), 24) as upsert_key,
+    action,
+    final_tier,
+    value_tier,
+    potential_tier,
+    due_date,
+    reason,
+    {{ lit(var('rule_version')) }} as rule_version,
+    {{ lit(var('run_id')) }} as run_id
+from actions
