@@ -28,7 +28,12 @@ setup: $(VENV)/.synced
 demo-data: setup
 	$(BIN)/tiering demo-data --out $(DEMO_SOURCE) --customers $(DEMO_CUSTOMERS) --months $(DEMO_MONTHS) --seed 42
 
+# PostgreSQL publishing (docs/publishing.md): on when a server answers there, else skipped with a message
+TIERING_BI_DSN ?= postgresql://tiering_writer@127.0.0.1:5432/tiering
+TIERING_BI_ADMIN_DSN ?= postgresql://postgres@127.0.0.1:5432/postgres
+
 run: demo-data
+	TIERING_BI_DSN=$(TIERING_BI_DSN) TIERING_BI_ADMIN_DSN=$(TIERING_BI_ADMIN_DSN) \
 	$(BIN)/tiering backfill --source $(DEMO_SOURCE) --start 2024-01 --end 2025-03 --warehouse $(WAREHOUSE)
 	@echo
 	@echo "Results: $(WAREHOUSE) (the live warehouse) and warehouse/published/tiering_bi.duckdb (the read-only copy BI reads)"
@@ -37,14 +42,63 @@ run: demo-data
 	@$(BIN)/tiering query "$(TRY_SQL)"
 	@echo 'Why is a customer in its tier?  $(BIN)/tiering explain --customer C000001 --month 2025-03'
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest -p no:cacheprovider
 
 test-fast: setup
 	$(BIN)/python -m pytest -p no:cacheprovider -m "not e2e"
 
+# The same dbt project on other targets and the DAG under CeleryExecutor (docs/portability.md,
+# docs/executors.md). test-postgres: needs PostgreSQL (TIERING_PG_*, default 127.0.0.1:5432), else skipped.
+# test-spark: installs the optional `spark` group into $(SPARK_VENV) (the main .venv stays as it is).
+# test-celery: needs Redis 127.0.0.1:6379 and PostgreSQL; starts a Celery worker and a scheduler.
+SPARK_VENV := .venv-spark
+.PHONY: test-postgres test-spark test-celery
+test-postgres: setup
+	$(BIN)/python -m pytest -p no:cacheprovider -m postgres
+
+$(SPARK_VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(SPARK_VENV) $(UV) sync --locked --group spark --python $(PYTHON) --quiet
+	@touch $@
+
+test-spark: setup $(SPARK_VENV)/.synced
+	TIERING_TEST_SPARK=1 $(BIN)/python -m pytest -p no:cacheprovider -m spark tests/portability
+
+test-celery: setup
+	TIERING_TEST_CELERY=1 $(BIN)/python -m pytest -p no:cacheprovider -m celery tests/executors
+
+# benchmark: make bench SCALE=XS|S|M|L [BENCH_ARGS="--skip-backfill --memory-limit 1GB"]
+# data and warehouses under /tmp/tiering-bench; results in bench/results/<scale>.json and bench/RESULTS.md
+SCALE ?= S
+BENCH_ARGS ?=
+.PHONY: bench
+bench: setup
+	$(BIN)/python bench/run.py --scale $(SCALE) $(BENCH_ARGS)
+
+.PHONY: browser report-screenshot
+REPORT_MONTH ?= 2025-03
+
+# headless Chromium for the report test and screenshot (Debian chromium + chromium-driver), installed
+# only when missing; if it cannot be installed, make goes on and the browser test is skipped
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif ! command -v apt-get >/dev/null; then echo "warning: no apt-get: install chromium and chromedriver to run the browser test"; \
+	else SUDO=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
+	  echo "installing chromium and chromium-driver (apt-get) for the report test"; \
+	  { $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+	  || echo "warning: could not install chromium/chromium-driver; the browser test will be skipped"; fi
+
+# docs/report.png: the HTML report of the demo's last month (make run first), rendered in headless Chromium
+report-screenshot: setup browser
+	@test -f $(WAREHOUSE) || { echo "no warehouse at $(WAREHOUSE): run 'make run' first"; exit 1; }
+	$(BIN)/tiering report --month $(REPORT_MONTH) --out reports/report-$(REPORT_MONTH).html --warehouse $(WAREHOUSE)
+	$(BIN)/python -m tiering.report screenshot reports/report-$(REPORT_MONTH).html docs/report.png --width 1200
+	@if command -v optipng >/dev/null; then optipng -quiet -o2 docs/report.png; fi
+	@ls -l docs/report.png
+
 docs: setup
 	$(BIN)/tiering dbt docs generate
 
 clean:
-	rm -rf warehouse data .airflow dbt_project/target dbt_project/logs
+	rm -rf warehouse data .airflow dbt_project/target dbt_project/logs dbt_project/target-postgres dbt_project/target-spark

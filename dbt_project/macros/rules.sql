@@ -20,7 +20,7 @@
 {% macro lit(value) %}'{{ value | string | replace("'", "''") }}'{% endmacro %}
 
 {#- Source text timestamp (ISO 8601, with or without offset) to a UTC timestamp. -#}
-{% macro to_utc_timestamp(column) %}cast(cast({{ column }} as timestamptz) as timestamp){% endmacro %}
+{% macro to_utc_timestamp(column) %}{{ utc_timestamp_from_text(column) }}{% endmacro %}
 
 {#- Points of a measure from a band table [[bound, points], ...]: first band whose bound the value
     reaches. `descending` bands are minimums (higher is better), ascending bands are maximums. -#}

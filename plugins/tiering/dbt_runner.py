@@ -81,7 +81,9 @@ def run_dbt(command: str, spec: RunSpec, rules: Rules, *args: str) -> dict:
     try:
         runner = dbtRunner(manifest=_manifest(rules, base_args)) if command in ("build", "run", "test") \
             else dbtRunner()
-        result = runner.invoke([command, *base_args, *args])
+        # dbt's command groups take their subcommand before any option: `dbt docs generate --vars ...`
+        sub = list(args[:1]) if command in ("docs", "source") else []
+        result = runner.invoke([command, *sub, *base_args, *args[len(sub):]])
     finally:
         _close_duckdb()
     seconds = round(time.monotonic() - started, 2)

@@ -1,4 +1,4 @@
-{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='run_id') }}
+{{ replace_by_key_config('run_id') }}
 -- Every (customer, month, run) result ever produced, append-only: a rerun adds its own rows.
 select
     *,

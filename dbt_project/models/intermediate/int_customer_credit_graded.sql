@@ -26,7 +26,7 @@ ratios as (
         case
             when coalesce(measures.overdue_balance, 0) = 0 then 0
             when measures.invoiced_in_window = 0 then 999999
-            else cast(measures.overdue_balance as double) / cast(measures.invoiced_in_window as double)
+            else cast(measures.overdue_balance as {{ double_type() }}) / cast(measures.invoiced_in_window as {{ double_type() }})
         end as overdue_ratio
     from customer_value
     left join measures on measures.customer_id = customer_value.customer_id
@@ -78,9 +78,12 @@ select
     credit_grade,
     is_rated,
     coalesce(oldest_overdue_days >= {{ rule('credit.arrears_dpd') }}, false) as arrears_flag,
-    cast(net_revenue / {{ rule('value.window_months') }} * case credit_grade
+    {%- set monthly_revenue_times_months %}
+    cast(net_revenue as {{ double_type() }}) / {{ rule('value.window_months') }} * case credit_grade
         {%- for grade, months in limits.items() %}
         when '{{ grade }}' then {{ months }}
         {%- endfor %}
-    end as decimal(18, 2)) as suggested_credit_limit
+    end
+    {%- endset %}
+    {{ double_to_decimal(monthly_revenue_times_months, 18, 2) }} as suggested_credit_limit
 from graded

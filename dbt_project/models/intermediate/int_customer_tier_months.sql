@@ -1,4 +1,4 @@
-{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='month') }}
+{{ replace_by_key_config('month') }}
 -- Every month's result per customer, kept for ever: value tier adjusted by credit through the
 -- matrix of the rules file, credit hold, customer code, and what made it (rule version, run).
 -- A rerun of a month replaces that month (the audit schema keeps every run).
@@ -62,7 +62,7 @@ coded as (
         {%- endfor %}
             else '{{ (code["scale_min_revenue"].keys() | sort | first) }}'
         end
-        || lpad(cast(customer_sequence as varchar), {{ seq_digits }}, '0') as code_digits
+        || lpad(cast(customer_sequence as {{ text_type() }}), {{ seq_digits }}, '0') as code_digits
     from final
 )
 
@@ -108,7 +108,7 @@ select
     customer_sequence,
     substr(code_digits, 1, 2) || '-' || substr(code_digits, 3, 2) || '-' || substr(code_digits, 5, 1)
         || '-' || substr(code_digits, 6) || '-'
-        || cast({{ luhn_check_digit('code_digits', 5 + seq_digits) }} as varchar) as customer_code,
+        || cast({{ luhn_check_digit('code_digits', 5 + seq_digits) }} as {{ text_type() }}) as customer_code,
     {{ lit(var('rule_version')) }} as rule_version,
     {{ lit(var('run_id')) }} as run_id
 from coded

@@ -51,11 +51,11 @@ select
     value_in_window.gross_margin,
     case
         when value_in_window.net_revenue > 0
-            then cast(value_in_window.revenue_with_known_cost as double) / cast(value_in_window.net_revenue as double)
+            then cast(value_in_window.revenue_with_known_cost as {{ double_type() }}) / cast(value_in_window.net_revenue as {{ double_type() }})
     end as cost_known_share,
     case
         when value_in_window.order_count > 0
-            then cast(value_in_window.net_revenue / value_in_window.order_count as decimal(18, 4))
+            then {{ double_to_decimal('cast(value_in_window.net_revenue as ' ~ double_type() ~ ') / value_in_window.order_count', 18, 4) }}
     end as avg_order_value,
     cast(order_history.first_order_at as date) as first_order_date,
     cast(order_history.last_order_at as date) as last_order_date,

@@ -55,13 +55,13 @@ select
     coalesce(ranked.ranked_customers, (select count(*) from active_units)) as ranked_customers,
     case
         when ranked.value_rank is not null
-            then cast(ranked.ranking_value as double) / cast(ranked.total_value as double)
+            then cast(ranked.ranking_value as {{ double_type() }}) / cast(ranked.total_value as {{ double_type() }})
         else 0
     end as value_share,
-    cast(ranked.prior_value as double) / cast(ranked.total_value as double) as prior_share,
-    cast(ranked.prior_value + ranked.ranking_value as double) / cast(ranked.total_value as double) as cumulative_share,
+    cast(ranked.prior_value as {{ double_type() }}) / cast(ranked.total_value as {{ double_type() }}) as prior_share,
+    cast(ranked.prior_value + ranked.ranking_value as {{ double_type() }}) / cast(ranked.total_value as {{ double_type() }}) as cumulative_share,
     {%- for dimension in ['recency', 'frequency', 'monetary'] %}
-    cast(floor((ranked.{{ dimension }}_rank - 1) * {{ rule('value.rfm_buckets') }} / cast(ranked.ranked_customers as double)) as integer) + 1
+    cast(floor((ranked.{{ dimension }}_rank - 1) * {{ rule('value.rfm_buckets') }} / cast(ranked.ranked_customers as {{ double_type() }})) as integer) + 1
         as {{ dimension }}_score{{ ',' if not loop.last }}
     {%- endfor %}
 from customer_value

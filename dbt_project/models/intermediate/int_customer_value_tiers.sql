@@ -8,7 +8,7 @@ with ranked as (
 tiered as (
     select
         *,
-        cast(ranking_value * 12 / {{ window_months }} as decimal(18, 4)) as annual_spend,
+        {{ double_to_decimal('cast(ranking_value * 12 as ' ~ double_type() ~ ') / ' ~ window_months, 18, 4) }} as annual_spend,
         case
         {%- if rule_set == 'pareto' %}
             when not is_active then 'C'

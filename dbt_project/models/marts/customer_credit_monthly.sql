@@ -1,4 +1,4 @@
-{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='month') }}
+{{ replace_by_key_config('month') }}
 -- Credit measures and grade per customer and month (kept for every month computed).
 select
     customer_id,

@@ -24,6 +24,6 @@ percentiles as (
 select
     month,
     customer_percentile,
-    cast(customers_up_to as double) / ranked_customers as cumulative_customer_share,
+    cast(customers_up_to as {{ double_type() }}) / ranked_customers as cumulative_customer_share,
     cumulative_revenue_share
 from percentiles

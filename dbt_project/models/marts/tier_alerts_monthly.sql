@@ -55,7 +55,7 @@ alerts as (
     select
         *,
         'value_fell' as reason_code,
-        'net revenue ' || cast(round(previous_net_revenue, 2) as varchar) || ' -> ' || cast(round(net_revenue, 2) as varchar)
+        'net revenue ' || cast(round(previous_net_revenue, 2) as {{ text_type() }}) || ' -> ' || cast(round(net_revenue, 2) as {{ text_type() }})
             as detail
     from watched
     where previous_net_revenue > 0

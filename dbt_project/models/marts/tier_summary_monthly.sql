@@ -23,6 +23,6 @@ select
     active_customer_count,
     key_account_count,
     net_revenue,
-    coalesce(cast(net_revenue as double) / nullif(cast(sum(net_revenue) over (partition by month) as double), 0), 0)
+    coalesce(cast(net_revenue as {{ double_type() }}) / nullif(cast(sum(net_revenue) over (partition by month) as {{ double_type() }}), 0), 0)
         as revenue_share
 from per_tier

@@ -1,0 +1,70 @@
+{#- Dialect differences, one macro each (adapter.dispatch): DuckDB is the default target and
+    its rendering is unchanged; PostgreSQL and Spark get their own spelling. dbt's own
+    cross-database macros (dbt.datediff, dbt.date_trunc, ...) are used directly where they
+    give the same result on every target. docs/portability.md lists what differs and why. -#}
+
+{#- 8-byte floating point. Not dbt.type_float(): that renders `float`, a 4-byte REAL in DuckDB. -#}
+{% macro double_type() -%}{{ return(adapter.dispatch('double_type', 'tiering')()) }}{%- endmacro %}
+{% macro default__double_type() -%}double precision{%- endmacro %}
+{% macro duckdb__double_type() -%}double{%- endmacro %}
+{% macro spark__double_type() -%}double{%- endmacro %}
+
+{#- Unbounded text (casts). -#}
+{% macro text_type() -%}{{ return(adapter.dispatch('text_type', 'tiering')()) }}{%- endmacro %}
+{% macro default__text_type() -%}varchar{%- endmacro %}
+{% macro spark__text_type() -%}string{%- endmacro %}
+
+{#- Source text timestamp (ISO 8601, with or without offset) to a UTC timestamp without time zone.
+    DuckDB: the session time zone is UTC (profile setting), so the cast to timestamp is in UTC.
+    PostgreSQL: explicit `at time zone 'UTC'`, whatever the server's time zone.
+    Spark: the session time zone is UTC (profile server_side_parameters). -#}
+{% macro utc_timestamp_from_text(column) -%}
+    {{ return(adapter.dispatch('utc_timestamp_from_text', 'tiering')(column)) }}
+{%- endmacro %}
+{% macro default__utc_timestamp_from_text(column) -%}cast(cast({{ column }} as timestamptz) as timestamp){%- endmacro %}
+{% macro postgres__utc_timestamp_from_text(column) -%}(cast({{ column }} as timestamptz) at time zone 'UTC'){%- endmacro %}
+{% macro spark__utc_timestamp_from_text(column) -%}cast({{ column }} as timestamp){%- endmacro %}
+
+{#- True when the whole text matches the regular expression. -#}
+{% macro regexp_full_match(column, pattern) -%}
+    {{ return(adapter.dispatch('regexp_full_match', 'tiering')(column, pattern)) }}
+{%- endmacro %}
+{% macro default__regexp_full_match(column, pattern) -%}regexp_full_match({{ column }}, '{{ pattern }}'){%- endmacro %}
+{% macro postgres__regexp_full_match(column, pattern) -%}({{ column }} ~ '^(?:{{ pattern }})$'){%- endmacro %}
+{% macro spark__regexp_full_match(column, pattern) -%}({{ column }} rlike '^(?:{{ pattern }})$'){%- endmacro %}
+
+{#- The distinct values of a text column as one comma-separated text (aggregate; diagnostics only,
+    order unspecified). dbt.listagg has no DISTINCT. -#}
+{% macro distinct_list(column) -%}
+    {{ return(adapter.dispatch('distinct_list', 'tiering')(column)) }}
+{%- endmacro %}
+{% macro default__distinct_list(column) -%}string_agg(distinct {{ column }}, ', '){%- endmacro %}
+{% macro spark__distinct_list(column) -%}array_join(collect_set({{ column }}), ', '){%- endmacro %}
+
+{#- Config of the models kept per month (or per run): delete+insert of the key where the adapter has
+    it (DuckDB, PostgreSQL); on Spark (plain parquet tables, no delete) insert_overwrite of the
+    partition named by the key, which is the same replacement of that month (or run). -#}
+{% macro replace_by_key_config(key) -%}
+    {%- if target.type == 'spark' -%}
+        {{ config(materialized='incremental', incremental_strategy='insert_overwrite', partition_by=[key],
+                  file_format='parquet') }}
+    {%- else -%}
+        {{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key=key) }}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- A double rounded to decimal(precision, scale) the way DuckDB casts it: the nearest decimal of the
+    double's exact value, halves away from zero. PostgreSQL's float8 -> numeric cast first rounds the
+    double to 15 significant digits (93.15499999999999 becomes 93.155, then 93.16) and Spark's to the
+    shortest text of the double (19.954999999999998 becomes 19.955, then 19.96), so both round
+    explicitly (the rounded double's text is then exact at that scale). -#}
+{% macro double_to_decimal(expression, precision, scale) -%}
+    {{ return(adapter.dispatch('double_to_decimal', 'tiering')(expression, precision, scale)) }}
+{%- endmacro %}
+{% macro default__double_to_decimal(expression, precision, scale) -%}
+    cast(sign({{ expression }}) * floor(abs({{ expression }}) * {{ 10 ** scale }} + 0.5) / {{ 10 ** scale }}
+         as decimal({{ precision }}, {{ scale }}))
+{%- endmacro %}
+{% macro duckdb__double_to_decimal(expression, precision, scale) -%}
+    cast({{ expression }} as decimal({{ precision }}, {{ scale }}))
+{%- endmacro %}
