@@ -68,3 +68,11 @@
 {% macro duckdb__double_to_decimal(expression, precision, scale) -%}
     cast({{ expression }} as decimal({{ precision }}, {{ scale }}))
 {%- endmacro %}
+
+{#- sha256 of a text, as lowercase hex #}
+{% macro sha256_hex(expression) -%}
+    {{ return(adapter.dispatch('sha256_hex', 'tiering')(expression)) }}
+{%- endmacro %}
+{% macro default__sha256_hex(expression) -%}sha256({{ expression }}){%- endmacro %}
+{% macro postgres__sha256_hex(expression) -%}encode(sha256(convert_to({{ expression }}, 'UTF8')), 'hex'){%- endmacro %}
+{% macro spark__sha256_hex(expression) -%}sha2({{ expression }}, 256){%- endmacro %}

@@ -58,7 +58,7 @@ DDL = [
     "create schema if not exists potential",
     """create table if not exists potential.customer_potential (
         customer_id varchar not null, month date not null, frequency integer, recency double,
-        T double, monetary double, p_alive double, expected_purchases_12m double,
+        t double, monetary double, p_alive double, expected_purchases_12m double,
         expected_revenue_12m double, horizon_months integer, model varchar, fit_status varchar,
         run_id varchar)""",
     """create table if not exists potential.fit_log (

@@ -44,8 +44,8 @@ COMPARED_MARTS = {
 }
 FLOAT_TOLERANCE = 1e-9
 # What a portability build selects by default: the compared marts with everything upstream, and
-# the other marts and the audit model of the core pipeline. `--all` builds the whole project
-# (models added later are only portable once written with the macros of macros/cross_db.sql).
+# the other marts and the audit model of the core pipeline (`--core-only`). By default the whole
+# project is built (models are portable when written with the macros of macros/cross_db.sql).
 CORE_SELECTION = ("+customer_tier_monthly", "+customer_credit_monthly", "+tier_summary_monthly",
                   "+customer_tier_history", "customer_tier_results", "pareto_curve_monthly",
                   "tier_alerts_monthly", "tier_migration_monthly", "tier_policy")
@@ -429,12 +429,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", required=True, choices=TARGETS)
     parser.add_argument("--warehouse", required=True, type=Path, help="DuckDB warehouse whose months to replay")
     parser.add_argument("--months", nargs="*", help="only these months (YYYY-MM); default: every month")
-    parser.add_argument("--all", action="store_true", help="build the whole project, not only the core models")
+    parser.add_argument("--core-only", action="store_true",
+                        help="build only the core models (CORE_SELECTION), not the whole project")
     parser.add_argument("--test-last-month-only", action="store_true",
                         help="dbt run for the earlier months, dbt build (with tests) for the last one")
     args = parser.parse_args(argv)
     try:
-        summary = run(args.target, args.warehouse, args.months, args.all, not args.test_last_month_only)
+        summary = run(args.target, args.warehouse, args.months, not args.core_only, not args.test_last_month_only)
     except TieringError as exc:
         print(json.dumps({"target": args.target, "error": str(exc)}))
         print(f"error: {exc}", file=sys.stderr)

@@ -33,7 +33,7 @@ def test_marts_on_spark_equal_duckdb(demo_warehouse, tmp_path, monkeypatch):
         pytest.skip("no Java runtime (java on PATH or JAVA_HOME): pyspark needs Java 17")
     monkeypatch.setenv("TIERING_SPARK_WAREHOUSE_DIR", str(tmp_path / "spark"))
     monkeypatch.chdir(tmp_path)  # derby.log and Spark's scratch files
-    summary = replay("spark", demo_warehouse, str(SPARK_PYTHON), "--months", "2024-01", "2024-02")
+    summary = replay("spark", demo_warehouse, str(SPARK_PYTHON), "--months", "2024-01", "2024-02", "--core-only")
     assert "error" not in summary, summary.get("error")
     assert summary["months"] == ["2024-01", "2024-02"]
     assert [b["command"] for b in summary["builds"]] == ["run", "build"]

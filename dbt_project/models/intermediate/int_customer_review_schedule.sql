@@ -22,11 +22,22 @@ interval_starts as (
 current_tier as (
     select
         customer_id,
-        arg_max(final_tier, month) as final_tier,
-        max(month) filter (where starts_interval) as tier_since,
+        max(case when starts_interval then month end) as tier_since,
         max(month) as last_month
     from interval_starts
     group by customer_id
+),
+
+this_month as (
+    select
+        current_tier.customer_id,
+        tier_months.final_tier,
+        current_tier.tier_since
+    from current_tier
+    inner join tier_months
+        on tier_months.customer_id = current_tier.customer_id
+        and tier_months.month = current_tier.last_month
+    where current_tier.last_month = {{ month_start() }}
 ),
 
 with_cadence as (
@@ -39,18 +50,17 @@ with_cadence as (
             when '{{ tier }}' then {{ p['review_cadence_months'] }}
         {%- endfor %}
         end as review_cadence_months,
-        date_diff('month', tier_since, {{ month_start() }}) as months_in_tier
-    from current_tier
-    where last_month = {{ month_start() }}
+        {{ dbt.datediff('tier_since', month_start(), 'month') }} as months_in_tier
+    from this_month
 ),
 
 scheduled as (
     select
         *,
         -- first multiple of the cadence strictly after the month (a cadence of 0 means no review)
-        cast(tier_since + to_months(
-            cast((floor(months_in_tier / nullif(review_cadence_months, 0)) + 1) * review_cadence_months as integer)
-        ) as date) as next_review_date
+        cast({{ dbt.dateadd('month',
+            'cast((floor(months_in_tier / nullif(review_cadence_months, 0)) + 1) * review_cadence_months as integer)',
+            'tier_since') }} as date) as next_review_date
     from with_cadence
 )
 

@@ -83,7 +83,7 @@ actions as (
     select
         *,
         '{{ action }}' as action,
-        cast({{ month_last_day() }} + to_days(cast(contact_days as integer)) as date) as due_date,
+        cast({{ dbt.dateadd('day', 'cast(contact_days as integer)', month_last_day()) }} as date) as due_date,
         'tier ' || final_tier || ' policy: {{ cadence }} contact (every ' || contact_days || ' days)' as reason
     from customers
     where contact_cadence = {{ lit(cadence) }}
@@ -95,7 +95,7 @@ actions as (
         *,
         'review_due' as action,
         next_review_date as due_date,
-        'tier ' || final_tier || ' since ' || strftime(tier_since, '%Y-%m') || ', reviewed every '
+        'tier ' || final_tier || ' since ' || substr(cast(tier_since as {{ text_type() }}), 1, 7) || ', reviewed every '
             || review_cadence_months || ' months' as reason
     from customers
     where review_due
@@ -128,7 +128,7 @@ actions as (
         'growth_outreach' as action,
         {{ next_month_start() }} as due_date,
         'value tier ' || value_tier || ' with potential tier ' || potential_tier || ' (expected revenue '
-            || cast(round(expected_revenue_12m, 0) as bigint) || ' over the potential horizon)' as reason
+            || cast(round(expected_revenue_12m) as bigint) || ' over the potential horizon)' as reason
     from customers
     where growth_candidate
 )
@@ -137,7 +137,7 @@ select
     {{ month_start() }} as month,
     customer_id,
     customer_key,
-    'crm_' || left(sha256(customer_key || '|' || action), 24) as upsert_key,
+    'crm_' || left({{ sha256_hex("customer_key || '|' || action") }}, 24) as upsert_key,
     action,
     final_tier,
     value_tier,

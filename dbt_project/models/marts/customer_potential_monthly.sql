@@ -73,7 +73,7 @@ select
     tier_month.final_tier,
     predictions.frequency,
     predictions.recency as recency_days,
-    predictions.T as age_days,
+    predictions.t as age_days,  -- the model's T (lower case: portable)
     predictions.monetary,
     predictions.p_alive,
     predictions.expected_purchases_12m,
