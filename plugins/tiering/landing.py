@@ -52,7 +52,7 @@ def extract_and_land(spec: RunSpec) -> dict:
             if path is None:
                 continue
             rows = extract_as_of(con, table_spec, path, spec.as_of_cutoff)
-            rows = rows.append_column("_source_file", pa.array([path.name] * rows.num_rows, pa.string()))
+            rows = rows.append_column("_source_file", pa.repeat(pa.scalar(path.name, pa.string()), rows.num_rows))
             out = staging / f"{name}.parquet"
             pq.write_table(rows, out, compression="zstd")
             tables[name] = {

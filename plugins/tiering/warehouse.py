@@ -5,6 +5,7 @@ pipeline writes before and after dbt. All DDL is idempotent.
 """
 from __future__ import annotations
 
+import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -65,6 +66,12 @@ def connect(path: Path | str, read_only: bool = False, retries: int = 20) -> duc
                 raise
             time.sleep(0.5)
     con.execute("set TimeZone = 'UTC'")
+    # the same DuckDB resource settings as dbt's profile (dbt_project/profiles.yml), when set
+    for setting, env in (("threads", "TIERING_DUCKDB_THREADS"), ("memory_limit", "TIERING_DUCKDB_MEMORY_LIMIT"),
+                         ("temp_directory", "TIERING_DUCKDB_TEMP_DIRECTORY")):
+        value = os.environ.get(env)
+        if value and str(con.execute(f"select current_setting('{setting}')").fetchone()[0]) != value:
+            con.execute(f"set {setting} = '{value}'")  # temp_directory: once per database instance
     return con
 
 

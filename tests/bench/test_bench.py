@@ -1,0 +1,79 @@
+"""The benchmark (bench/run.py) at scale XS: one month through the real DAG, the single-query and
+pandas baselines, the DAG parse timer; every customer's value tier must agree across the three."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("tiering_bench_run", ROOT / "bench" / "run.py")
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def xs_results(tmp_path_factory) -> dict:
+    work = tmp_path_factory.mktemp("bench-xs")
+    out = work / "out"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--scale", "XS", "--work", str(work / "XS"),
+         "--out", str(out), "--results-md", str(work / "RESULTS.md"), "--only", "month,sql,pandas,parse",
+         "--airflow-home", os.environ["AIRFLOW_HOME"], "--timeout", "300"],
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return {"json": json.loads((out / "XS.json").read_text()), "md": (work / "RESULTS.md").read_text(),
+            "stdout": proc.stdout}
+
+
+def test_xs_bench_agreement_and_fields(xs_results):
+    results = xs_results["json"]
+    assert results["scale"] == "XS" and results["customers"] == 300 and results["month"] == "2024-02"
+    assert results["source"]["rows"]["orders.parquet"] > 5000
+    assert results["agreement"]["passed"] is True
+    pairs = {p["pair"]: p for p in results["agreement"]["pairs"]}
+    assert set(pairs) == {"pipeline vs sql", "pipeline vs pandas", "sql vs pandas"}
+    for pair in pairs.values():
+        assert pair["agree"] and pair["different_tier"] == 0 and pair["only_in_one"] == 0
+        assert pair["customers"] >= 300          # every customer known at the month end
+    counts = results["agreement"]["tier_counts"]
+    assert counts["pipeline"] == counts["sql"] == counts["pandas"]
+    assert set(counts["pipeline"]) == {"A", "B", "C"}
+
+    month = results["scenarios"]["month"]
+    stages = month["months"][0]["stages_s"]
+    assert set(stages) == {"extract_land", "load", "dbt", "ge", "publish", "other", "airflow_overhead"}
+    assert all(v >= 0 for k, v in stages.items() if k != "airflow_overhead")
+    assert month["peak_rss_mb"] > 50 and month["months"][0]["wall_s"] > stages["dbt"] > 0
+    assert results["scenarios"]["sql"]["seconds"] > 0 and results["scenarios"]["pandas"]["seconds"] > 0
+    assert results["scenarios"]["parse"]["dags"] == ["customer_tiering_monthly"]
+    assert results["scenarios"]["parse"]["dag_parse_s"] < 1.0
+    summary = results["summary"]
+    assert summary["dbt_over_single_query"] > 0 and summary["dbt_over_pandas"] > 0
+    assert "<!-- bench:XS:begin -->" in xs_results["md"] and "**PASS**" in xs_results["md"]
+
+
+def test_compare_reports_every_kind_of_mismatch():
+    result = bench.compare("a", {"C1": "A", "C2": "B", "C3": "C"}, "b", {"C1": "A", "C2": "C", "C4": "C"})
+    assert result["agree"] is False
+    assert result["different_tier"] == 1 and result["only_in_one"] == 2
+    assert ("C2", "B", "C") in result["examples"]
+    assert bench.compare("a", {"C1": "A"}, "b", {"C1": "A"})["agree"] is True
+
+
+def test_results_md_section_is_replaced_not_duplicated(tmp_path):
+    path = tmp_path / "RESULTS.md"
+    path.write_text("# Benchmark results\n\nintro kept\n")
+    bench.update_results_md(path, "S", "first table\n")
+    bench.update_results_md(path, "M", "m table\n")
+    bench.update_results_md(path, "S", "second table\n")
+    text = path.read_text()
+    assert "intro kept" in text and "m table" in text and "second table" in text
+    assert "first table" not in text and text.count("<!-- bench:S:begin -->") == 1
