@@ -25,7 +25,7 @@ def explain(warehouse: Path, customer_id: str, month: date) -> dict:
     try:
         result = _one(con, """
             select m.*, t.ranked_customers, t.tier_rule, t.annual_spend, t.credit_score, t.gross_margin,
-                   t.first_order_date, t.last_order_date
+                   t.first_order_date, t.last_order_date, t.rule_tier, t.is_tier_held
             from marts.customer_tier_monthly m
             join intermediate.int_customer_tier_months t using (customer_id, month)
             where m.customer_id = ? and m.month = ?""", [customer_id, month])
@@ -84,6 +84,11 @@ def format_explanation(result: dict) -> str:
         f"  rule set         {c['rule_set']}: {c['tier_rule']}",
         f"  thresholds       {json.dumps(result['thresholds'])}",
         f"  key account      {c['is_key_account']}",
+    ]
+    if c.get("is_tier_held"):
+        lines.append(f"  hysteresis       rule tier this month {c['rule_tier']}; value tier {c['value_tier']} held "
+                     f"(value.downgrade_after_months: a downgrade waits for consecutive months below)")
+    lines += [
         "",
         "credit",
         f"  grade {credit.get('credit_grade', '-')}, score {_fmt(credit.get('credit_score'))}, "

@@ -120,7 +120,12 @@ def _validate(data: Any) -> None:
         raise RulesError("'reporting_currency' must be a 3-letter currency code")
 
     value = _keys(data["value"], "value", {"window_months", "rule_set", "pareto", "count", "spend",
-                                           "key_account_share", "rfm_buckets", "group_accounts"})
+                                           "key_account_share", "rfm_buckets", "group_accounts"},
+                  {"downgrade_after_months"})
+    value.setdefault("downgrade_after_months", 1)
+    if isinstance(value["downgrade_after_months"], bool) or not isinstance(value["downgrade_after_months"], int) \
+            or not 1 <= value["downgrade_after_months"] <= 24:
+        raise RulesError("'value.downgrade_after_months' must be a whole number of months from 1 (no hysteresis) to 24")
     if not isinstance(value["group_accounts"], bool):
         raise RulesError("'value.group_accounts' must be true or false")
     if not isinstance(value["window_months"], int) or not 1 <= value["window_months"] <= 120:

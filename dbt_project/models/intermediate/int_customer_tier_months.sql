@@ -2,11 +2,45 @@
 -- Every month's result per customer, kept for ever: value tier adjusted by credit through the
 -- matrix of the rules file, credit hold, customer code, and what made it (rule version, run).
 -- A rerun of a month replaces that month (the audit schema keeps every run).
+-- Optional hysteresis (value.downgrade_after_months = N > 1): rule_tier is the rule set's tier
+-- this month; an active customer keeps as value_tier the best rule_tier of its last N computed
+-- months (this one included), so a downgrade takes effect once the rule tier has been lower for
+-- N consecutive months; upgrades, and customers without value, at once. The earlier months come
+-- from this table itself (every month is kept), so run months in order when N > 1.
 {%- set matrix = rule('matrix') %}
+{%- set hold_months = rule('value.downgrade_after_months') %}
 {%- set code = rule('customer_code') %}
 {%- set seq_digits = code['sequence_digits'] %}
-with value_tiers as (
+with rule_tiers as (
     select * from {{ ref('int_customer_value_tiers') }}
+),
+
+earlier_best as (
+    -- the best rule tier of each customer in its previous N - 1 computed months
+{%- if hold_months > 1 and is_incremental() %}
+    select customer_id, min(rule_tier) as best_earlier_rule_tier
+    from {{ this }}
+    where month < {{ month_start() }}
+        and month >= {{ dbt.dateadd('month', 1 - hold_months, month_start()) }}
+    group by customer_id
+{%- else %}
+    select customer_id, cast(null as {{ text_type() }}) as best_earlier_rule_tier
+    from rule_tiers
+    where 1 = 0
+{%- endif %}
+),
+
+value_tiers as (
+    select
+        rule_tiers.*,
+        rule_tiers.value_tier as rule_tier,
+        case
+            when rule_tiers.is_active and earlier_best.best_earlier_rule_tier < rule_tiers.value_tier
+                then earlier_best.best_earlier_rule_tier
+            else rule_tiers.value_tier
+        end as held_value_tier
+    from rule_tiers
+    left join earlier_best on earlier_best.customer_id = rule_tiers.customer_id
 ),
 
 credit as (
@@ -22,7 +56,7 @@ matrix as (
         value_tiers.*,
         credit.credit_grade,
         credit.credit_score,
-        case value_tiers.value_tier
+        case value_tiers.held_value_tier
         {%- for tier, row in matrix.items() %}
             when '{{ tier }}' then case credit.credit_grade
             {%- for grade, final_tier in row.items() %} when '{{ grade }}' then '{{ final_tier }}'{% endfor %} end
@@ -91,7 +125,9 @@ select
     prior_share,
     cumulative_share,
     annual_spend,
-    value_tier,
+    rule_tier,
+    held_value_tier as value_tier,
+    held_value_tier <> rule_tier as is_tier_held,
     is_key_account,
     is_active,
     rule_set,
