@@ -1,15 +1,8 @@
 -- Latest valid version of each customer as of the month end. Personal data (name, email,
 -- phone) is deliberately not selected: it never leaves the raw schema.
-with batch as (
-    select row_key
-    from {{ source('raw', 'batch_rows') }}
-    where batch_id = {{ lit(var('batch_id')) }} and source_table = 'customers'
-),
-
-source_rows as (
-    select customers.*
-    from {{ source('raw', 'customers') }} as customers
-    inner join batch on batch.row_key = customers._row_key
+with source_rows as (
+    -- this run's batch of raw.customers
+    {{ run_batch_rows('customers') }}
 ),
 
 renamed as (

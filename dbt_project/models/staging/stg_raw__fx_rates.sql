@@ -1,14 +1,7 @@
 -- Monthly fx rates to the reporting currency (no versions: one row per currency and month).
-with batch as (
-    select row_key
-    from {{ source('raw', 'batch_rows') }}
-    where batch_id = {{ lit(var('batch_id')) }} and source_table = 'fx_rates'
-),
-
-source_rows as (
-    select fx_rates.*
-    from {{ source('raw', 'fx_rates') }} as fx_rates
-    inner join batch on batch.row_key = fx_rates._row_key
+with source_rows as (
+    -- this run's batch of raw.fx_rates
+    {{ run_batch_rows('fx_rates') }}
 ),
 
 renamed as (

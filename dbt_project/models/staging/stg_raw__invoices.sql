@@ -1,14 +1,7 @@
 -- Latest valid version of each invoice as of the month end.
-with batch as (
-    select row_key
-    from {{ source('raw', 'batch_rows') }}
-    where batch_id = {{ lit(var('batch_id')) }} and source_table = 'invoices'
-),
-
-source_rows as (
-    select invoices.*
-    from {{ source('raw', 'invoices') }} as invoices
-    inner join batch on batch.row_key = invoices._row_key
+with source_rows as (
+    -- this run's batch of raw.invoices
+    {{ run_batch_rows('invoices') }}
 ),
 
 renamed as (

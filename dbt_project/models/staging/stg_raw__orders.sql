@@ -1,14 +1,7 @@
 -- Latest valid version of each order as of the month end.
-with batch as (
-    select row_key
-    from {{ source('raw', 'batch_rows') }}
-    where batch_id = {{ lit(var('batch_id')) }} and source_table = 'orders'
-),
-
-source_rows as (
-    select orders.*
-    from {{ source('raw', 'orders') }} as orders
-    inner join batch on batch.row_key = orders._row_key
+with source_rows as (
+    -- this run's batch of raw.orders
+    {{ run_batch_rows('orders') }}
 ),
 
 renamed as (

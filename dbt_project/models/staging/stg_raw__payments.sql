@@ -1,14 +1,7 @@
 -- Latest valid version of each payment as of the month end.
-with batch as (
-    select row_key
-    from {{ source('raw', 'batch_rows') }}
-    where batch_id = {{ lit(var('batch_id')) }} and source_table = 'payments'
-),
-
-source_rows as (
-    select payments.*
-    from {{ source('raw', 'payments') }} as payments
-    inner join batch on batch.row_key = payments._row_key
+with source_rows as (
+    -- this run's batch of raw.payments
+    {{ run_batch_rows('payments') }}
 ),
 
 renamed as (

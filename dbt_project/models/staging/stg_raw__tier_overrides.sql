@@ -1,14 +1,7 @@
 -- Latest valid version of each manual tier override as of the month end.
-with batch as (
-    select row_key
-    from {{ source('raw', 'batch_rows') }}
-    where batch_id = {{ lit(var('batch_id')) }} and source_table = 'tier_overrides'
-),
-
-source_rows as (
-    select tier_overrides.*
-    from {{ source('raw', 'tier_overrides') }} as tier_overrides
-    inner join batch on batch.row_key = tier_overrides._row_key
+with source_rows as (
+    -- this run's batch of raw.tier_overrides
+    {{ run_batch_rows('tier_overrides') }}
 ),
 
 renamed as (
