@@ -38,7 +38,7 @@ run: demo-data
 	@echo
 	@echo "Results: $(WAREHOUSE) (the live warehouse) and warehouse/published/tiering_bi.duckdb (the read-only copy BI reads)"
 	@echo "A query to try:"
-	@echo '  $(BIN)/tiering query "$(TRY_SQL)"'
+	@echo "  $(BIN)/tiering query \"$(TRY_SQL)\""
 	@$(BIN)/tiering query "$(TRY_SQL)"
 	@echo 'Why is a customer in its tier?  $(BIN)/tiering explain --customer C000001 --month 2025-03'
 
