@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-import duckdb
 import pytest
 
+from tests.fixtures.warehouse import query as _rows
 from tiering.airflow_runner import run_month
 from tiering.runspec import RunSpec, new_run_id
 
@@ -22,14 +22,6 @@ def _run(source: Path, warehouse: Path, month: date) -> RunSpec:
     summary = run_month(spec)
     assert summary["tiers"], f"no tiers for {month}"
     return spec
-
-
-def _rows(warehouse: Path, sql: str, params=None) -> list:
-    con = duckdb.connect(str(warehouse), read_only=True)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
 
 
 @pytest.fixture(scope="module")

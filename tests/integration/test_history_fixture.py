@@ -16,12 +16,12 @@ import json
 import random
 from datetime import date
 
-import duckdb
 import pytest
 
 from tests.conftest import run_steps
 from tests.fixtures.rules import rules_file
 from tests.fixtures.sources import customer, order, write_source
+from tests.fixtures.warehouse import query as _rows
 
 MONTHS = ["2024-01", "2024-02", "2024-03", "2024-04", "2024-05"]
 D = {m: date(int(m[:4]), int(m[5:]), 1) for m in MONTHS}
@@ -94,14 +94,6 @@ def source_and_rules(tmp_path_factory):
 def _backfill(source, rules, warehouse, months):
     return {m: run_steps({"month": m, "source_dir": str(source), "warehouse": str(warehouse),
                           "rules_path": str(rules)}) for m in months}
-
-
-def _rows(warehouse, sql, params=None):
-    con = duckdb.connect(str(warehouse), read_only=True)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ import csv
 import shutil
 from pathlib import Path
 
-import duckdb
 import pytest
 
+from tests.fixtures.warehouse import query
 from tiering import pipeline, quality
 from tiering.errors import QualityGateError
 from tiering.publish import published_path
@@ -54,14 +54,6 @@ def write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
 def append_rows(path: Path, *rows: dict) -> None:
     columns, existing = read_csv(path)
     write_csv(path, columns, existing + [{c: row.get(c, "") for c in columns} for row in rows])
-
-
-def query(warehouse: Path, sql: str, params: list | None = None) -> list[tuple]:
-    con = duckdb.connect(str(warehouse), read_only=True)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
 
 
 def assert_raw_plus_quarantine_is_extracted(warehouse: Path, run_id: str) -> None:
