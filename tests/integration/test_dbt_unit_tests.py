@@ -1,0 +1,28 @@
+"""dbt's unit tests (rule edges on fixed inputs: ties, exactly 80 %, empty months; in
+dbt_project/models/intermediate/_intermediate__unit_tests.yml) run here, in CI, rather than in
+every monthly production run (tiering.pipeline.PRODUCTION_BUILD excludes them)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from tiering.dbt_runner import latest_run_spec, run_dbt
+from tiering.pipeline import PRODUCTION_BUILD
+from tiering.rules import load_rules
+from tiering.settings import DBT_PROJECT_DIR, DEFAULT_RULES
+
+
+def test_monthly_builds_leave_unit_tests_to_ci():
+    assert PRODUCTION_BUILD == ("--exclude-resource-type", "unit_test")
+
+
+def test_every_dbt_unit_test_passes(demo_warehouse: Path, tmp_path: Path):
+    warehouse = tmp_path / "tiering.duckdb"
+    shutil.copy(demo_warehouse, warehouse)  # dbt writes scratch relations: never the shared warehouse
+    spec = latest_run_spec(warehouse, DEFAULT_RULES)
+    run_dbt("test", spec, load_rules(), "--select", "test_type:unit")
+    results = json.loads((DBT_PROJECT_DIR / "target" / "run_results.json").read_text())["results"]
+    unit = [r for r in results if r["unique_id"].startswith("unit_test.")]
+    assert len(unit) >= 19, [r["unique_id"] for r in results]
+    assert {r["status"] for r in unit} == {"pass"}
