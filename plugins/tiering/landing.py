@@ -13,12 +13,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from tiering.errors import TieringError
 from tiering.runspec import RunSpec
-from tiering.source import TABLES, check_source_dir, extract_as_of
+from tiering.source import TABLES, check_source_dir, extract_as_of_to
+from tiering.warehouse import apply_settings
 
 MANIFEST = "_manifest.json"
 
@@ -43,22 +42,19 @@ def extract_and_land(spec: RunSpec) -> dict:
                            f"start a new run (new run id) instead")
     staging = target.with_name(target.name + ".partial")
     staging.mkdir(parents=True, exist_ok=False)
-    con = duckdb.connect()
-    con.execute("set TimeZone = 'UTC'")
+    con = apply_settings(duckdb.connect())
     tables = {}
     try:
         for name, table_spec in TABLES.items():
             path = table_spec.path_in(spec.source_dir)
             if path is None:
                 continue
-            rows = extract_as_of(con, table_spec, path, spec.as_of_cutoff)
-            rows = rows.append_column("_source_file", pa.repeat(pa.scalar(path.name, pa.string()), rows.num_rows))
             out = staging / f"{name}.parquet"
-            pq.write_table(rows, out, compression="zstd")
+            rows = extract_as_of_to(con, table_spec, path, spec.as_of_cutoff, out)
             tables[name] = {
                 "source_file": path.name,
                 "source_sha256": sha256_of(path),
-                "rows": rows.num_rows,
+                "rows": rows,
                 "landed_file": out.name,
                 "landed_sha256": sha256_of(out),
             }

@@ -154,16 +154,58 @@ def check_source_dir(source_dir: Path) -> None:
             )
 
 
-def extract_as_of(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path, cutoff: str) -> pa.Table:
-    """Rows of one file visible before `cutoff` (the month end; see module docstring)."""
-    table = read_table(spec, path)
-    con.register("source_rows", table)
+def _as_of_filter(spec: TableSpec, cutoff: str) -> str:
+    if spec.versioned:
+        return (f"try_cast(updated_at as timestamptz) is null "
+                f"or try_cast(updated_at as timestamptz) < timestamptz '{cutoff}'")
+    # fx rates: the months up to and including M (and unparseable months, to quarantine)
+    return f"try_strptime(month, '%Y-%m') is null or try_strptime(month, '%Y-%m') < timestamp '{cutoff}'"
+
+
+def _parquet_columns(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
     try:
-        if spec.versioned:
-            where = (f"try_cast(updated_at as timestamptz) is null "
-                     f"or try_cast(updated_at as timestamptz) < timestamptz '{cutoff}'")
-        else:  # fx rates: the months up to and including M (and unparseable months, to quarantine)
-            where = f"try_strptime(month, '%Y-%m') is null or try_strptime(month, '%Y-%m') < timestamp '{cutoff}'"
-        return con.sql(f"select * from source_rows where {where} order by _source_line").to_arrow_table()
+        return [r[0] for r in con.execute(
+            "select name from parquet_schema(?) where num_children is null or num_children = 0", [str(path)]
+        ).fetchall()]
+    except duckdb.Error as exc:
+        raise SourceError(f"{path}: cannot be read ({str(exc).splitlines()[0]}); fix or replace the file") from exc
+
+
+def extract_as_of_to(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path, cutoff: str,
+                     out: Path) -> int:
+    """Write the rows of one source file visible before `cutoff` (the month end; see the module
+    docstring) to the Parquet file `out`: the source columns as text, `_source_line` and
+    `_source_file`, in file order. Returns the row count.
+
+    A Parquet source streams through DuckDB (read, filter and write in one pass, bounded memory:
+    a 50-million-row file never sits in memory); a CSV source is read with pyarrow, which
+    numbers its lines exactly as a text editor shows them."""
+    name = _sql_text(path.name)
+    where = _as_of_filter(spec, cutoff)
+    if path.suffix == ".parquet":
+        present = _parquet_columns(con, path)
+        missing = [c for c in spec.columns if c not in present]
+        if missing:
+            raise SourceError(
+                f"{path}: missing column(s) {', '.join(missing)}; expected columns: {', '.join(spec.columns)}"
+            )
+        select = ", ".join(f"cast({c} as varchar) as {c}" for c in spec.columns)
+        # the row number is the file's (0-based) row position; insertion order is preserved by COPY
+        query = (f"select * from (select {select}, file_row_number + 1 as _source_line, {name} as _source_file "
+                 f"from read_parquet({_sql_text(str(path))}, file_row_number = true)) where {where}")
+    else:
+        table = read_table(spec, path)
+        con.register("source_rows", table)
+        query = f"select *, {name} as _source_file from source_rows where {where} order by _source_line"
+    try:
+        return con.execute(f"copy ({query}) to {_sql_text(str(out))} (format parquet, compression zstd)"
+                           ).fetchone()[0]
+    except duckdb.Error as exc:
+        raise SourceError(f"{path}: cannot be read ({str(exc).splitlines()[0]}); fix or replace the file") from exc
     finally:
-        con.unregister("source_rows")
+        if path.suffix != ".parquet":
+            con.unregister("source_rows")
+
+
+def _sql_text(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"

@@ -65,8 +65,13 @@ def connect(path: Path | str, read_only: bool = False, retries: int = 20) -> duc
             if "lock" not in str(exc).lower() or attempt == retries - 1:
                 raise
             time.sleep(0.5)
+    return apply_settings(con)
+
+
+def apply_settings(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """UTC session, and the same DuckDB resource settings as dbt's profile (dbt_project/profiles.yml)
+    when set: TIERING_DUCKDB_THREADS, _MEMORY_LIMIT and _TEMP_DIRECTORY."""
     con.execute("set TimeZone = 'UTC'")
-    # the same DuckDB resource settings as dbt's profile (dbt_project/profiles.yml), when set
     for setting, env in (("threads", "TIERING_DUCKDB_THREADS"), ("memory_limit", "TIERING_DUCKDB_MEMORY_LIMIT"),
                          ("temp_directory", "TIERING_DUCKDB_TEMP_DIRECTORY")):
         value = os.environ.get(env)
