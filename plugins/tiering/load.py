@@ -79,9 +79,11 @@ def _intrinsic_checks(spec: TableSpec, reporting_currency: str, month_end: str) 
                        f"currency <> {_q(reporting_currency)} and currency not in (select currency from valid_fx_rates)",
                        f"'unknown currency ''' || currency || ''' (not {reporting_currency} and not in fx_rates)'"))
         date_col = "ordered_at" if spec.name == "orders" else "issued_on"
+        # (a hash lookup of 'currency|YYYY-MM' in the valid rates: no correlated subquery per row)
         checks.append(("missing_fx_rate",
-                       f"currency <> {_q(reporting_currency)} and not exists (select 1 from valid_fx_rates f "
-                       f"where f.currency = src.currency and f.month = strftime(try_cast({date_col} as timestamptz), '%Y-%m'))",
+                       f"currency <> {_q(reporting_currency)} and currency || '|' || "
+                       f"coalesce(strftime(try_cast({date_col} as timestamptz), '%Y-%m'), '') "
+                       f"not in (select currency || '|' || month from valid_fx_rates)",
                        f"'no fx rate for ' || currency || ' in ' || strftime(try_cast({date_col} as timestamptz), '%Y-%m')"))
     if spec.name == "invoices":
         checks.append(("due_before_issue", "try_cast(due_on as date) < try_cast(issued_on as date)",
@@ -92,11 +94,20 @@ def _intrinsic_checks(spec: TableSpec, reporting_currency: str, month_end: str) 
     return checks
 
 
-def _case(checks: list[tuple[str, str, str]], pick: int) -> str:
+def _first_broken(checks: list[tuple[str, str, str]]) -> str:
+    """SQL: the 1-based index of the first check a row breaks (null: none). Each condition is
+    evaluated once per row; the rule and its message are looked up from the index."""
+    if not checks:
+        return "null::integer"
+    return "case " + " ".join(f"when {c[1]} then {i}" for i, c in enumerate(checks, 1)) + " end"
+
+
+def _by_index(checks: list[tuple[str, str, str]], pick: int) -> str:
+    """SQL: the rule code (pick 0) or message (pick 2) of check number `_broken`."""
     if not checks:
         return "null"
-    whens = " ".join(f"when {c[1]} then {c[2] if pick == 2 else _q(c[0])}" for c in checks)
-    return f"case {whens} end"
+    whens = " ".join(f"when {i} then {c[2] if pick == 2 else _q(c[0])}" for i, c in enumerate(checks, 1))
+    return f"case _broken {whens} end"
 
 
 def _validate_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed_file: str, rules: Rules,
@@ -105,32 +116,51 @@ def _validate_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed_file
     cols = ", ".join(spec.columns)
     content = "concat_ws(chr(31), " + ", ".join(f"coalesce({c}, chr(0))" for c in spec.columns) + ")"
     checks = _intrinsic_checks(spec, rules.data["reporting_currency"], month_end)
+    # _row_key = content hash + occurrence number among identical lines; the window that numbers
+    # the occurrences runs only over the (few) repeated contents, not over every row
     con.execute(f"""
         create or replace temp table checked_{spec.name} as
-        with src as (select * from read_parquet({_q(landed_file)})),
-        keyed as (
-            select *, md5({content}) as _content_hash from src
+        with keyed as (
+            select *, md5({content}) as _content_hash from read_parquet({_q(landed_file)})
+        ),
+        repeated as (
+            select _content_hash from keyed group by _content_hash having count(*) > 1
+        ),
+        numbered as (
+            select *, _content_hash || '-1' as _row_key
+            from keyed where _content_hash not in (select _content_hash from repeated)
+            union all
+            select *, _content_hash || '-' || row_number() over (partition by _content_hash order by _source_line)
+            from keyed where _content_hash in (select _content_hash from repeated)
         )
         select {cols}, _source_file, _source_line, _content_hash,
                {"try_cast(updated_at as timestamptz)" if spec.versioned else "timestamptz '1970-01-01'"} as _updated_ts,
-               _content_hash || '-' || row_number() over (partition by _content_hash order by _source_line) as _row_key,
-               {_case(checks, 1)} as rule, {_case(checks, 2)} as reason
-        from keyed src
+               _row_key, {_by_index(checks, 0)} as rule, {_by_index(checks, 2)} as reason
+        from (select *, {_first_broken(checks)} as _broken from numbered src) src
     """)
     key = ", ".join(spec.key)
+    # conflicting versions: only an id with more than one valid row can have them
     con.execute(f"""
+        create or replace temp table conflicts_{spec.name} as
+        with candidates as (
+            select * from checked_{spec.name}
+            where rule is null and ({key}) in (
+                select ({key}) from checked_{spec.name} where rule is null group by {key} having count(*) > 1)
+        ),
+        latest as (
+            select *, max(_updated_ts) over (partition by {key}) as _latest from candidates
+        )
+        select {key}, _updated_ts, string_agg(_source_line::varchar, ', ' order by _source_line) as lines
+        from latest
+        where _updated_ts = _latest
+        group by {key}, _updated_ts
+        having count(distinct _content_hash) > 1
+    """)
+    if con.execute(f"select count(*) from conflicts_{spec.name}").fetchone()[0]:
+        con.execute(f"""
             update checked_{spec.name} c set rule = 'conflicting_versions',
                 reason = 'conflicting versions: same {key}{" and updated_at" if spec.versioned else ""}, different values (lines ' || g.lines || ')'
-            from (
-                select {key}, _updated_ts, string_agg(_source_line::varchar, ', ' order by _source_line) as lines
-                from (
-                    select *, max(_updated_ts) over (partition by {key}) as _latest
-                    from checked_{spec.name} where rule is null
-                ) v
-                where _updated_ts = _latest
-                group by {key}, _updated_ts
-                having count(distinct _content_hash) > 1
-            ) g
+            from conflicts_{spec.name} g
             where c.rule is null and c._updated_ts = g._updated_ts and {' and '.join(f'c.{k} = g.{k}' for k in spec.key)}
         """)
     for col, ref_table, ref_col, rule in REFERENCES.get(spec.name, []):
@@ -141,13 +171,13 @@ def _validate_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed_file
             where c.rule is null {"and coalesce(c." + col + ", '') <> ''" if optional else ""}
               and c.{col} not in (select {ref_col} from valid_{ref_table})
         """)
-    con.execute(f"create or replace temp table valid_{spec.name} as "
+    con.execute(f"create or replace temp view valid_{spec.name} as "
                 f"select * from checked_{spec.name} where rule is null")
 
 
 def _empty_valid(con: duckdb.DuckDBPyConnection, spec: TableSpec) -> None:
     cols = ", ".join(f"null::varchar as {c}" for c in spec.columns)
-    con.execute(f"create or replace temp table valid_{spec.name} as select {cols} where false")
+    con.execute(f"create or replace temp view valid_{spec.name} as select {cols} where false")
 
 
 def load_raw(spec: RunSpec, rules: Rules) -> dict:
