@@ -1,7 +1,10 @@
 """Gate (b) "staging": after the dbt staging models (the current run's month only).
 
-Datasets: one per staging table `staging.stg_raw__<table>` (ids, references, updated_at), and
-`load_batches` (this run's rows of audit.load_batches).
+Datasets: per staging table `staging.stg_raw__<table>`, `<table>`: the rows that break one of
+its checks (ids, references, updated_at; DuckDB selects every row with a duplicated id, an
+unknown reference or a late updated_at, so a good month hands GE empty frames instead of
+millions of rows) and `<table>__counts` (its row count); and `load_batches` (this run's rows of
+audit.load_batches).
 
 Checks (all severity error):
   <table>.not_empty                  customers and orders have rows when the load loaded some
@@ -45,8 +48,10 @@ def build(b) -> None:
             continue
         key = [c for c in STAGING_KEYS.get(name, TABLES[name].key) if c in columns]
         select = [f"t.{c}" for c in key]
+        suspicious = ["t._copies > 1"] if key else []
         if "updated_at" in columns:
             select.append("t.updated_at::timestamptz as updated_at")   # staging may keep naive UTC
+            suspicious.append(f"t.updated_at::timestamptz >= timestamptz '{month_end:%Y-%m-%d %H:%M:%S}+00'")
         joins = []
         references = []
         for i, (col, ref_table, ref_col, _rule) in enumerate(REFERENCES.get(name, [])):
@@ -57,14 +62,22 @@ def build(b) -> None:
             select.append(f"case when t.{col} is not null and {alias}.{ref_col} is null then t.{col} end as {unknown}")
             joins.append(f"left join (select distinct {ref_col} from staging.{staging_table(ref_table)}) {alias} "
                          f"on {alias}.{ref_col} = t.{col}")
+            suspicious.append(f"(t.{col} is not null and {alias}.{ref_col} is null)")
             references.append((col, ref_table, unknown))
         if not select:
             continue
-        b.dataset(name, f"select {', '.join(select)} from staging.{staging_table(name)} t {' '.join(joins)}")
+        copies = f"count(*) over (partition by {', '.join(key)})" if key else "1"
+        # only the rows that break a check reach pandas (all of them: GE decides, and lists them);
+        # the counts come from DuckDB
+        b.dataset(name, f"select {', '.join(select)} from (select *, {copies} as _copies "
+                        f"from staging.{staging_table(name)}) t {' '.join(joins)} "
+                        f"where {' or '.join(suspicious) or 'false'}")
+        b.dataset(f"{name}__counts", f"select count(*) as rows from staging.{staging_table(name)}")
 
         if not TABLES[name].optional_file and loaded.get(name):
-            b.expect(name, "not_empty", E.ExpectTableRowCountToBeBetween(min_value=1),
-                     f"staging.{staging_table(name)} has rows ({loaded[name]} rows were loaded)")
+            b.expect(name, "not_empty", E.ExpectColumnMaxToBeBetween(column="rows", min_value=1),
+                     f"staging.{staging_table(name)} has rows ({loaded[name]} rows were loaded)",
+                     frame=f"{name}__counts")
         if len(key) == 1:
             b.expect(name, "unique_id", E.ExpectColumnValuesToBeUnique(column=key[0]),
                      f"one row per {key[0]} in staging.{staging_table(name)}")

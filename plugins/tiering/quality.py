@@ -196,6 +196,12 @@ class Check:
     dataset: str
     expectation: Any        # a great_expectations Expectation (meta carries check_id and severity)
     severity: str
+    frame: str = ""         # the DataFrame it is validated on, when not the dataset's own
+                            # (e.g. a one-row frame of the dataset's counts computed in DuckDB)
+
+    @property
+    def validated_on(self) -> str:
+        return self.frame or self.dataset
 
 
 def _params(params: list | tuple | dict) -> list | dict:
@@ -207,7 +213,7 @@ class SuiteBuilder:
 
     b.dataset(name, sql, params)  read a DataFrame (DuckDB -> pandas) to validate
     b.frame(name, df)             register a DataFrame built otherwise
-    b.expect(dataset, check, expectation, description=None)
+    b.expect(dataset, check, expectation, description=None, frame=None)
     b.query / b.scalar / b.table_exists / b.columns   facts for building the expectations
     b.spec, b.rules, b.config, b.threshold(key), b.note(text)
     """
@@ -257,9 +263,13 @@ class SuiteBuilder:
         self.datasets[name] = df
         return df
 
-    def expect(self, dataset: str, check: str, expectation, description: str | None = None) -> Check:
-        if dataset not in self.datasets:
-            raise QualityConfigError(f"gate {self.gate}: check '{check}' on unknown dataset '{dataset}'")
+    def expect(self, dataset: str, check: str, expectation, description: str | None = None,
+               frame: str | None = None) -> Check:
+        """Declare check "<gate>.<dataset>.<check>", validated on the dataset's DataFrame or on
+        `frame` (another registered DataFrame, e.g. the dataset's counts: the check keeps its id)."""
+        for name in (dataset, frame):
+            if name is not None and name not in self.datasets:
+                raise QualityConfigError(f"gate {self.gate}: check '{check}' on unknown dataset '{name}'")
         check_id = f"{self.gate}.{dataset}.{check}"
         if any(c.check_id == check_id for c in self.checks):
             raise QualityConfigError(f"gate {self.gate}: check id '{check_id}' defined twice")
@@ -267,7 +277,7 @@ class SuiteBuilder:
         expectation.meta = {**(expectation.meta or {}), "check_id": check_id, "severity": severity}
         if description:
             expectation.description = description
-        entry = Check(check_id, dataset, expectation, severity)
+        entry = Check(check_id, dataset, expectation, severity, frame or "")
         self.checks.append(entry)
         return entry
 
@@ -323,7 +333,7 @@ def _validate(gx, gate: str, spec: RunSpec, builder: SuiteBuilder, context) -> l
     run_identifier = RunIdentifier(run_name=_run_name(spec, gate), run_time=datetime.now(timezone.utc))
     results = []
     for dataset, df in builder.datasets.items():
-        checks = [c for c in builder.checks if c.dataset == dataset]
+        checks = [c for c in builder.checks if c.validated_on == dataset]
         if not checks:
             continue
         batch_definition = source.add_dataframe_asset(dataset).add_batch_definition_whole_dataframe("whole")

@@ -239,7 +239,7 @@ def test_a_month_with_half_the_usual_rows_fails_the_landed_gate(source, warehous
         run_month(source, warehouse)
     message = str(err.value)
     assert message.startswith(f"quality gate 'landed' failed for {MONTH}") and "\n" not in message
-    assert "landed.orders.row_count_drop: expect_table_row_count_to_be_between(min_value=" in message
+    assert "landed.orders.row_count_drop: expect_column_max_to_be_between(column=rows, min_value=" in message
     run_id = err.value.run["run_id"]
     assert dq_result(warehouse, run_id, "landed.orders.row_count_drop")["success"] is False
     assert query(warehouse, "select count(*) from audit.load_batches where run_id = ?", [run_id]) == [(0,)]
