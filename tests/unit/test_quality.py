@@ -156,6 +156,46 @@ def test_row_count_drop_is_checked_against_the_previous_months_successful_run(la
     assert (result["success"], result["observed_value"]) == (False, "4")   # 4 rows < 6
 
 
+def _previous_success(spec: RunSpec, month: date) -> None:
+    con = connect(spec.warehouse)
+    ensure_schema(con)
+    con.execute("insert into audit.runs (run_id, month, status, started_at, finished_at) values (?, ?, ?, ?, ?)",
+                [f"{month:%Y%m}-ok", month, "success", datetime(2024, 3, 1), datetime(2024, 3, 1)])
+    con.close()
+
+
+def test_row_level_checks_read_the_rows_added_since_the_previous_month_and_counts_read_all(tmp_path):
+    write_source(
+        tmp_path / "source",
+        customers=[customer("C1")],
+        orders=[order("O1", "C1", "1.00", "2024-02-02T10:00:00"),                  # February's: checked then
+                order("O2", "C1", "bad", "2024-02-03T10:00:00"),
+                order("O3", "C1", "3.00", "2024-03-02T10:00:00"),                  # March's: checked now
+                order("O4", "C1", "4.00", "2024-02-04T10:00:00", updated="no date")],  # cannot be placed
+    )
+    spec = _spec(tmp_path)
+    landing.extract_and_land(spec)
+    _previous_success(spec, date(2024, 2, 1))
+    builder = quality.build_gate("landed", spec)
+    assert sorted(builder.datasets["orders"]["order_id"]) == ["O3", "O4"]
+    assert builder.datasets["orders__batch"]["rows"].tolist() == [4]
+    assert any("rows updated since 2024-02's cutoff (2024-03-01 00:00:00+00)" in n for n in builder.notes)
+    rows, _ = quality.evaluate(builder)
+    by_id = {r["check_id"]: r for r in rows}
+    assert by_id["landed.orders.not_empty"]["observed_value"] == "4"
+    assert by_id["landed.orders.valid_amount_amount"]["unexpected_count"] == 0     # O2 was February's
+
+
+def test_row_level_checks_read_at_most_max_landed_rows_validated_newest_first(landed):
+    config = replace(quality.load_gate_config(), thresholds={**quality.DEFAULT_THRESHOLDS,
+                                                             "max_landed_rows_validated": 2})
+    builder = quality.build_gate("landed", landed, config)
+    # O3's updated_at cannot be parsed (it comes first), then the newest: O4 (2024-03-04)
+    assert sorted(builder.datasets["orders"]["order_id"]) == ["O3", "O4"]
+    assert builder.datasets["orders__batch"]["rows"].tolist() == [4]
+    assert any("orders: row-level checks on the 2 newest of the 4 rows" in n for n in builder.notes)
+
+
 # --- gate (c) on tiny marts tables -------------------------------------------------------------------
 
 def _tier_rows(month: date, rows: list[tuple]) -> list[dict]:
