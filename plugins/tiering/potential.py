@@ -52,7 +52,7 @@ MODEL_NAME = "bgnbd+gammagamma"
 NO_DROPOUT_A = 1e-4   # BG/NBD dropout parameter a below this: no dropout found (see predict)
 
 DEFAULTS = {"enabled": True, "horizon_months": 12, "penalizer_coef": 0.001, "min_customers": 20,
-            "max_customers": 0}
+            "max_customers": 200_000}
 
 DDL = [
     "create schema if not exists potential",

@@ -78,7 +78,7 @@ DEFAULT_THRESHOLDS = {
     "ids_not_null_mostly": 0.99,
     "max_quarantined_share": 0.2,
     "revenue_share_tolerance": 1e-9,
-    "max_landed_rows_validated": 2_000_000,
+    "max_landed_rows_validated": 1_000_000,
 }
 SHARE_THRESHOLDS = ("max_row_count_drop_share", "row_validity_mostly", "ids_not_null_mostly",
                     "max_quarantined_share")
