@@ -112,14 +112,17 @@ def _by_index(checks: list[tuple[str, str, str]], pick: int) -> str:
 
 def _validate_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed_file: str, rules: Rules,
                     month_end: str) -> None:
-    """Create temp table `checked_<name>` (landed rows + _row_key, rule, reason) and `valid_<name>`."""
+    """Create table `load_work.checked_<name>` (landed rows + _row_key, rule, reason) and the temp
+    view `valid_<name>`. A scratch table in the warehouse file, not a temp table: at 50 million rows
+    the batch's tables are GBs, which DuckDB stores compressed in the file but spills uncompressed
+    from a temp table (tens of GB under a 1 GB memory_limit)."""
     cols = ", ".join(spec.columns)
     content = "concat_ws(chr(31), " + ", ".join(f"coalesce({c}, chr(0))" for c in spec.columns) + ")"
     checks = _intrinsic_checks(spec, rules.data["reporting_currency"], month_end)
     # _row_key = content hash + occurrence number among identical lines; the window that numbers
     # the occurrences runs only over the (few) repeated contents, not over every row
     con.execute(f"""
-        create or replace temp table checked_{spec.name} as
+        create or replace table load_work.checked_{spec.name} as
         with keyed as (
             select *, md5({content}) as _content_hash from read_parquet({_q(landed_file)})
         ),
@@ -143,9 +146,9 @@ def _validate_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed_file
     con.execute(f"""
         create or replace temp table conflicts_{spec.name} as
         with candidates as (
-            select * from checked_{spec.name}
+            select * from load_work.checked_{spec.name}
             where rule is null and ({key}) in (
-                select ({key}) from checked_{spec.name} where rule is null group by {key} having count(*) > 1)
+                select ({key}) from load_work.checked_{spec.name} where rule is null group by {key} having count(*) > 1)
         ),
         latest as (
             select *, max(_updated_ts) over (partition by {key}) as _latest from candidates
@@ -158,7 +161,7 @@ def _validate_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed_file
     """)
     if con.execute(f"select count(*) from conflicts_{spec.name}").fetchone()[0]:
         con.execute(f"""
-            update checked_{spec.name} c set rule = 'conflicting_versions',
+            update load_work.checked_{spec.name} c set rule = 'conflicting_versions',
                 reason = 'conflicting versions: same {key}{" and updated_at" if spec.versioned else ""}, different values (lines ' || g.lines || ')'
             from conflicts_{spec.name} g
             where c.rule is null and c._updated_ts = g._updated_ts and {' and '.join(f'c.{k} = g.{k}' for k in spec.key)}
@@ -166,13 +169,13 @@ def _validate_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed_file
     for col, ref_table, ref_col, rule in REFERENCES.get(spec.name, []):
         optional = col not in spec.required
         con.execute(f"""
-            update checked_{spec.name} c set rule = {_q(rule)},
+            update load_work.checked_{spec.name} c set rule = {_q(rule)},
                 reason = '{col} ''' || c.{col} || ''' does not exist in {ref_table} as of the month end'
             where c.rule is null {"and coalesce(c." + col + ", '') <> ''" if optional else ""}
               and c.{col} not in (select {ref_col} from valid_{ref_table})
         """)
     con.execute(f"create or replace temp view valid_{spec.name} as "
-                f"select * from checked_{spec.name} where rule is null")
+                f"select * from load_work.checked_{spec.name} where rule is null")
 
 
 def _empty_valid(con: duckdb.DuckDBPyConnection, spec: TableSpec) -> None:
@@ -189,6 +192,7 @@ def load_raw(spec: RunSpec, rules: Rules) -> dict:
     counts: dict[str, dict[str, int]] = {}
     try:
         ensure_schema(con)
+        con.execute("create schema if not exists load_work")
         for name in LOAD_ORDER:
             table_spec = TABLES[name]
             landed = manifest["tables"].get(name)
@@ -202,6 +206,9 @@ def load_raw(spec: RunSpec, rules: Rules) -> dict:
                 if landed is None:
                     continue
                 counts[name] = _load_table(con, TABLES[name], landed, spec, now)
+        for name in LOAD_ORDER:
+            con.execute(f"drop view if exists valid_{name}")
+            con.execute(f"drop table if exists load_work.checked_{name}")
     finally:
         con.close()
     return counts
@@ -224,7 +231,7 @@ def _load_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed: dict, r
     quarantined = con.execute(f"""
         insert into quarantine.rejected_rows
         select ?, ?, ?, _source_file, _source_line, _row_key, rule, reason, {record}, ?
-        from checked_{name} where rule is not null
+        from load_work.checked_{name} where rule is not null
     """, [run.run_id, run.month, name, now]).fetchone()[0]
     con.execute("delete from audit.load_batches where run_id = ? and source_table = ?", [run.run_id, name])
     con.execute("insert into audit.load_batches values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
