@@ -24,7 +24,7 @@ import duckdb
 from tiering.landing import read_manifest
 from tiering.rules import Rules
 from tiering.runspec import RunSpec
-from tiering.source import TABLES, TableSpec
+from tiering.source import TABLES, TableSpec, sql_literal as _q
 from tiering.warehouse import connect, ensure_schema, transaction
 
 # reference checks: table -> [(column, referenced table, referenced key column, rule)]
@@ -38,8 +38,6 @@ REFERENCES = {
 LOAD_ORDER = ("fx_rates", "customers", "tier_overrides", "orders", "invoices", "payments")
 
 
-def _q(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _intrinsic_checks(spec: TableSpec, reporting_currency: str, month_end: str) -> list[tuple[str, str, str]]:

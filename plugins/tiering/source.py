@@ -23,6 +23,11 @@ class SourceError(TieringError):
     """A source file is missing or unreadable as a whole (a batch-level failure)."""
 
 
+def sql_literal(text: str) -> str:
+    """A SQL string literal of `text` (quotes doubled)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 @dataclass(frozen=True)
 class TableSpec:
     name: str
@@ -180,7 +185,7 @@ def extract_as_of_to(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path
     A Parquet source streams through DuckDB (read, filter and write in one pass, bounded memory:
     a 50-million-row file never sits in memory); a CSV source is read with pyarrow, which
     numbers its lines exactly as a text editor shows them."""
-    name = _sql_text(path.name)
+    name = sql_literal(path.name)
     where = _as_of_filter(spec, cutoff)
     if path.suffix == ".parquet":
         present = _parquet_columns(con, path)
@@ -192,20 +197,16 @@ def extract_as_of_to(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path
         select = ", ".join(f"cast({c} as varchar) as {c}" for c in spec.columns)
         # the row number is the file's (0-based) row position; insertion order is preserved by COPY
         query = (f"select * from (select {select}, file_row_number + 1 as _source_line, {name} as _source_file "
-                 f"from read_parquet({_sql_text(str(path))}, file_row_number = true)) where {where}")
+                 f"from read_parquet({sql_literal(str(path))}, file_row_number = true)) where {where}")
     else:
         table = read_table(spec, path)
         con.register("source_rows", table)
         query = f"select *, {name} as _source_file from source_rows where {where} order by _source_line"
     try:
-        return con.execute(f"copy ({query}) to {_sql_text(str(out))} (format parquet, compression zstd)"
+        return con.execute(f"copy ({query}) to {sql_literal(str(out))} (format parquet, compression zstd)"
                            ).fetchone()[0]
     except duckdb.Error as exc:
         raise SourceError(f"{path}: cannot be read ({str(exc).splitlines()[0]}); fix or replace the file") from exc
     finally:
         if path.suffix != ".parquet":
             con.unregister("source_rows")
-
-
-def _sql_text(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
