@@ -67,26 +67,48 @@ def changes_since(b) -> tuple[str | None, str | None]:
     return f"{previous:%Y-%m}", f"{add_months(previous, 1):%Y-%m-%d} 00:00:00+00"
 
 
+UPDATED_AT = "try_cast(updated_at as timestamptz)"
+
+
 def _landed_frames(b, name: str, path, landed_rows: int, since: str | None) -> pd.DataFrame:
     spec = TABLES[name]
     present = [r[0] for r in b.query("select name from parquet_schema(?) where name is not null", [str(path)])]
     columns = [c for c in spec.columns if c in present]
-    select = ", ".join(f"nullif(trim({c}), '') as {c}" for c in columns) or "null as _no_columns"
-    where = ""
+    conditions = []
     if since is not None and spec.versioned and "updated_at" in columns:
-        where = (f" where try_cast(updated_at as timestamptz) is null "
-                 f"or try_cast(updated_at as timestamptz) >= timestamptz '{since}'")
+        conditions.append(f"{UPDATED_AT} is null or {UPDATED_AT} >= timestamptz '{since}'")
     b.frame(f"{name}__batch", pd.DataFrame({"rows": [landed_rows]}))   # counted by the landing (manifest)
-    rows = b.scalar(f"select count(*) from read_parquet(?){where}", [str(path)])
     limit = int(b.threshold("max_landed_rows_validated"))
     newest = ""
+    if "updated_at" in columns:
+        # rows per UTC day of updated_at (unparseable first, then the newest days): one cheap scan that
+        # also gives the row count, and the day from which the newest `limit` rows are taken, so the
+        # sort below holds at most `limit` rows plus one day's, not the whole file
+        days = b.query(f"select floor(epoch({UPDATED_AT}) / 86400) as day, count(*) from read_parquet(?)"
+                       f"{_where(conditions)} group by 1 order by 1 desc nulls first", [str(path)])
+        rows = sum(n for _, n in days)
+        if rows > limit:
+            kept, first_day = 0, None
+            for day, n in days:
+                kept, first_day = kept + n, (first_day if day is None else day)
+                if kept >= limit:
+                    break
+            conditions.append(f"{UPDATED_AT} is null" if first_day is None else
+                              f"{UPDATED_AT} is null or epoch({UPDATED_AT}) >= {int(first_day) * 86400}")
+    else:
+        rows = b.scalar(f"select count(*) from read_parquet(?){_where(conditions)}", [str(path)])
     if rows > limit:
         # unparseable updated_at first (nulls sort first), then the newest; ties by source line
-        order = "try_cast(updated_at as timestamptz) desc nulls first, " if "updated_at" in columns else ""
+        order = f"{UPDATED_AT} desc nulls first, " if "updated_at" in columns else ""
         newest = f" order by {order}_source_line limit {limit}"
         b.note(f"{name}: row-level checks on the {limit:,} newest of the {rows:,} rows "
                f"(max_landed_rows_validated); the load step checks every row")
-    return b.dataset(name, f"select {select} from read_parquet(?){where}{newest}", [str(path)])
+    select = ", ".join(f"nullif(trim({c}), '') as {c}" for c in columns) or "null as _no_columns"
+    return b.dataset(name, f"select {select} from read_parquet(?){_where(conditions)}{newest}", [str(path)])
+
+
+def _where(conditions: list[str]) -> str:
+    return " where " + " and ".join(f"({c})" for c in conditions) if conditions else ""
 
 
 def build(b) -> None:

@@ -196,6 +196,26 @@ def test_row_level_checks_read_at_most_max_landed_rows_validated_newest_first(la
     assert any("orders: row-level checks on the 2 newest of the 4 rows" in n for n in builder.notes)
 
 
+
+@pytest.mark.parametrize("limit, expected", [(1, ["O3"]), (2, ["O3", "O4"]), (3, ["O2", "O3", "O4"]),
+                                             (4, ["O1", "O2", "O3", "O4"])])
+def test_the_newest_rows_are_exact_when_the_limit_falls_inside_a_day(tmp_path, limit, expected):
+    # the gate narrows the file to whole UTC days of updated_at before sorting: the rows it keeps must
+    # still be exactly the newest `limit` (ties by source line), wherever the limit falls
+    write_source(tmp_path / "source", customers=[customer("C1")],
+                 orders=[order("O1", "C1", "1.00", "2024-03-01T10:00:00"),
+                         order("O2", "C1", "2.00", "2024-03-02T09:00:00"),
+                         order("O3", "C1", "3.00", "2024-03-02T11:00:00"),
+                         order("O4", "C1", "4.00", "2024-03-02T11:00:00"),
+                         order("O5", "C1", "5.00", "2024-02-20T23:59:59")])
+    spec = _spec(tmp_path)
+    landing.extract_and_land(spec)
+    config = replace(quality.load_gate_config(), thresholds={**quality.DEFAULT_THRESHOLDS,
+                                                             "max_landed_rows_validated": limit})
+    builder = quality.build_gate("landed", spec, config)
+    assert sorted(builder.datasets["orders"]["order_id"]) == expected
+    assert any(f"orders: row-level checks on the {limit} newest of the 5 rows" in n for n in builder.notes)
+
 # --- gate (c) on tiny marts tables -------------------------------------------------------------------
 
 def _tier_rows(month: date, rows: list[tuple]) -> list[dict]:
