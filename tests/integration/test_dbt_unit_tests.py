@@ -14,7 +14,7 @@ from tiering.settings import DBT_PROJECT_DIR, DEFAULT_RULES
 
 
 def test_monthly_builds_leave_unit_tests_to_ci():
-    assert PRODUCTION_BUILD == ("--exclude-resource-type", "unit_test")
+    assert PRODUCTION_BUILD[:2] == ("--exclude-resource-type", "unit_test")
 
 
 def test_every_dbt_unit_test_passes(demo_warehouse: Path, tmp_path: Path):
