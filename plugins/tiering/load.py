@@ -18,6 +18,7 @@ The rules, in the order they are checked (the first broken rule is the reason):
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 
 import duckdb
 
@@ -36,6 +37,7 @@ REFERENCES = {
     "tier_overrides": [("customer_id", "customers", "customer_id", "unknown_customer")],
 }
 LOAD_ORDER = ("fx_rates", "customers", "tier_overrides", "orders", "invoices", "payments")
+SCRATCH = "load_scratch"   # the batch's checked rows: an attached database file, deleted after the load
 
 
 
@@ -46,7 +48,7 @@ def _intrinsic_checks(spec: TableSpec, reporting_currency: str, month_end: str) 
     for col in spec.required:
         checks.append(("missing_value", f"coalesce(trim({col}), '') = ''", _q(f"missing required field '{col}'")))
     for col in spec.timestamps:
-        checks.append(("bad_timestamp", f"coalesce({col}, '') <> '' and try_cast({col} as timestamptz) is null",
+        checks.append(("bad_timestamp", f"coalesce({col}, '') <> '' and {_parsed(col)} is null",
                        f"'unparseable timestamp in ''{col}'': ''' || {col} || ''' (expected ISO 8601)'"))
     for col in spec.dates:
         checks.append(("bad_date",
@@ -59,9 +61,9 @@ def _intrinsic_checks(spec: TableSpec, reporting_currency: str, month_end: str) 
                        f"or try_strptime({col}, '%Y-%m') is null)",
                        f"'unparseable month in ''{col}'': ''' || {col} || ''' (expected YYYY-MM)'"))
     for col in spec.amounts:
-        checks.append(("bad_amount", f"coalesce({col}, '') <> '' and try_cast({col} as decimal(18, 6)) is null",
+        checks.append(("bad_amount", f"coalesce({col}, '') <> '' and {_number(col)} is null",
                        f"'amount ''{col}'' is not a number: ''' || {col} || ''''"))
-        checks.append(("negative_amount", f"try_cast({col} as decimal(18, 6)) < 0",
+        checks.append(("negative_amount", f"{_number(col)} < 0",
                        f"'negative amount in ''{col}'': ' || {col}"))
     for col, allowed in spec.enums.items():
         checks.append(("unknown_value", f"{col} not in ({', '.join(map(_q, allowed))})",
@@ -80,16 +82,38 @@ def _intrinsic_checks(spec: TableSpec, reporting_currency: str, month_end: str) 
         # (a hash lookup of 'currency|YYYY-MM' in the valid rates: no correlated subquery per row)
         checks.append(("missing_fx_rate",
                        f"currency <> {_q(reporting_currency)} and currency || '|' || "
-                       f"coalesce(strftime(try_cast({date_col} as timestamptz), '%Y-%m'), '') "
+                       f"coalesce(strftime({_when(spec, date_col)}, '%Y-%m'), '') "
                        f"not in (select currency || '|' || month from valid_fx_rates)",
-                       f"'no fx rate for ' || currency || ' in ' || strftime(try_cast({date_col} as timestamptz), '%Y-%m')"))
+                       f"'no fx rate for ' || currency || ' in ' || strftime({_when(spec, date_col)}, '%Y-%m')"))
     if spec.name == "invoices":
         checks.append(("due_before_issue", "try_cast(due_on as date) < try_cast(issued_on as date)",
                        "'due_on ' || due_on || ' is before issued_on ' || issued_on"))
     if spec.versioned:  # belt and braces: landing already filtered on updated_at
-        checks.append(("future_row", f"try_cast(updated_at as timestamptz) >= timestamptz '{month_end}'",
+        checks.append(("future_row", f"{_parsed('updated_at')} >= timestamptz '{month_end}'",
                        f"'updated_at ' || updated_at || ' is after the as-of cutoff'"))
     return checks
+
+
+def _parsed(col: str) -> str:
+    """The column of `_parse_columns` that holds a timestamp column parsed (once per row)."""
+    return f"_ts_{col}"
+
+
+def _number(col: str) -> str:
+    """... and an amount column parsed."""
+    return f"_num_{col}"
+
+
+def _when(spec: TableSpec, col: str) -> str:
+    return _parsed(col) if col in spec.timestamps else f"try_cast({col} as timestamptz)"
+
+
+def _parse_columns(spec: TableSpec) -> str:
+    """Timestamps and amounts parsed once per row for the checks: text to timestamptz is the
+    costliest cast (time zones), and a column is read by up to three checks."""
+    parsed = [f"try_cast({c} as timestamptz) as {_parsed(c)}" for c in spec.timestamps]
+    parsed += [f"try_cast({c} as decimal(18, 6)) as {_number(c)}" for c in spec.amounts]
+    return ", ".join(["*", *parsed])
 
 
 def _first_broken(checks: list[tuple[str, str, str]]) -> str:
@@ -110,17 +134,21 @@ def _by_index(checks: list[tuple[str, str, str]], pick: int) -> str:
 
 def _validate_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed_file: str, rules: Rules,
                     month_end: str) -> None:
-    """Create table `load_work.checked_<name>` (landed rows + _row_key, rule, reason) and the temp
-    view `valid_<name>`. A scratch table in the warehouse file, not a temp table: at 50 million rows
-    the batch's tables are GBs, which DuckDB stores compressed in the file but spills uncompressed
-    from a temp table (tens of GB under a 1 GB memory_limit)."""
+    """Create table `load_scratch.checked_<name>` (landed rows + _row_key, rule, reason) and the temp
+    view `valid_<name>`. The scratch database is a file of its own (see `_scratch`), not temp
+    tables: at 50 million rows the batch's tables are GBs, which temp tables hold in memory and
+    spill to the temp directory (tens of GB under a 1 GB memory_limit, then "failed to pin
+    block"); a file database's blocks are simply evicted to its file. Written uncompressed:
+    compressing the random row keys and texts cost a third of the load, and the file is deleted
+    after the load."""
     cols = ", ".join(spec.columns)
     content = "concat_ws(chr(31), " + ", ".join(f"coalesce({c}, chr(0))" for c in spec.columns) + ")"
     checks = _intrinsic_checks(spec, rules.data["reporting_currency"], month_end)
+    con.execute("set force_compression = 'uncompressed'")  # the scratch tables only; reset below
     # _row_key = content hash + occurrence number among identical lines; the window that numbers
     # the occurrences runs only over the (few) repeated contents, not over every row
     con.execute(f"""
-        create or replace table load_work.checked_{spec.name} as
+        create or replace table {SCRATCH}.checked_{spec.name} as
         with keyed as (
             select *, md5({content}) as _content_hash from read_parquet({_q(landed_file)})
         ),
@@ -135,18 +163,20 @@ def _validate_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed_file
             from keyed where _content_hash in (select _content_hash from repeated)
         )
         select {cols}, _source_file, _source_line, _content_hash,
-               {"try_cast(updated_at as timestamptz)" if spec.versioned else "timestamptz '1970-01-01'"} as _updated_ts,
+               {_parsed("updated_at") if spec.versioned else "timestamptz '1970-01-01'"} as _updated_ts,
                _row_key, {_by_index(checks, 0)} as rule, {_by_index(checks, 2)} as reason
-        from (select *, {_first_broken(checks)} as _broken from numbered src) src
+        from (select *, {_first_broken(checks)} as _broken
+              from (select {_parse_columns(spec)} from numbered) parsed) src
     """)
+    con.execute("reset force_compression")
     key = ", ".join(spec.key)
     # conflicting versions: only an id with more than one valid row can have them
     con.execute(f"""
         create or replace temp table conflicts_{spec.name} as
         with candidates as (
-            select * from load_work.checked_{spec.name}
+            select * from {SCRATCH}.checked_{spec.name}
             where rule is null and ({key}) in (
-                select ({key}) from load_work.checked_{spec.name} where rule is null group by {key} having count(*) > 1)
+                select ({key}) from {SCRATCH}.checked_{spec.name} where rule is null group by {key} having count(*) > 1)
         ),
         latest as (
             select *, max(_updated_ts) over (partition by {key}) as _latest from candidates
@@ -159,7 +189,7 @@ def _validate_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed_file
     """)
     if con.execute(f"select count(*) from conflicts_{spec.name}").fetchone()[0]:
         con.execute(f"""
-            update load_work.checked_{spec.name} c set rule = 'conflicting_versions',
+            update {SCRATCH}.checked_{spec.name} c set rule = 'conflicting_versions',
                 reason = 'conflicting versions: same {key}{" and updated_at" if spec.versioned else ""}, different values (lines ' || g.lines || ')'
             from conflicts_{spec.name} g
             where c.rule is null and c._updated_ts = g._updated_ts and {' and '.join(f'c.{k} = g.{k}' for k in spec.key)}
@@ -167,18 +197,31 @@ def _validate_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed_file
     for col, ref_table, ref_col, rule in REFERENCES.get(spec.name, []):
         optional = col not in spec.required
         con.execute(f"""
-            update load_work.checked_{spec.name} c set rule = {_q(rule)},
+            update {SCRATCH}.checked_{spec.name} c set rule = {_q(rule)},
                 reason = '{col} ''' || c.{col} || ''' does not exist in {ref_table} as of the month end'
             where c.rule is null {"and coalesce(c." + col + ", '') <> ''" if optional else ""}
               and c.{col} not in (select {ref_col} from valid_{ref_table})
         """)
     con.execute(f"create or replace temp view valid_{spec.name} as "
-                f"select * from load_work.checked_{spec.name} where rule is null")
+                f"select * from {SCRATCH}.checked_{spec.name} where rule is null")
 
 
 def _empty_valid(con: duckdb.DuckDBPyConnection, spec: TableSpec) -> None:
     cols = ", ".join(f"null::varchar as {c}" for c in spec.columns)
     con.execute(f"create or replace temp view valid_{spec.name} as select {cols} where false")
+
+
+def _scratch(spec: RunSpec) -> Path:
+    """The load's scratch database: a file next to the warehouse, new for every load (a leftover of a
+    killed load is deleted first) and deleted after it, so the warehouse file never grows by it."""
+    path = Path(f"{spec.warehouse}.load_scratch")
+    _remove(path)
+    return path
+
+
+def _remove(path: Path) -> None:
+    for leftover in (path, Path(f"{path}.wal")):
+        leftover.unlink(missing_ok=True)
 
 
 def load_raw(spec: RunSpec, rules: Rules) -> dict:
@@ -188,9 +231,10 @@ def load_raw(spec: RunSpec, rules: Rules) -> dict:
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     con = connect(spec.warehouse)
     counts: dict[str, dict[str, int]] = {}
+    scratch = _scratch(spec)
     try:
         ensure_schema(con)
-        con.execute("create schema if not exists load_work")
+        con.execute(f"attach {_q(str(scratch))} as {SCRATCH}")
         for name in LOAD_ORDER:
             table_spec = TABLES[name]
             landed = manifest["tables"].get(name)
@@ -206,9 +250,9 @@ def load_raw(spec: RunSpec, rules: Rules) -> dict:
                 counts[name] = _load_table(con, TABLES[name], landed, spec, now)
         for name in LOAD_ORDER:
             con.execute(f"drop view if exists valid_{name}")
-            con.execute(f"drop table if exists load_work.checked_{name}")
     finally:
         con.close()
+        _remove(scratch)
     return counts
 
 
@@ -229,7 +273,7 @@ def _load_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed: dict, r
     quarantined = con.execute(f"""
         insert into quarantine.rejected_rows
         select ?, ?, ?, _source_file, _source_line, _row_key, rule, reason, {record}, ?
-        from load_work.checked_{name} where rule is not null
+        from {SCRATCH}.checked_{name} where rule is not null
     """, [run.run_id, run.month, name, now]).fetchone()[0]
     con.execute("delete from audit.load_batches where run_id = ? and source_table = ?", [run.run_id, name])
     con.execute("insert into audit.load_batches values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
