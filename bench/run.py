@@ -679,7 +679,8 @@ def merge_previous(json_path: Path, args: argparse.Namespace, results: dict, sce
 def collect_tiers(work: Path, scenarios: dict) -> dict[str, dict]:
     """value tiers of the measured month from each source that has them (this run or an earlier one)."""
     found: dict[str, dict] = {}
-    candidates = {"pipeline": [("month", "month"), ("backfill", "backfill"), ("mid", "steps-last")],
+    # the spill run (memory_limit) stands in for the pipeline where no other pipeline run was made (L)
+    candidates = {"pipeline": [("month", "month"), ("backfill", "backfill"), ("mid", "steps-last"), ("spill", "spill")],
                   "sql": [("sql", "baseline-sql")], "pandas": [("pandas", "baseline-pandas")]}
     for name, options in candidates.items():
         for scenario, directory in options:
