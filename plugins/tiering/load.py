@@ -138,13 +138,11 @@ def _validate_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed_file
     view `valid_<name>`. The scratch database is a file of its own (see `_scratch`), not temp
     tables: at 50 million rows the batch's tables are GBs, which temp tables hold in memory and
     spill to the temp directory (tens of GB under a 1 GB memory_limit, then "failed to pin
-    block"); a file database's blocks are simply evicted to its file. Written uncompressed:
-    compressing the random row keys and texts cost a third of the load, and the file is deleted
-    after the load."""
+    block"); a file database's blocks are compressed and simply evicted to its file, which is
+    deleted after the load (the warehouse file does not keep the space)."""
     cols = ", ".join(spec.columns)
     content = "concat_ws(chr(31), " + ", ".join(f"coalesce({c}, chr(0))" for c in spec.columns) + ")"
     checks = _intrinsic_checks(spec, rules.data["reporting_currency"], month_end)
-    con.execute("set force_compression = 'uncompressed'")  # the scratch tables only; reset below
     # _row_key = content hash + occurrence number among identical lines; the window that numbers
     # the occurrences runs only over the (few) repeated contents, not over every row
     con.execute(f"""
@@ -168,7 +166,6 @@ def _validate_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed_file
         from (select *, {_first_broken(checks)} as _broken
               from (select {_parse_columns(spec)} from numbered) parsed) src
     """)
-    con.execute("reset force_compression")
     key = ", ".join(spec.key)
     # conflicting versions: only an id with more than one valid row can have them
     con.execute(f"""
