@@ -42,11 +42,13 @@ run: demo-data
 	@$(BIN)/tiering query "$(TRY_SQL)"
 	@echo 'Why is a customer in its tier?  $(BIN)/tiering explain --customer C000001 --month 2025-03'
 
+# one pytest-xdist worker per core (tests/conftest.py keeps a module's tests on one worker)
+TEST_WORKERS ?= 2
 test: setup browser
-	$(BIN)/python -m pytest -p no:cacheprovider
+	$(BIN)/python -m pytest -p no:cacheprovider -n $(TEST_WORKERS)
 
 test-fast: setup
-	$(BIN)/python -m pytest -p no:cacheprovider -m "not e2e"
+	$(BIN)/python -m pytest -p no:cacheprovider -n $(TEST_WORKERS) -m "not e2e"
 
 # The same dbt project on other targets and the DAG under CeleryExecutor (docs/portability.md,
 # docs/executors.md). test-postgres: needs PostgreSQL (TIERING_PG_*, default 127.0.0.1:5432), else skipped.

@@ -2,6 +2,11 @@
 
 The Airflow environment must be set before anything imports airflow, so it is
 set here at import time (pytest imports conftest first).
+
+`make test` runs two pytest-xdist workers (`-n 2`), each a session of its own with its own
+Airflow home, dbt target and log folders. A test module's tests stay on one worker (its module
+fixtures are built once), and the modules that read the session's demo warehouse share a worker,
+so it is built once (see pytest_xdist_make_scheduler).
 """
 from __future__ import annotations
 
@@ -17,6 +22,9 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
 os.environ.setdefault("DBT_VERSION_CHECK", "false")
+# dbt's artefacts and log per session: two workers must not write the same partial-parse file
+os.environ["DBT_TARGET_PATH"] = str(_SESSION_DIR / "dbt-target")
+os.environ["DBT_LOG_PATH"] = str(_SESSION_DIR / "dbt-logs")
 os.environ.pop("TIERING_WAREHOUSE", None)
 os.environ.pop("TIERING_SOURCE_DIR", None)
 
@@ -25,6 +33,34 @@ from tiering.airflow_runner import configure_environment  # noqa: E402
 configure_environment()
 
 DEMO_START = "2024-01"
+
+
+# Modules that read the session's demo warehouse or PostgreSQL: under xdist they share one worker.
+_SHARED_SCOPE = "demo-warehouse"
+_SHARED_MARKS = ("demo_warehouse", "mark.postgres")
+
+
+def _xdist_scope(nodeid: str) -> str:
+    """A test module is one unit of work (its module fixtures are built once), except the modules
+    that name the `demo_warehouse` fixture or the `postgres` mark: they are one unit together, so the
+    warehouse is built once and the tests that create the cluster's roles never run at once."""
+    path = nodeid.split("::", 1)[0]
+    source = (Path(__file__).resolve().parents[1] / path).read_text()
+    return _SHARED_SCOPE if any(mark in source for mark in _SHARED_MARKS) else path
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist: schedule by the units of `_xdist_scope`, in collection order. (xdist's own
+    `xdist_group` mark does not work with pytest 9: it rewrites an attribute pytest no longer reads.)"""
+    from functools import lru_cache
+
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        _split_scope = staticmethod(lru_cache(maxsize=None)(_xdist_scope))
+
+    config.option.loadscopereorder = False
+    return ModuleScheduling(config, log)
 
 
 @pytest.fixture(scope="session")

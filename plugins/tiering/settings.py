@@ -12,6 +12,12 @@ DEFAULT_WAREHOUSE = Path(os.environ.get("TIERING_WAREHOUSE", PROJECT_ROOT / "war
 DAG_ID = "customer_tiering_monthly"
 
 
+def dbt_target_dir() -> Path:
+    """Where dbt writes compiled SQL and run_results.json: $DBT_TARGET_PATH (relative to the dbt
+    project, as dbt reads it) or dbt_project/target."""
+    return DBT_PROJECT_DIR / os.environ.get("DBT_TARGET_PATH", "target")
+
+
 def landing_root(warehouse: Path) -> Path:
     """Landed batches live beside the warehouse file: <warehouse dir>/landing/<run_id>/."""
     env = os.environ.get("TIERING_LANDING_DIR")

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from tiering.dbt_runner import run_dbt
 from tiering.rules import load_rules
 from tiering.runspec import RunSpec
-from tiering.settings import DBT_PROJECT_DIR
+from tiering.settings import dbt_target_dir
 
 MONTH = date(2024, 6, 1)
 MODELS = ["int_invoice_ledger", "int_customer_credit_measures", "int_customer_credit_graded"]
@@ -29,7 +29,7 @@ def credit_sql(tmp_path_factory) -> list[str]:
     warehouse = tmp_path_factory.mktemp("compile") / "tiering.duckdb"
     spec = RunSpec(month=MONTH, run_id="property", source_dir=Path("."), warehouse=warehouse)
     run_dbt("compile", spec, load_rules(), "--select", " ".join(MODELS))
-    compiled = DBT_PROJECT_DIR / "target" / "compiled" / "tiering" / "models" / "intermediate"
+    compiled = dbt_target_dir() / "compiled" / "tiering" / "models" / "intermediate"
     return [(name, (compiled / f"{name}.sql").read_text()) for name in MODELS]
 
 

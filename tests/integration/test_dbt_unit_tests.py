@@ -10,7 +10,7 @@ from pathlib import Path
 from tiering.dbt_runner import latest_run_spec, run_dbt
 from tiering.pipeline import PRODUCTION_BUILD
 from tiering.rules import load_rules
-from tiering.settings import DBT_PROJECT_DIR, DEFAULT_RULES
+from tiering.settings import DEFAULT_RULES, dbt_target_dir
 
 
 def test_monthly_builds_leave_unit_tests_to_ci():
@@ -22,7 +22,7 @@ def test_every_dbt_unit_test_passes(demo_warehouse: Path, tmp_path: Path):
     shutil.copy(demo_warehouse, warehouse)  # dbt writes scratch relations: never the shared warehouse
     spec = latest_run_spec(warehouse, DEFAULT_RULES)
     run_dbt("test", spec, load_rules(), "--select", "test_type:unit")
-    results = json.loads((DBT_PROJECT_DIR / "target" / "run_results.json").read_text())["results"]
+    results = json.loads((dbt_target_dir() / "run_results.json").read_text())["results"]
     unit = [r for r in results if r["unique_id"].startswith("unit_test.")]
     assert len(unit) >= 20, [r["unique_id"] for r in results]
     assert {r["status"] for r in unit} == {"pass"}
