@@ -26,3 +26,23 @@ def test_every_dbt_unit_test_passes(demo_warehouse: Path, tmp_path: Path):
     unit = [r for r in results if r["unique_id"].startswith("unit_test.")]
     assert len(unit) >= 20, [r["unique_id"] for r in results]
     assert {r["status"] for r in unit} == {"pass"}
+
+
+def test_a_null_in_a_listed_column_fails_its_models_not_null_test(demo_warehouse: Path, tmp_path: Path):
+    """The model-level not_null_columns test (one query per model, tests/generic/) fails on one
+    null, names itself and the rows it found, and passes on the untouched warehouse."""
+    import duckdb
+    import pytest
+
+    from tiering.errors import DbtError
+
+    warehouse = tmp_path / "tiering.duckdb"
+    shutil.copy(demo_warehouse, warehouse)
+    spec = latest_run_spec(warehouse, DEFAULT_RULES)
+    select = ("--select", "not_null_columns_customer_tier_monthly", "not_null_columns_stg_raw__orders")
+    run_dbt("test", spec, load_rules(), *select)
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("update marts.customer_tier_monthly set customer_code = null "
+                    "where customer_id in (select min(customer_id) from marts.customer_tier_monthly)")
+    with pytest.raises(DbtError, match=r"not_null_columns_customer_tier_monthly: fail \(Got 4 results"):
+        run_dbt("test", spec, load_rules(), *select)
