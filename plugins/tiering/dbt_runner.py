@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 from tiering.errors import DbtError
@@ -50,22 +50,46 @@ def _close_duckdb() -> None:
             env.close()
 
 
-# Parsed manifests by rule version: parsing costs seconds and only the rules change what is
-# parsed (every var the models use is rendered again when a node is compiled, at run time),
-# so a backfill parses once and every month's invocations reuse the manifest.
-_MANIFESTS: dict[str, object] = {}
+# Parsed manifests by rule version and warehouse file name: parsing costs seconds and only
+# these change what is parsed (the file name is the DuckDB catalog every node names; every var
+# the models use is rendered again when a node is compiled, at run time), so a backfill parses
+# once and every month's invocations reuse the manifest.
+_MANIFESTS: dict[tuple[str, str], object] = {}
+
+# dbt keeps the parse in <target>/partial_parse.msgpack for the next process, but parses
+# everything again (~10 s) when the vars or the profile differ from the saved ones, and every
+# month's vars (month, run id) and warehouse path do. Parsing does not depend on them, so it
+# gets fixed stand-ins: a new process (every Airflow task is one) then parses in ~2 s.
+_PARSE_MONTH = date(2000, 1, 1)
+_PARSE_DIR = Path("/parse-placeholder")
 
 
-def _manifest(rules: Rules, base_args: list[str]):
+def _manifest(spec: RunSpec, rules: Rules, base_args: list[str]):
     from dbt.cli.main import dbtRunner
 
-    if rules.version not in _MANIFESTS:
-        result = dbtRunner().invoke(["parse", *base_args])
-        _close_duckdb()
+    key = (rules.version, Path(spec.warehouse).name)
+    if key not in _MANIFESTS:
+        stand_in = RunSpec(month=_PARSE_MONTH, run_id="parse", source_dir=Path("."),
+                           warehouse=_PARSE_DIR / key[1])
+        parse_args = [*base_args[:base_args.index("--vars")], "--vars", json.dumps(dbt_vars(stand_in, rules))]
+        warehouse = os.environ.get("TIERING_WAREHOUSE")
+        os.environ["TIERING_WAREHOUSE"] = str(stand_in.warehouse)
+        try:
+            result = dbtRunner().invoke(["parse", *parse_args])
+        finally:
+            _restore_env("TIERING_WAREHOUSE", warehouse)
+            _close_duckdb()
         if not result.success:
             raise DbtError(f"dbt parse failed: {result.exception or 'see the log above'}")
-        _MANIFESTS[rules.version] = result.result
-    return _MANIFESTS[rules.version]
+        _MANIFESTS[key] = result.result
+    return _MANIFESTS[key]
+
+
+def _restore_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 def run_dbt(command: str, spec: RunSpec, rules: Rules, *args: str) -> dict:
@@ -79,7 +103,7 @@ def run_dbt(command: str, spec: RunSpec, rules: Rules, *args: str) -> dict:
                  "--vars", json.dumps(dbt_vars(spec, rules))]
     started = time.monotonic()
     try:
-        runner = dbtRunner(manifest=_manifest(rules, base_args)) if command in ("build", "run", "test") \
+        runner = dbtRunner(manifest=_manifest(spec, rules, base_args)) if command in ("build", "run", "test") \
             else dbtRunner()
         # dbt's command groups take their subcommand before any option: `dbt docs generate --vars ...`
         sub = list(args[:1]) if command in ("docs", "source") else []

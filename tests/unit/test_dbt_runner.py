@@ -1,0 +1,68 @@
+"""tiering.dbt_runner's parse: fixed stand-in vars and warehouse path (so dbt's partial parse is
+reused by the next process), one manifest per rule version and warehouse file name."""
+from __future__ import annotations
+
+import json
+import os
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from tiering import dbt_runner
+from tiering.rules import load_rules
+from tiering.runspec import RunSpec
+
+
+class FakeResult:
+    success = True
+    exception = None
+    result = None
+
+
+@pytest.fixture
+def parses(monkeypatch):
+    """Every `dbt parse` the runner asks for: (vars, TIERING_WAREHOUSE at that moment)."""
+    import dbt.cli.main
+
+    calls: list[tuple[dict, str | None]] = []
+
+    class FakeRunner:
+        def __init__(self, manifest=None):
+            self.manifest = manifest
+
+        def invoke(self, args):
+            if args[0] == "parse":
+                calls.append((json.loads(args[args.index("--vars") + 1]), os.environ.get("TIERING_WAREHOUSE")))
+            result = FakeResult()
+            result.result = f"manifest-{len(calls)}" if args[0] == "parse" else None
+            return result
+
+    monkeypatch.setattr(dbt.cli.main, "dbtRunner", FakeRunner)
+    monkeypatch.setattr(dbt_runner, "_MANIFESTS", {})
+    monkeypatch.setenv("TIERING_WAREHOUSE", "/somewhere/else.duckdb")
+    return calls
+
+
+def _spec(month: date, warehouse: str) -> RunSpec:
+    return RunSpec(month=month, run_id=f"run-{month:%Y%m}", source_dir=Path("."), warehouse=Path(warehouse))
+
+
+def test_parse_uses_stand_ins_not_the_months_vars_or_path(parses):
+    rules = load_rules()
+    dbt_runner._manifest(_spec(date(2024, 3, 1), "/data/wh/tiering.duckdb"), rules, ["--vars", "{}"])
+    [(parse_vars, warehouse)] = parses
+    assert parse_vars["month"] == "2000-01-01" and parse_vars["run_id"] == "parse"
+    assert parse_vars["rules"] == rules.data and parse_vars["rule_version"] == rules.version
+    # the DuckDB catalog is the file's stem: the stand-in keeps the file name
+    assert warehouse == str(Path("/parse-placeholder") / "tiering.duckdb")
+    assert os.environ["TIERING_WAREHOUSE"] == "/somewhere/else.duckdb"  # put back afterwards
+
+
+def test_one_manifest_per_rule_version_and_warehouse_name(parses):
+    rules = load_rules()
+    first = dbt_runner._manifest(_spec(date(2024, 1, 1), "/a/tiering.duckdb"), rules, ["--vars", "{}"])
+    again = dbt_runner._manifest(_spec(date(2024, 7, 1), "/b/tiering.duckdb"), rules, ["--vars", "{}"])
+    other = dbt_runner._manifest(_spec(date(2024, 1, 1), "/a/other.duckdb"), rules, ["--vars", "{}"])
+    assert first == again != other
+    assert len(parses) == 2
