@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
@@ -40,11 +41,11 @@ _SHARED_SCOPE = "demo-warehouse"
 _SHARED_MARKS = ("demo_warehouse", "mark.postgres")
 
 
-def _xdist_scope(nodeid: str) -> str:
+@lru_cache(maxsize=None)
+def _xdist_scope(path: str) -> str:
     """A test module is one unit of work (its module fixtures are built once), except the modules
     that name the `demo_warehouse` fixture or the `postgres` mark: they are one unit together, so the
     warehouse is built once and the tests that create the cluster's roles never run at once."""
-    path = nodeid.split("::", 1)[0]
     source = (Path(__file__).resolve().parents[1] / path).read_text()
     return _SHARED_SCOPE if any(mark in source for mark in _SHARED_MARKS) else path
 
@@ -52,12 +53,11 @@ def _xdist_scope(nodeid: str) -> str:
 def pytest_xdist_make_scheduler(config, log):
     """pytest-xdist: schedule by the units of `_xdist_scope`, in collection order. (xdist's own
     `xdist_group` mark does not work with pytest 9: it rewrites an attribute pytest no longer reads.)"""
-    from functools import lru_cache
-
     from xdist.scheduler import LoadScopeScheduling
 
     class ModuleScheduling(LoadScopeScheduling):
-        _split_scope = staticmethod(lru_cache(maxsize=None)(_xdist_scope))
+        def _split_scope(self, nodeid: str) -> str:
+            return _xdist_scope(nodeid.split("::", 1)[0])
 
     config.option.loadscopereorder = False
     return ModuleScheduling(config, log)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -64,32 +65,41 @@ _PARSE_MONTH = date(2000, 1, 1)
 _PARSE_DIR = Path("/parse-placeholder")
 
 
-def _manifest(spec: RunSpec, rules: Rules, base_args: list[str]):
+def _project_args() -> list[str]:
+    return ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
+
+
+@contextmanager
+def _warehouse_env(path: Path):
+    """TIERING_WAREHOUSE (read by profiles.yml) set to `path` for the block, then put back."""
+    previous = os.environ.get("TIERING_WAREHOUSE")
+    os.environ["TIERING_WAREHOUSE"] = str(path)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("TIERING_WAREHOUSE", None)
+        else:
+            os.environ["TIERING_WAREHOUSE"] = previous
+
+
+def _manifest(spec: RunSpec, rules: Rules):
     from dbt.cli.main import dbtRunner
 
     key = (rules.version, Path(spec.warehouse).name)
     if key not in _MANIFESTS:
         stand_in = RunSpec(month=_PARSE_MONTH, run_id="parse", source_dir=Path("."),
                            warehouse=_PARSE_DIR / key[1])
-        parse_args = [*base_args[:base_args.index("--vars")], "--vars", json.dumps(dbt_vars(stand_in, rules))]
-        warehouse = os.environ.get("TIERING_WAREHOUSE")
-        os.environ["TIERING_WAREHOUSE"] = str(stand_in.warehouse)
         try:
-            result = dbtRunner().invoke(["parse", *parse_args])
+            with _warehouse_env(stand_in.warehouse):
+                result = dbtRunner().invoke(["parse", *_project_args(),
+                                             "--vars", json.dumps(dbt_vars(stand_in, rules))])
         finally:
-            _restore_env("TIERING_WAREHOUSE", warehouse)
             _close_duckdb()
         if not result.success:
             raise DbtError(f"dbt parse failed: {result.exception or 'see the log above'}")
         _MANIFESTS[key] = result.result
     return _MANIFESTS[key]
-
-
-def _restore_env(name: str, value: str | None) -> None:
-    if value is None:
-        os.environ.pop(name, None)
-    else:
-        os.environ[name] = value
 
 
 def run_dbt(command: str, spec: RunSpec, rules: Rules, *args: str) -> dict:
@@ -99,11 +109,10 @@ def run_dbt(command: str, spec: RunSpec, rules: Rules, *args: str) -> dict:
     os.environ["TIERING_WAREHOUSE"] = str(Path(spec.warehouse).resolve())
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     os.environ.setdefault("DBT_VERSION_CHECK", "false")
-    base_args = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
-                 "--vars", json.dumps(dbt_vars(spec, rules))]
+    base_args = [*_project_args(), "--vars", json.dumps(dbt_vars(spec, rules))]
     started = time.monotonic()
     try:
-        runner = dbtRunner(manifest=_manifest(spec, rules, base_args)) if command in ("build", "run", "test") \
+        runner = dbtRunner(manifest=_manifest(spec, rules)) if command in ("build", "run", "test") \
             else dbtRunner()
         # dbt's command groups take their subcommand before any option: `dbt docs generate --vars ...`
         sub = list(args[:1]) if command in ("docs", "source") else []

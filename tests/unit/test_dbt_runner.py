@@ -17,7 +17,9 @@ from tiering.runspec import RunSpec
 class FakeResult:
     success = True
     exception = None
-    result = None
+
+    def __init__(self, result):
+        self.result = result
 
 
 @pytest.fixture
@@ -28,15 +30,10 @@ def parses(monkeypatch):
     calls: list[tuple[dict, str | None]] = []
 
     class FakeRunner:
-        def __init__(self, manifest=None):
-            self.manifest = manifest
-
         def invoke(self, args):
-            if args[0] == "parse":
-                calls.append((json.loads(args[args.index("--vars") + 1]), os.environ.get("TIERING_WAREHOUSE")))
-            result = FakeResult()
-            result.result = f"manifest-{len(calls)}" if args[0] == "parse" else None
-            return result
+            assert args[0] == "parse"
+            calls.append((json.loads(args[args.index("--vars") + 1]), os.environ.get("TIERING_WAREHOUSE")))
+            return FakeResult(f"manifest-{len(calls)}")
 
     monkeypatch.setattr(dbt.cli.main, "dbtRunner", FakeRunner)
     monkeypatch.setattr(dbt_runner, "_MANIFESTS", {})
@@ -50,7 +47,7 @@ def _spec(month: date, warehouse: str) -> RunSpec:
 
 def test_parse_uses_stand_ins_not_the_months_vars_or_path(parses):
     rules = load_rules()
-    dbt_runner._manifest(_spec(date(2024, 3, 1), "/data/wh/tiering.duckdb"), rules, ["--vars", "{}"])
+    dbt_runner._manifest(_spec(date(2024, 3, 1), "/data/wh/tiering.duckdb"), rules)
     [(parse_vars, warehouse)] = parses
     assert parse_vars["month"] == "2000-01-01" and parse_vars["run_id"] == "parse"
     assert parse_vars["rules"] == rules.data and parse_vars["rule_version"] == rules.version
@@ -61,8 +58,8 @@ def test_parse_uses_stand_ins_not_the_months_vars_or_path(parses):
 
 def test_one_manifest_per_rule_version_and_warehouse_name(parses):
     rules = load_rules()
-    first = dbt_runner._manifest(_spec(date(2024, 1, 1), "/a/tiering.duckdb"), rules, ["--vars", "{}"])
-    again = dbt_runner._manifest(_spec(date(2024, 7, 1), "/b/tiering.duckdb"), rules, ["--vars", "{}"])
-    other = dbt_runner._manifest(_spec(date(2024, 1, 1), "/a/other.duckdb"), rules, ["--vars", "{}"])
+    first = dbt_runner._manifest(_spec(date(2024, 1, 1), "/a/tiering.duckdb"), rules)
+    again = dbt_runner._manifest(_spec(date(2024, 7, 1), "/b/tiering.duckdb"), rules)
+    other = dbt_runner._manifest(_spec(date(2024, 1, 1), "/a/other.duckdb"), rules)
     assert first == again != other
     assert len(parses) == 2
