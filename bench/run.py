@@ -13,6 +13,9 @@ its own while this process samples the child's whole process tree in /proc (peak
   backfill  the last --months-backfill months, oldest first, in one process through the DAG
   mid       the middle month (month 12 of 24) through the steps without Airflow, to compare
             its cost with the last month's (a month's run reads the as-of snapshot up to it)
+  steady    the steady state: the months before mid and last, then mid and last, through the
+            steps in ONE warehouse, so that mid and last each land only what changed since the
+            month before (tiering.increment); compares their costs (month 24 against month 12)
   sql       baseline (a): ONE hand-written DuckDB query from the source Parquet to value tiers
   pandas    baseline (b): the same rule in plain pandas/numpy (exact integer arithmetic)
   parse     the DAG file parse time (DagBag of dags/, after `import airflow`)
@@ -53,7 +56,7 @@ SCALES = {  # customers, months of history
 START_MONTH = "2023-01"
 SEED = 42
 MAX_RSS_BYTES = 0  # set from --max-rss-gb: a scenario whose process tree exceeds it is killed
-ALL_SCENARIOS = ("month", "backfill", "mid", "sql", "pandas", "parse", "kill", "spill")
+ALL_SCENARIOS = ("month", "backfill", "mid", "steady", "sql", "pandas", "parse", "kill", "spill")
 STAGES = {  # stage -> step functions of tiering.pipeline
     "extract_land": ("extract_and_land",),
     "load": ("load_raw",),
@@ -594,6 +597,13 @@ def run_bench(args: argparse.Namespace) -> int:
         else:
             r["failed"], r["exit_code"], r["timed_out"], r["wall_s"], r["peak_rss_mb"] = True, 1, False, 0, 0
         record("mid", r)
+    if "steady" in scenarios:
+        steady = [month_text(mid, -1), mid, month_text(last, -1), last]
+        log(f"steady: {', '.join(steady)} through the steps in one warehouse ({mid} and {last} land the changes "
+            f"since the month before)")
+        r = record("steady", Child("pipeline", pipeline_spec("steady", steady, "steps"), env, timeout=timeout).wait())
+        if not r.get("failed"):
+            r["ratio_last_to_mid"] = round(r["months"][3]["steps_total_s"] / r["months"][1]["steps_total_s"], 2)
     for name in ("sql", "pandas"):
         if name in scenarios:
             log(f"{name} baseline for {last}")
@@ -680,7 +690,8 @@ def collect_tiers(work: Path, scenarios: dict) -> dict[str, dict]:
     """value tiers of the measured month from each source that has them (this run or an earlier one)."""
     found: dict[str, dict] = {}
     # the spill run (memory_limit) stands in for the pipeline where no other pipeline run was made (L)
-    candidates = {"pipeline": [("month", "month"), ("backfill", "backfill"), ("mid", "steps-last"), ("spill", "spill")],
+    candidates = {"pipeline": [("month", "month"), ("backfill", "backfill"), ("mid", "steps-last"), ("steady", "steady"),
+                               ("spill", "spill")],
                   "sql": [("sql", "baseline-sql")], "pandas": [("pandas", "baseline-pandas")]}
     for name, options in candidates.items():
         for scenario, directory in options:
@@ -791,6 +802,12 @@ def markdown(results: dict) -> str:
             stages = {k: v for k, v in m["stages_s"].items() if k != "airflow_overhead"}
             stage_row(f"month {m['month']} steps only", m["steps_total_s"], stages, s["mid"][label]["peak_rss_mb"],
                       s["mid"][label].get("mean_load_avg"))
+    if "steady" in s:
+        for i in (1, 3):
+            m, before = s["steady"]["months"][i], s["steady"]["months"][i - 1]["month"]
+            stages = {k: v for k, v in m["stages_s"].items() if k != "airflow_overhead"}
+            stage_row(f"month {m['month']} steps, after {before} (incremental landing)", m["steps_total_s"], stages,
+                      s["steady"]["peak_rss_mb"], s["steady"].get("mean_load_avg"))
     if "spill" in s and s["spill"].get("finished"):
         m = s["spill"]["months"][0]
         stage_row(f"month {m['month']} steps, memory_limit {s['spill']['memory_limit']}", m["steps_total_s"],
@@ -820,6 +837,11 @@ def markdown(results: dict) -> str:
     if "mid" in s:
         facts.append(f"month {s['mid']['last']['months'][0]['month']} / month {s['mid']['mid']['months'][0]['month']} "
                      f"run cost (steps): {s['mid']['ratio_last_to_mid']}x")
+    if "steady" in s:
+        months = s["steady"]["months"]
+        facts.append(f"steady state (each month run after the month before, incremental landing): month "
+                     f"{months[3]['month']} / month {months[1]['month']} run cost (steps): "
+                     f"**{s['steady']['ratio_last_to_mid']}x**")
     if "parse" in s:
         facts.append(f"DAG parse (DagBag of dags/): {s['parse']['dag_parse_s']} s "
                      f"(plus {s['parse']['airflow_import_s']} s to import airflow)")

@@ -4,7 +4,8 @@ Datasets, per landed table: `<table>`, the rows this batch adds (the landed Parq
 column text, empty text read as NULL): all rows for the first month, else the rows updated at or
 after the as-of cutoff of the latest earlier month with a successful run (plus rows whose
 updated_at cannot be parsed), because the rest were validated by that run's gate already; and
-`<table>__batch`, one row with the batch's row count from the landing manifest (`rows`). So the
+`<table>__batch`, one row with the batch's row count from the landing manifest (`snapshot_rows`:
+the rows as of the cutoff, also when only a delta was landed). So the
 gate reads one month of changes into pandas, not the whole history: at 50 million order rows the
 batch is ~2 GB of text, its monthly changes ~2 million rows.
 
@@ -45,10 +46,10 @@ NON_NEGATIVE_DECIMAL = r"^\+?(?:\d+(?:\.\d*)?|\.\d+)$"
 
 
 def previous_extracted_rows(b) -> tuple[str | None, dict[str, int]]:
-    """(run id, {table: extracted rows}) of the latest successful run of the previous month."""
+    """(run id, {table: rows of the as-of snapshot}) of the latest successful run of the previous month."""
     previous_month = add_months(b.spec.month, -1)
     rows = b.query("""
-        select r.run_id, lb.source_table, lb.extracted_rows
+        select r.run_id, lb.source_table, coalesce(lb.snapshot_rows, lb.extracted_rows)
         from audit.load_batches lb
         join audit.runs r on r.run_id = lb.run_id
         where r.status = 'success' and r.month = ? and r.run_id <> ?
@@ -140,7 +141,9 @@ def build(b) -> None:
             else:
                 continue
         else:
-            _landed_frames(b, name, b.spec.landing_dir / landed["landed_file"], landed["rows"], since)
+            # the batch's size is its as-of snapshot's, also when only a delta was landed (tiering.increment)
+            _landed_frames(b, name, b.spec.landing_dir / landed["landed_file"],
+                           landed.get("snapshot_rows", landed["rows"]), since)
         df = b.datasets[name]
         batch = f"{name}__batch"
         present = set(df.columns)

@@ -15,7 +15,7 @@ Checks (all severity error):
   <table>.updated_before_month_end   no row with updated_at at or after the month end
   load_batches.rows_accounted_for    loaded + quarantined = extracted, per table
   load_batches.quarantined_share_<table>
-                                     at most `max_quarantined_share` of the rows were quarantined
+                                     at most `max_quarantined_share` of the as-of snapshot's rows were quarantined
                                      (a whole file in a wrong format is a broken batch, not bad rows)
 """
 from __future__ import annotations
@@ -41,7 +41,10 @@ def staging_table(name: str) -> str:
 def build(b) -> None:
     month_end = datetime(b.spec.next_month.year, b.spec.next_month.month, 1, tzinfo=timezone.utc)
     available = {name: b.columns("staging", staging_table(name)) for name in TABLES}
-    loaded = dict(b.query("select source_table, loaded_rows from audit.load_batches where run_id = ?", [b.spec.run_id]))
+    # the valid rows of the run's as-of batch: loaded now, or inherited from a delta's base run
+    # (snapshot_rows - extracted_rows: the rows of the snapshot that were not landed again)
+    loaded = dict(b.query("select source_table, loaded_rows + coalesce(snapshot_rows - extracted_rows, 0) "
+                          "from audit.load_batches where run_id = ?", [b.spec.run_id]))
     for name, columns in available.items():
         if not columns:
             b.note(f"staging.{staging_table(name)} does not exist: not checked")
@@ -76,7 +79,7 @@ def build(b) -> None:
 
         if not TABLES[name].optional_file and loaded.get(name):
             b.expect(name, "not_empty", E.ExpectColumnMaxToBeBetween(column="rows", min_value=1),
-                     f"staging.{staging_table(name)} has rows ({loaded[name]} rows were loaded)",
+                     f"staging.{staging_table(name)} has rows ({loaded[name]} valid rows in the batch)",
                      frame=f"{name}__counts")
         if len(key) == 1:
             b.expect(name, "unique_id", E.ExpectColumnValuesToBeUnique(column=key[0]),
@@ -96,7 +99,9 @@ def build(b) -> None:
     b.dataset("load_batches", """
         select source_table, extracted_rows, loaded_rows, quarantined_rows,
                extracted_rows - loaded_rows - quarantined_rows as unaccounted_rows,
-               case when extracted_rows > 0 then quarantined_rows / extracted_rows else 0 end as quarantined_share
+               -- of the as-of snapshot (a delta landing extracts fewer rows: tiering.increment)
+               case when coalesce(snapshot_rows, extracted_rows) > 0
+                    then quarantined_rows / coalesce(snapshot_rows, extracted_rows) else 0 end as quarantined_share
         from audit.load_batches where run_id = ? order by source_table""", [b.spec.run_id])
     batches = b.datasets["load_batches"]
     b.expect("load_batches", "rows_accounted_for",

@@ -15,8 +15,11 @@ from pathlib import Path
 import duckdb
 
 from tiering.errors import TieringError
+from tiering.increment import find_base, history_unchanged, plan_table
+from tiering.rules import load_rules
 from tiering.runspec import RunSpec
-from tiering.source import TABLES, check_source_dir, extract_as_of_to
+from tiering.source import (LOAD_ORDER, TABLES, carried_collisions, check_source_dir, extract_as_of_to,
+                            fingerprints)
 from tiering.warehouse import apply_settings
 
 MANIFEST = "_manifest.json"
@@ -42,22 +45,40 @@ def extract_and_land(spec: RunSpec) -> dict:
                            f"start a new run (new run id) instead")
     staging = target.with_name(target.name + ".partial")
     staging.mkdir(parents=True, exist_ok=False)
+    base, no_base = find_base(spec, load_rules(spec.rules_path).version)
     con = apply_settings(duckdb.connect())
-    tables = {}
+    tables: dict[str, dict] = {}
+    incremental: set[str] = set()   # tables whose rows before the base's cutoff are the base's
     try:
-        for name, table_spec in TABLES.items():
+        for name in LOAD_ORDER:
+            table_spec = TABLES[name]
             path = table_spec.path_in(spec.source_dir)
+            cutoffs = [spec.as_of_cutoff, *([base.cutoff] if base and base.cutoff != spec.as_of_cutoff else [])]
+            found = fingerprints(con, table_spec, path, cutoffs) if path else None
+            unchanged, why = history_unchanged(base, name, path.name if path else None, found)
             if path is None:
+                if unchanged:
+                    incremental.add(name)
                 continue
+            entry = tables[name] = {"source_file": path.name, "source_sha256": sha256_of(path), "landing": "full",
+                                    "fingerprint": {"cutoff": spec.as_of_cutoff, **found[spec.as_of_cutoff]},
+                                    "snapshot_rows": found[spec.as_of_cutoff]["rows"] + found["unparseable"]}
+            delta, why_full = plan_table(base, name, unchanged, no_base or why, incremental)
+            if delta is not None and not table_spec.versioned:
+                delta, why_full = None, "not versioned (no updated_at): always landed in full"
+                incremental.add(name)     # ... but unchanged, so the tables depending on it may be deltas
+            if delta is not None and carried_collisions(con, table_spec, path, delta):
+                delta, why_full = None, ("a row the base run quarantined shares its id and updated_at with a "
+                                         "loaded row: landed in full, so that the conflicting-versions rule sees both")
+            if delta is None:
+                entry["full_reason"] = why_full
+            else:
+                incremental.add(name)
+                entry.update(landing="delta", base_run_id=base.run_id, since=delta.since,
+                             carried_rows=len(delta.carried_lines))
             out = staging / f"{name}.parquet"
-            rows = extract_as_of_to(con, table_spec, path, spec.as_of_cutoff, out)
-            tables[name] = {
-                "source_file": path.name,
-                "source_sha256": sha256_of(path),
-                "rows": rows,
-                "landed_file": out.name,
-                "landed_sha256": sha256_of(out),
-            }
+            rows = extract_as_of_to(con, table_spec, path, spec.as_of_cutoff, out, delta)
+            entry.update(rows=rows, landed_file=out.name, landed_sha256=sha256_of(out))
     finally:
         con.close()
     manifest = {
@@ -66,6 +87,7 @@ def extract_and_land(spec: RunSpec) -> dict:
         "source_dir": str(Path(spec.source_dir).resolve()),
         "as_of_cutoff": spec.as_of_cutoff,
         "restatement": spec.restate,
+        "base_run_id": base.run_id if base else None,
         "landed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "tables": tables,
     }

@@ -7,6 +7,11 @@ every distinct source row once (`_row_key` = hash of its values + occurrence
 number), so a rerun of a month adds no raw rows; reloading the same run
 replaces its batch rows and quarantine rows (idempotent).
 
+A table landed as a delta (tiering.increment) holds only the rows changed since a base run; the
+run's batch of it is its own loaded rows plus the base run's batch (`raw.batch_lineage`), and
+two checks look at those inherited rows too: a reference may point at an inherited customer or
+invoice, and an inherited version of an id may be newer than a landed one (conflicts).
+
 The rules, in the order they are checked (the first broken rule is the reason):
   missing_value, bad_timestamp, bad_date, bad_amount, negative_amount,
   unknown_value (status / customer_kind), bad_fx_rate, unknown_currency,
@@ -17,27 +22,24 @@ The rules, in the order they are checked (the first broken rule is the reason):
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
 
+from tiering.errors import TieringError
 from tiering.landing import read_manifest
 from tiering.rules import Rules
 from tiering.runspec import RunSpec
-from tiering.source import TABLES, TableSpec, sql_literal as _q
+from tiering.source import LOAD_ORDER, REFERENCES, TABLES, TableSpec, sql_literal as _q
 from tiering.warehouse import connect, ensure_schema, transaction
 
-# reference checks: table -> [(column, referenced table, referenced key column, rule)]
-REFERENCES = {
-    "orders": [("customer_id", "customers", "customer_id", "unknown_customer")],
-    # invoices.order_id is informational: an invoice may be visible before its order arrives
-    "invoices": [("customer_id", "customers", "customer_id", "unknown_customer")],
-    "payments": [("invoice_id", "invoices", "invoice_id", "unknown_invoice")],
-    "tier_overrides": [("customer_id", "customers", "customer_id", "unknown_customer")],
-}
-LOAD_ORDER = ("fx_rates", "customers", "tier_overrides", "orders", "invoices", "payments")
 SCRATCH = "load_scratch"   # the batch's checked rows: an attached database file, deleted after the load
+
+
+class LoadError(TieringError):
+    pass
 
 
 
@@ -133,7 +135,7 @@ def _by_index(checks: list[tuple[str, str, str]], pick: int) -> str:
 
 
 def _validate_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed_file: str, rules: Rules,
-                    month_end: str) -> None:
+                    month_end: str, inherited: dict[str, Inherited]) -> None:
     """Create table `load_scratch.checked_<name>` (landed rows + _row_key, rule, reason) and the temp
     view `valid_<name>`. The scratch database is a file of its own (see `_scratch`), not temp
     tables: at 50 million rows the batch's tables are GBs, which temp tables hold in memory and
@@ -167,6 +169,7 @@ def _validate_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed_file
               from (select {_parse_columns(spec)} from numbered) parsed) src
     """)
     key = ", ".join(spec.key)
+    own = spec.name in inherited   # a delta batch: its base run's rows are part of it (tiering.increment)
     # conflicting versions: only an id with more than one valid row can have them
     con.execute(f"""
         create or replace temp table conflicts_{spec.name} as
@@ -175,9 +178,10 @@ def _validate_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed_file
             where rule is null and ({key}) in (
                 select ({key}) from {SCRATCH}.checked_{spec.name} where rule is null group by {key} having count(*) > 1)
         ),
-        latest as (
+        landed_latest as (
             select *, max(_updated_ts) over (partition by {key}) as _latest from candidates
-        )
+        ),
+        {_latest_with_inherited(spec, inherited[spec.name]) if own else "latest as (select * from landed_latest)"}
         select {key}, _updated_ts, string_agg(_source_line::varchar, ', ' order by _source_line) as lines
         from latest
         where _updated_ts = _latest
@@ -193,14 +197,58 @@ def _validate_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed_file
         """)
     for col, ref_table, ref_col, rule in REFERENCES.get(spec.name, []):
         optional = col not in spec.required
+        unknown = f"c.{col} not in (select {ref_col} from valid_{ref_table})"
+        if ref_table in inherited:
+            # ... nor among the rows the batch inherits from its base run: only the ids not among
+            # this batch's own valid rows are looked up there
+            unknown += f""" and c.{col} not in (
+                select {ref_col} from raw.{ref_table}
+                where {ref_col} in (select {col} from {SCRATCH}.checked_{spec.name}
+                                    where rule is null and {col} not in (select {ref_col} from valid_{ref_table}))
+                  and _row_key in ({members_sql(ref_table, inherited[ref_table].batch_ids)}))"""
         con.execute(f"""
             update {SCRATCH}.checked_{spec.name} c set rule = {_q(rule)},
                 reason = '{col} ''' || c.{col} || ''' does not exist in {ref_table} as of the month end'
             where c.rule is null {"and coalesce(c." + col + ", '') <> ''" if optional else ""}
-              and c.{col} not in (select {ref_col} from valid_{ref_table})
+              and {unknown}
         """)
     con.execute(f"create or replace temp view valid_{spec.name} as "
                 f"select * from {SCRATCH}.checked_{spec.name} where rule is null")
+
+
+@dataclass(frozen=True)
+class Inherited:
+    """A table landed as a delta: its batch also holds the rows of these batches (the base run's
+    batch: raw.batch_lineage), all updated before `since`."""
+    since: str
+    batch_ids: list[str]
+
+
+def members_sql(table: str, batch_ids: list[str]) -> str:
+    """SQL: the row keys of `table` in the batches `batch_ids` (raw.batch_rows)."""
+    return (f"select row_key from raw.batch_rows where source_table = {_q(table)} "
+            f"and batch_id in ({', '.join(map(_q, batch_ids))})")
+
+
+def _latest_with_inherited(spec: TableSpec, inherited: Inherited) -> str:
+    """SQL (the CTE `latest`): for a delta batch, the latest version of an id among this batch's
+    rows *and* the rows it inherits from its base run. A landed row older than the delta (one the
+    base run quarantined, checked again) is not the latest when an inherited version is newer.
+    (An inherited row with the same updated_at cannot be: the landing lands such a table in full.)
+    Only the ids whose landed versions are all older than the delta can be affected; they are
+    looked up in raw."""
+    key = ", ".join(spec.key)
+    return f"""inherited_latest as (
+            select {key}, max(try_cast(updated_at as timestamptz)) as _inherited_latest
+            from raw.{spec.name}
+            where ({key}) in (select ({key}) from landed_latest where _latest < timestamptz {_q(inherited.since)})
+              and _row_key in ({members_sql(spec.name, inherited.batch_ids)})
+            group by {key}
+        ),
+        latest as (
+            select landed_latest.* replace (greatest(_latest, coalesce(_inherited_latest, _latest)) as _latest)
+            from landed_latest left join inherited_latest using ({key})
+        )"""
 
 
 def _empty_valid(con: duckdb.DuckDBPyConnection, spec: TableSpec) -> None:
@@ -232,19 +280,21 @@ def load_raw(spec: RunSpec, rules: Rules) -> dict:
     try:
         ensure_schema(con)
         con.execute(f"attach {_q(str(scratch))} as {SCRATCH}")
+        inherited = _inherited(con, manifest)
         for name in LOAD_ORDER:
             table_spec = TABLES[name]
             landed = manifest["tables"].get(name)
             if landed is None:
                 _empty_valid(con, table_spec)
                 continue
-            _validate_table(con, table_spec, str(spec.landing_dir / landed["landed_file"]), rules, month_end)
+            _validate_table(con, table_spec, str(spec.landing_dir / landed["landed_file"]), rules, month_end,
+                            inherited)
         with transaction(con):
             for name in LOAD_ORDER:
                 landed = manifest["tables"].get(name)
                 if landed is None:
                     continue
-                counts[name] = _load_table(con, TABLES[name], landed, spec, now)
+                counts[name] = _load_table(con, TABLES[name], landed, spec, now, inherited.get(name))
         for name in LOAD_ORDER:
             con.execute(f"drop view if exists valid_{name}")
     finally:
@@ -253,8 +303,26 @@ def load_raw(spec: RunSpec, rules: Rules) -> dict:
     return counts
 
 
+def _inherited(con: duckdb.DuckDBPyConnection, manifest: dict) -> dict[str, Inherited]:
+    """The tables the landing landed as deltas, with the batches (the base run's and those it
+    inherits) whose rows are part of this run's batch."""
+    inherited = {}
+    for name, landed in manifest["tables"].items():
+        if landed.get("landing") != "delta":
+            continue
+        base = landed["base_run_id"]
+        batch_ids = [r[0] for r in con.execute(
+            "select member_batch_id from raw.batch_lineage where batch_id = ? and source_table = ? order by 1",
+            [base, name]).fetchall()]
+        if not batch_ids:
+            raise LoadError(f"{name}: landed as a delta on run {base}, but raw.batch_lineage has no batch of that "
+                            f"run: start a new run of the month with TIERING_LANDING=full")
+        inherited[name] = Inherited(since=landed["since"], batch_ids=batch_ids)
+    return inherited
+
+
 def _load_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed: dict, run: RunSpec,
-                now: datetime) -> dict[str, int]:
+                now: datetime, inherited: Inherited | None) -> dict[str, int]:
     cols = ", ".join(spec.columns)
     name = spec.name
     new_rows = con.execute(f"""
@@ -265,6 +333,10 @@ def _load_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed: dict, r
     con.execute("delete from raw.batch_rows where batch_id = ? and source_table = ?", [run.run_id, name])
     loaded = con.execute(f"insert into raw.batch_rows select ?, ?, _row_key from valid_{name}",
                          [run.run_id, name]).fetchone()[0]
+    # the batches whose rows make up this run's batch of the table: its own, and a delta's inherited ones
+    con.execute("delete from raw.batch_lineage where batch_id = ? and source_table = ?", [run.run_id, name])
+    con.executemany("insert into raw.batch_lineage values (?, ?, ?)",
+                    [[run.run_id, name, member] for member in [run.run_id, *(inherited.batch_ids if inherited else [])]])
     con.execute("delete from quarantine.rejected_rows where run_id = ? and source_table = ?", [run.run_id, name])
     record = "to_json({" + ", ".join(f"'{c}': {c}" for c in spec.columns) + "})"
     quarantined = con.execute(f"""
@@ -273,9 +345,12 @@ def _load_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed: dict, r
         from {SCRATCH}.checked_{name} where rule is not null
     """, [run.run_id, run.month, name, now]).fetchone()[0]
     con.execute("delete from audit.load_batches where run_id = ? and source_table = ?", [run.run_id, name])
-    con.execute("insert into audit.load_batches values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    con.execute("""insert into audit.load_batches (run_id, month, source_table, source_file, source_sha256,
+                       landed_sha256, extracted_rows, loaded_rows, new_raw_rows, quarantined_rows, loaded_at,
+                       snapshot_rows, base_run_id) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 [run.run_id, run.month, name, landed["source_file"], landed["source_sha256"],
-                 landed["landed_sha256"], landed["rows"], loaded, new_rows, quarantined, now])
+                 landed["landed_sha256"], landed["rows"], loaded, new_rows, quarantined, now,
+                 landed.get("snapshot_rows", landed["rows"]), landed.get("base_run_id")])
     if loaded + quarantined != landed["rows"]:  # cannot happen; refuse to continue if it ever does
         raise RuntimeError(f"{name}: {loaded} loaded + {quarantined} quarantined != {landed['rows']} extracted")
     return {"extracted": landed["rows"], "loaded": loaded, "new_raw_rows": new_rows, "quarantined": quarantined}

@@ -283,14 +283,11 @@ def _read_pii(con, run_id: str) -> Table:
     import pyarrow as pa
 
     from tiering.pseudonym import customer_keys
+    from tiering.warehouse import batch_rows_sql
 
-    rows = con.sql("""
+    rows = con.sql(f"""
         with batch_customers as (
-            select customers.*
-            from raw.customers as customers
-            inner join raw.batch_rows as batch
-                on batch.row_key = customers._row_key and batch.source_table = 'customers'
-            where batch.batch_id = ?
+            {batch_rows_sql("customers")}
         ),
         latest_versions as (
             select customer_id, name, email, phone, cast(updated_at as timestamptz) as updated_at,

@@ -8,6 +8,7 @@ it is extracted and then quarantined with that reason, so it is never lost).
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,6 +117,24 @@ TABLES: dict[str, TableSpec] = {
 }
 
 
+# reference checks: table -> [(column, referenced table, referenced key column, rule)]
+REFERENCES = {
+    "orders": [("customer_id", "customers", "customer_id", "unknown_customer")],
+    # invoices.order_id is informational: an invoice may be visible before its order arrives
+    "invoices": [("customer_id", "customers", "customer_id", "unknown_customer")],
+    "payments": [("invoice_id", "invoices", "invoice_id", "unknown_invoice")],
+    "tier_overrides": [("customer_id", "customers", "customer_id", "unknown_customer")],
+}
+LOAD_ORDER = ("fx_rates", "customers", "tier_overrides", "orders", "invoices", "payments")
+
+
+def depends_on(table: str) -> tuple[str, ...]:
+    """The tables whose valid rows decide whether a row of `table` is valid: the ones it refers
+    to, and fx_rates for a table with amounts in a currency."""
+    refs = tuple(ref for _, ref, _, _ in REFERENCES.get(table, []))
+    return refs + (("fx_rates",) if "currency" in TABLES[table].columns and table != "fx_rates" else ())
+
+
 def read_table(spec: TableSpec, path: Path) -> pa.Table:
     """Read one source file with every column as text, plus `_source_line`."""
     try:
@@ -159,12 +178,33 @@ def check_source_dir(source_dir: Path) -> None:
             )
 
 
-def _as_of_filter(spec: TableSpec, cutoff: str) -> str:
+@dataclass(frozen=True)
+class Delta:
+    """What an incremental landing of one table takes from the source (tiering.increment): the
+    rows updated at or after `since` (the base run's cutoff) and before the run's cutoff, the
+    rows whose updated_at cannot be parsed (always), and the rows at `carried_lines` (the base
+    run's quarantined rows, checked again: a reference may exist by now)."""
+    since: str
+    carried_lines: tuple[int, ...] = ()
+
+
+UPDATED_TS = "try_cast(updated_at as timestamptz)"
+
+
+def _as_of_filter(spec: TableSpec, cutoff: str, delta: Delta | None = None) -> str:
     if spec.versioned:
-        return (f"try_cast(updated_at as timestamptz) is null "
-                f"or try_cast(updated_at as timestamptz) < timestamptz '{cutoff}'")
+        where = f"{UPDATED_TS} is null or {UPDATED_TS} < timestamptz '{cutoff}'"
+        if delta is not None:
+            where = f"({where}) and ({UPDATED_TS} is null or {UPDATED_TS} >= timestamptz '{delta.since}'"
+            if delta.carried_lines:
+                where += f" or _source_line in (select unnest(${_CARRIED}))"
+            where += ")"
+        return where
     # fx rates: the months up to and including M (and unparseable months, to quarantine)
     return f"try_strptime(month, '%Y-%m') is null or try_strptime(month, '%Y-%m') < timestamp '{cutoff}'"
+
+
+_CARRIED = "carried_lines"
 
 
 def _parquet_columns(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
@@ -176,17 +216,15 @@ def _parquet_columns(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
         raise SourceError(f"{path}: cannot be read ({str(exc).splitlines()[0]}); fix or replace the file") from exc
 
 
-def extract_as_of_to(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path, cutoff: str,
-                     out: Path) -> int:
-    """Write the rows of one source file visible before `cutoff` (the month end; see the module
-    docstring) to the Parquet file `out`: the source columns as text, `_source_line` and
-    `_source_file`, in file order. Returns the row count.
+@contextmanager
+def source_rows(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path):
+    """A SQL query of every row of one source file: the source columns as text, `_source_line`
+    and `_source_file`, in file order.
 
-    A Parquet source streams through DuckDB (read, filter and write in one pass, bounded memory:
-    a 50-million-row file never sits in memory); a CSV source is read with pyarrow, which
-    numbers its lines exactly as a text editor shows them."""
+    A Parquet source streams through DuckDB (bounded memory: a 50-million-row file never sits in
+    memory); a CSV source is read with pyarrow, which numbers its lines exactly as a text editor
+    shows them, and registered for the time of the `with` block."""
     name = sql_literal(path.name)
-    where = _as_of_filter(spec, cutoff)
     if path.suffix == ".parquet":
         present = _parquet_columns(con, path)
         missing = [c for c in spec.columns if c not in present]
@@ -195,18 +233,83 @@ def extract_as_of_to(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path
                 f"{path}: missing column(s) {', '.join(missing)}; expected columns: {', '.join(spec.columns)}"
             )
         select = ", ".join(f"cast({c} as varchar) as {c}" for c in spec.columns)
-        # the row number is the file's (0-based) row position; insertion order is preserved by COPY
-        query = (f"select * from (select {select}, file_row_number + 1 as _source_line, {name} as _source_file "
-                 f"from read_parquet({sql_literal(str(path))}, file_row_number = true)) where {where}")
-    else:
-        table = read_table(spec, path)
-        con.register("source_rows", table)
-        query = f"select *, {name} as _source_file from source_rows where {where} order by _source_line"
+        # the row number is the file's (0-based) row position
+        yield (f"select {select}, file_row_number + 1 as _source_line, {name} as _source_file "
+               f"from read_parquet({sql_literal(str(path))}, file_row_number = true)")
+        return
+    con.register("source_file_rows", read_table(spec, path))
     try:
-        return con.execute(f"copy ({query}) to {sql_literal(str(out))} (format parquet, compression zstd)"
-                           ).fetchone()[0]
+        yield f"select *, {name} as _source_file from source_file_rows"
+    finally:
+        con.unregister("source_file_rows")
+
+
+def _run(con: duckdb.DuckDBPyConnection, path: Path, sql: str, params: dict | None = None):
+    try:
+        return con.execute(sql, params or {}).fetchall()
     except duckdb.Error as exc:
         raise SourceError(f"{path}: cannot be read ({str(exc).splitlines()[0]}); fix or replace the file") from exc
-    finally:
-        if path.suffix != ".parquet":
-            con.unregister("source_rows")
+
+
+def extract_as_of_to(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path, cutoff: str,
+                     out: Path, delta: Delta | None = None) -> int:
+    """Write the rows of one source file visible before `cutoff` (the month end; see the module
+    docstring), or of them only the `delta` ones, to the Parquet file `out`: the source columns
+    as text, `_source_line` and `_source_file`, in file order (read, filter and write in one
+    pass). Returns the row count."""
+    where = _as_of_filter(spec, cutoff, delta)
+    params = {_CARRIED: list(delta.carried_lines)} if delta is not None and delta.carried_lines else None
+    with source_rows(con, spec, path) as rows:
+        # COPY keeps a Parquet scan's file order; the CSV's arrow rows are put back in line order
+        order = "" if path.suffix == ".parquet" else " order by _source_line"
+        query = f"select * from ({rows}) where {where}{order}"
+        return _run(con, path, f"copy ({query}) to {sql_literal(str(out))} (format parquet, compression zstd)",
+                    params)[0][0]
+
+
+def _visible_from(spec: TableSpec) -> str:
+    """SQL: the moment from which a row is visible (updated_at; an fx rate: its month)."""
+    return UPDATED_TS if spec.versioned else "cast(try_strptime(month, '%Y-%m') as timestamptz)"
+
+
+def fingerprints(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path, cutoffs: list[str]) -> dict:
+    """{cutoff: {"rows": n, "hash": text}, "unparseable": n} of one source file: for each cutoff,
+    the number of rows visible before it (updated_at, or an fx rate's month, before the cutoff)
+    and the sum of a hash of each such row's values and line number; and the number of rows
+    whose updated_at (month) cannot be parsed. Equal fingerprints at a cutoff mean that the rows
+    before it are (but for a 2^-64 chance) the same rows at the same lines: what an incremental
+    landing relies on (tiering.increment). One scan of the file for all cutoffs."""
+    row_hash = "hash(" + ", ".join([*spec.columns, "_source_line"]) + ")"
+    aggregates = ", ".join(
+        f"count(*) filter (where ts < timestamptz '{c}'), "
+        f"coalesce(sum({row_hash}) filter (where ts < timestamptz '{c}'), 0)::varchar"
+        for c in cutoffs)
+    with source_rows(con, spec, path) as rows:
+        values = _run(con, path, f"select {aggregates}, count(*) filter (where ts is null) "
+                                 f"from (select *, {_visible_from(spec)} as ts from ({rows}))")[0]
+    result: dict = {c: {"rows": values[2 * i], "hash": values[2 * i + 1]} for i, c in enumerate(cutoffs)}
+    result["unparseable"] = values[-1]
+    return result
+
+
+def carried_collisions(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path, delta: Delta) -> int:
+    """How many of the rows visible before `delta.since` that are not carried share their id and
+    updated_at with a carried row. Such a pair is two versions at the same moment: when the
+    carried row becomes valid, the conflicting-versions rule must see both, so the table is
+    landed in full (tiering.increment)."""
+    if not delta.carried_lines:
+        return 0
+    key = ", ".join(spec.key)
+    with source_rows(con, spec, path) as rows:
+        return _run(con, path, f"""
+            with visible as (
+                select {key}, _source_line, {UPDATED_TS} as ts from ({rows})
+                where {UPDATED_TS} < timestamptz '{delta.since}'
+            ),
+            carried as (
+                select {key}, ts from visible where _source_line in (select unnest(${_CARRIED}))
+            )
+            select count(*) from visible
+            where ({key}, ts) in (select ({key}, ts) from carried)
+              and _source_line not in (select unnest(${_CARRIED}))
+        """, {_CARRIED: list(delta.carried_lines)})[0][0]

@@ -34,6 +34,10 @@ DDL = [
     # which raw rows make up each run's batch (raw holds every distinct source row once)
     """create table if not exists raw.batch_rows (
         batch_id varchar not null, source_table varchar not null, row_key varchar not null)""",
+    # which batches' rows make up each run's batch of a table: the run's own, and for a table landed
+    # as a delta (tiering.increment) those of its base run's batch
+    """create table if not exists raw.batch_lineage (
+        batch_id varchar not null, source_table varchar not null, member_batch_id varchar not null)""",
     """create table if not exists quarantine.rejected_rows (
         run_id varchar not null, month date not null, source_table varchar not null,
         source_file varchar, source_line bigint, row_key varchar, rule varchar not null,
@@ -48,7 +52,22 @@ DDL = [
         run_id varchar not null, month date not null, source_table varchar not null,
         source_file varchar, source_sha256 varchar, landed_sha256 varchar, extracted_rows bigint,
         loaded_rows bigint, new_raw_rows bigint, quarantined_rows bigint, loaded_at timestamp)""",
+    # rows of the as-of snapshot (extracted_rows counts what was landed: less for a delta) and the base run
+    "alter table audit.load_batches add column if not exists snapshot_rows bigint",
+    "alter table audit.load_batches add column if not exists base_run_id varchar",
 ]
+
+
+def batch_rows_sql(table: str) -> str:
+    """SQL with one parameter, a run id: the raw rows of `table` in that run's as-of batch (the
+    rows it loaded itself and, for a delta, those of its base run's batch; as dbt's staging macro
+    run_batch_rows reads them)."""
+    return f"""select * from raw.{table} where _row_key in (
+        select batch_rows.row_key
+        from raw.batch_rows as batch_rows
+        inner join raw.batch_lineage as lineage
+            on lineage.member_batch_id = batch_rows.batch_id and lineage.source_table = batch_rows.source_table
+        where lineage.batch_id = ? and lineage.source_table = '{table}')"""
 
 
 def connect(path: Path | str, read_only: bool = False, retries: int = 20) -> duckdb.DuckDBPyConnection:

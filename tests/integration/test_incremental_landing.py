@@ -1,0 +1,190 @@
+"""Incremental landing (tiering.increment): a month lands only what changed since an earlier run,
+and every result equals the full landing's (TIERING_LANDING=full) on the same months.
+
+Source, version 1 (January and February):
+  customers  K1 (2023), K2 (arrives 2024-02-03)
+  orders     O1 K1 100 (Jan)
+             O2 K2 40 (Jan 15): unknown_customer in January, valid from February (carried)
+             O3 K1 two versions at the same updated_at (Jan 20, 50 / 60): conflicting_versions in
+                January; a third version (Feb 10, 70) makes them no longer the latest in February
+             O5 K1 30 (Feb)
+  invoices   I1 K1 (Jan), I2 K1 (issued Feb 1)
+  (and 20 small orders, 10 invoices and 10 payments in January, so that the quarantined rows
+  stay under the staging gate's max_quarantined_share)
+  payments   P1 for I1 (Jan), P2 for I2 paid Jan 31: unknown_invoice in January, valid in February
+Version 2 (March): O1's January row is corrected in place (110): the rows before February's
+cutoff changed, so orders are landed in full; the other tables stay deltas.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_steps
+from tests.fixtures.sources import customer, order, write_source
+from tests.fixtures.warehouse import query
+
+INVOICES = [
+    {"invoice_id": "I1", "order_id": "O1", "customer_id": "K1", "issued_on": "2024-01-05", "due_on": "2024-02-04",
+     "amount_due": "100.00", "currency": "EUR", "updated_at": "2024-01-05T00:00:00"},
+    {"invoice_id": "I2", "order_id": "O5", "customer_id": "K1", "issued_on": "2024-02-01", "due_on": "2024-03-02",
+     "amount_due": "30.00", "currency": "EUR", "updated_at": "2024-02-01T00:00:00"},
+]
+PAYMENTS = [
+    {"payment_id": "P1", "invoice_id": "I1", "paid_at": "2024-01-30T12:00:00", "amount": "100.00",
+     "updated_at": "2024-01-30T12:00:00"},
+    {"payment_id": "P2", "invoice_id": "I2", "paid_at": "2024-01-31T12:00:00", "amount": "30.00",
+     "updated_at": "2024-01-31T12:00:00"},
+]
+
+
+# valid January rows, so that the quarantined ones stay under gate (b)'s max_quarantined_share
+FILLER_INVOICES = [
+    {"invoice_id": f"F{i}", "order_id": f"OF{i}", "customer_id": "K1", "issued_on": "2024-01-06",
+     "due_on": "2024-02-05", "amount_due": "1.00", "currency": "EUR", "updated_at": "2024-01-06T00:00:00"}
+    for i in range(10)]
+FILLER_PAYMENTS = [
+    {"payment_id": f"PF{i}", "invoice_id": f"F{i}", "paid_at": "2024-01-08T12:00:00", "amount": "1.00",
+     "updated_at": "2024-01-08T12:00:00"} for i in range(10)]
+
+
+def _orders(o1_amount: str = "100.00") -> list[dict]:
+    return [
+        *(order(f"OF{i}", "K1", "1.00", "2024-01-06T10:00:00") for i in range(20)),
+        order("O1", "K1", o1_amount, "2024-01-05T10:00:00"),
+        order("O2", "K2", "40.00", "2024-01-15T10:00:00"),
+        order("O3", "K1", "50.00", "2024-01-20T10:00:00"),
+        order("O3", "K1", "60.00", "2024-01-20T10:00:00"),
+        order("O3", "K1", "70.00", "2024-01-20T10:00:00", updated="2024-02-10T10:00:00"),
+        order("O5", "K1", "30.00", "2024-02-12T10:00:00"),
+    ]
+
+
+def _source(directory: Path, o1_amount: str = "100.00", orders: list[dict] | None = None) -> Path:
+    return write_source(directory,
+                        customers=[customer("K1"), customer("K2", created="2024-02-03T00:00:00")],
+                        orders=orders or _orders(o1_amount), invoices=INVOICES + FILLER_INVOICES,
+                        payments=PAYMENTS + FILLER_PAYMENTS)
+
+
+COMPARED = {
+    "marts.customer_tier_monthly": "customer_id, month, net_revenue, order_count, value_tier, credit_grade, "
+                                   "final_tier, movement, previous_final_tier",
+    "marts.customer_credit_monthly": "customer_id, month, invoice_count, on_time_rate, overdue_balance, credit_grade",
+    "staging.stg_raw__orders": "order_id, customer_id, order_status, amount, updated_at",
+    "staging.stg_raw__payments": "payment_id, invoice_id, amount",
+}
+
+
+def _results(warehouse: Path) -> dict:
+    out = {table: query(warehouse, f"select {cols} from {table} order by all") for table, cols in COMPARED.items()}
+    # the quarantine of every month's latest run: the same rows with the same reasons
+    out["quarantine"] = query(warehouse, """
+        select q.month, q.source_table, q.source_line, q.rule from quarantine.rejected_rows q
+        where q.run_id in (select run_id from audit.runs where status = 'success'
+                           qualify row_number() over (partition by month order by finished_at desc) = 1)
+        order by all""")
+    return out
+
+
+def _manifest(warehouse: Path, run: dict) -> dict:
+    return json.loads((warehouse.parent / "landing" / run["run_id"] / "_manifest.json").read_text())
+
+
+def _run(source: Path, warehouse: Path, month: str, mode: str) -> dict:
+    previous = os.environ.get("TIERING_LANDING")
+    os.environ["TIERING_LANDING"] = mode
+    try:
+        return run_steps({"month": month, "source_dir": str(source), "warehouse": str(warehouse)})
+    finally:
+        if previous is None:
+            del os.environ["TIERING_LANDING"]
+        else:
+            os.environ["TIERING_LANDING"] = previous
+
+
+@pytest.fixture(scope="module")
+def both_modes(tmp_path_factory) -> dict:
+    """January, February (source v1), March (source v2), then February again, in both modes."""
+    root = tmp_path_factory.mktemp("incremental")
+    out = {}
+    for mode in ("incremental", "full"):
+        source, warehouse = root / mode / "source", root / mode / "wh" / "tiering.duckdb"
+        _source(source)
+        runs = [_run(source, warehouse, "2024-01", mode), _run(source, warehouse, "2024-02", mode)]
+        _source(source, o1_amount="110.00")
+        runs += [_run(source, warehouse, "2024-03", mode), _run(source, warehouse, "2024-02", mode)]
+        out[mode] = {"warehouse": warehouse, "manifests": [_manifest(warehouse, r) for r in runs],
+                     "results": _results(warehouse)}
+    return out
+
+
+def test_every_result_equals_the_full_landing(both_modes):
+    incremental, full = both_modes["incremental"]["results"], both_modes["full"]["results"]
+    for table in incremental:
+        assert incremental[table] == full[table], table
+    tiers = {(c, str(m)): (rev, t) for c, m, rev, _, t, *_ in incremental["marts.customer_tier_monthly"]}
+    # O2 (K2, carried from January's quarantine) and O3's newest version count from February on
+    assert float(tiers[("K2", "2024-02-01")][0]) == 40.0
+    # O1 was corrected to 110 in the source before March; February was then run again with it
+    assert float(tiers[("K1", "2024-02-01")][0]) == 20 + 110.0 + 70.0 + 30.0
+    assert float(tiers[("K1", "2024-03-01")][0]) == 20 + 110.0 + 70.0 + 30.0
+
+
+def test_february_lands_only_the_changes_and_the_quarantined_rows(both_modes):
+    january, february = both_modes["incremental"]["manifests"][:2]
+    assert {t["landing"] for t in january["tables"].values()} == {"full"}
+    orders = february["tables"]["orders"]
+    assert (orders["landing"], orders["base_run_id"]) == ("delta", january["run_id"])
+    # O2 and both O3 rows quarantined in January, O3's new version and O5
+    assert (orders["carried_rows"], orders["rows"], orders["snapshot_rows"]) == (3, 5, 26)
+    payments = february["tables"]["payments"]
+    assert (payments["landing"], payments["carried_rows"], payments["rows"]) == ("delta", 1, 1)
+    assert february["tables"]["customers"]["landing"] == "delta"
+    # in full mode the same month lands every row
+    full_february = both_modes["full"]["manifests"][1]["tables"]["orders"]
+    assert (full_february["landing"], full_february["rows"]) == ("full", 26)
+
+
+def test_a_changed_history_is_landed_in_full_with_the_reason(both_modes):
+    march = both_modes["incremental"]["manifests"][2]["tables"]
+    assert march["orders"]["landing"] == "full"
+    assert "changed since run" in march["orders"]["full_reason"]
+    assert march["customers"]["landing"] == march["payments"]["landing"] == "delta"
+    # February again after March: its base would be February's first run, whose orders changed
+    again = both_modes["incremental"]["manifests"][3]["tables"]
+    assert again["orders"]["landing"] == "full" and again["customers"]["landing"] == "delta"
+
+
+def test_the_audit_counts_the_snapshot_and_names_the_base(both_modes):
+    warehouse = both_modes["incremental"]["warehouse"]
+    february = both_modes["incremental"]["manifests"][1]
+    rows = query(warehouse, """select extracted_rows, loaded_rows, quarantined_rows, snapshot_rows, base_run_id
+                               from audit.load_batches where run_id = ? and source_table = 'orders'""",
+                 [february["run_id"]])
+    assert rows == [(5, 5, 0, 26, february["base_run_id"])]
+    lineage = query(warehouse, "select member_batch_id from raw.batch_lineage where batch_id = ? "
+                               "and source_table = 'orders' order by 1", [february["run_id"]])
+    assert sorted(r[0] for r in lineage) == sorted([february["run_id"], february["base_run_id"]])
+
+
+def test_a_quarantined_row_beside_a_loaded_version_lands_the_table_in_full(tmp_path):
+    """O6 has two rows at the same updated_at: one valid, one in an unknown currency (quarantined).
+    A delta could not let the conflicting-versions rule see both, so orders are landed in full."""
+    orders = _orders() + [order("O6", "K1", "10.00", "2024-01-25T10:00:00"),
+                          order("O6", "K1", "12.00", "2024-01-25T10:00:00", currency="GBP")]
+    results = {}
+    for mode in ("incremental", "full"):
+        source, warehouse = tmp_path / mode / "source", tmp_path / mode / "wh" / "tiering.duckdb"
+        _source(source, orders=orders)
+        _run(source, warehouse, "2024-01", mode)
+        february = _manifest(warehouse, _run(source, warehouse, "2024-02", mode))
+        results[mode] = _results(warehouse)
+        if mode == "incremental":
+            assert february["tables"]["orders"]["landing"] == "full"
+            assert "shares its id and updated_at" in february["tables"]["orders"]["full_reason"]
+            assert february["tables"]["payments"]["landing"] == "delta"
+    assert results["incremental"] == results["full"]
