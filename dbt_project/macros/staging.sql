@@ -1,16 +1,70 @@
-{#- The rows of a raw table that the current run's batch holds. raw keeps every distinct row ever
-    loaded; raw.batch_rows lists each run's own loaded rows by row key, and raw.batch_lineage the
-    runs whose rows make up a run's batch of a table: the run itself and, for a table landed as a
-    delta on an earlier run (tiering.increment), that run's batch. -#}
+{#- Staging: the latest version of each id in the current run's batch.
+
+    raw keeps every distinct row ever loaded; raw.batch_rows lists each run's own loaded rows by
+    row key, and raw.batch_lineage the runs whose rows make up a run's batch of a table: the run
+    itself and, for a table landed as a delta on an earlier run (tiering.increment), that run's
+    batch.
+
+    On DuckDB the versioned staging tables are kept incrementally: when the run's batch is a
+    delta on the very batch the tables hold (the pipeline checks that and passes the var
+    staging_increment: true; tiering.pipeline.transform_staging), a model reads only the rows
+    the run loaded itself, and replaces (delete+insert on the id) just the ids they touch, by
+    their latest version among those rows and the version the table holds. Otherwise the
+    pipeline passes --full-refresh and the table is rebuilt from the whole batch; an ad-hoc
+    build without either (e.g. `tiering dbt -- build`) rebuilds it too (pre-hook
+    staging_full_rebuild). Other targets build plain tables. -#}
+
+{% macro staging_config(key) -%}
+    {%- if target.type == 'duckdb' -%}
+        {{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key=key,
+                  pre_hook="{{ staging_full_rebuild() }}") }}
+    {%- else -%}
+        {{ config(materialized='table') }}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- True when this model replaces only the ids the run's own rows touch. -#}
+{% macro staging_increment() -%}
+    {{ return(is_incremental() and var('staging_increment', false)) }}
+{%- endmacro %}
+
+{#- Pre-hook: an incremental build that is not a delta on the held batch empties the table first
+    (same transaction), so that no id of another batch survives. -#}
+{% macro staging_full_rebuild() -%}
+    {%- if is_incremental() and not var('staging_increment', false) -%}
+        delete from {{ this }}
+    {%- else -%}
+        select 1
+    {%- endif -%}
+{%- endmacro %}
+
+{#- The rows of a raw table in the current run's batch: all of them, or in an incremental build
+    the rows the run loaded itself. -#}
 {% macro run_batch_rows(table) -%}
     select {{ table }}.*
     from {{ source('raw', table) }} as {{ table }}
     where {{ table }}._row_key in (
         select batch_rows.row_key
         from {{ source('raw', 'batch_rows') }} as batch_rows
+    {%- if staging_increment() %}
+        where batch_rows.batch_id = {{ lit(var('batch_id')) }} and batch_rows.source_table = '{{ table }}'
+    {%- else %}
         inner join {{ source('raw', 'batch_lineage') }} as lineage
             on lineage.member_batch_id = batch_rows.batch_id
             and lineage.source_table = batch_rows.source_table
         where lineage.batch_id = {{ lit(var('batch_id')) }} and lineage.source_table = '{{ table }}'
+    {%- endif %}
     )
+{%- endmacro %}
+
+{#- In an incremental build: `union all` the version the table holds of every id that the CTE
+    `renamed` (the run's own rows) touches, as (columns..., row_key null). Versions held and
+    loaded never share an updated_at (the landing lands such a table in full). -#}
+{% macro union_held_versions(key, columns) -%}
+    {%- if staging_increment() %}
+    union all
+    select {{ columns | join(', ') }}, cast(null as {{ text_type() }}) as row_key
+    from {{ this }}
+    where {{ key }} in (select {{ key }} from renamed)
+    {%- endif %}
 {%- endmacro %}

@@ -132,6 +132,10 @@ def cmd_dbt(args: argparse.Namespace) -> None:
 
     dbt_args = [a for a in args.dbt_args if a != "--"] or ["build"]
     spec = latest_run_spec(args.warehouse, args.rules, args.month)
+    if dbt_args[0] in ("build", "run") and Path(args.warehouse).exists():
+        from tiering.warehouse import take_staging_state
+
+        take_staging_state(args.warehouse)   # staging may be rebuilt for another batch: the next run rebuilds it
     run_dbt(dbt_args[0], spec, load_rules(args.rules), *dbt_args[1:])
 
 

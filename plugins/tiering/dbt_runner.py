@@ -102,14 +102,15 @@ def _manifest(spec: RunSpec, rules: Rules):
     return _MANIFESTS[key]
 
 
-def run_dbt(command: str, spec: RunSpec, rules: Rules, *args: str) -> dict:
-    """`dbt <command> <args>` for the run's month. Raises DbtError naming the failed nodes."""
+def run_dbt(command: str, spec: RunSpec, rules: Rules, *args: str, extra_vars: dict | None = None) -> dict:
+    """`dbt <command> <args>` for the run's month (vars: dbt_vars, plus `extra_vars`). Raises
+    DbtError naming the failed nodes."""
     from dbt.cli.main import dbtRunner
 
     os.environ["TIERING_WAREHOUSE"] = str(Path(spec.warehouse).resolve())
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     os.environ.setdefault("DBT_VERSION_CHECK", "false")
-    base_args = [*_project_args(), "--vars", json.dumps(dbt_vars(spec, rules))]
+    base_args = [*_project_args(), "--vars", json.dumps({**dbt_vars(spec, rules), **(extra_vars or {})})]
     started = time.monotonic()
     try:
         runner = dbtRunner(manifest=_manifest(spec, rules)) if command in ("build", "run", "test") \

@@ -88,6 +88,10 @@ def extract_and_land(spec: RunSpec) -> dict:
         "as_of_cutoff": spec.as_of_cutoff,
         "restatement": spec.restate,
         "base_run_id": base.run_id if base else None,
+        # every versioned table a delta on the base (or absent then and now): the batch is the base's
+        # plus this folder's rows, so staging may be updated in place (tiering.pipeline.transform_staging)
+        "delta_on": base.run_id if base and all(n in incremental for n, t in TABLES.items() if t.versioned)
+        else None,
         "landed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "tables": tables,
     }

@@ -42,8 +42,6 @@ class LoadError(TieringError):
     pass
 
 
-
-
 def _intrinsic_checks(spec: TableSpec, reporting_currency: str, month_end: str) -> list[tuple[str, str, str]]:
     """(rule, condition, message expression) in evaluation order."""
     checks = []

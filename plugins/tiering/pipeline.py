@@ -22,7 +22,7 @@ from tiering.dbt_runner import run_dbt
 from tiering.rules import load_rules
 from tiering.runspec import RunSpec
 from tiering.source import check_source_dir
-from tiering.warehouse import connect, ensure_schema
+from tiering.warehouse import connect, ensure_schema, record_staging_state, take_staging_state
 
 
 # A monthly run builds the models and runs their data tests; dbt's unit tests (rule edges on
@@ -76,11 +76,26 @@ def load_raw(run: dict) -> dict:
 
 
 def transform_staging(run: dict) -> dict:
+    """dbt build of staging. When the run's batch is a delta on the batch the staging tables hold
+    (tiering.increment), the versioned staging models only replace the ids the run's own rows
+    touch (var staging_increment); otherwise they are rebuilt from the whole batch (--full-refresh)."""
     spec = RunSpec.from_conf(run)
+    delta_on = landing.read_manifest(spec).get("delta_on")
+    held = take_staging_state(spec.warehouse)
+    increment = delta_on is not None and delta_on == held
+    if increment:
+        print(f"staging: updated in place (the batch is a delta on {held}, the batch staging holds)")
+    else:
+        why = ("the batch is no delta on an earlier run" if delta_on is None else
+               f"staging holds {held or 'no recorded batch'}, not the base {delta_on}")
+        print(f"staging: rebuilt from the whole batch ({why})")
     # + the orders in the reporting currency, read by score_potential; tests whose other parents
     # are built later (transform_marts) run there (cautious indirect selection)
-    return run_dbt("build", spec, load_rules(spec.rules_path), "--select", "staging",
-                   "int_orders__in_reporting_currency", "--indirect-selection", "cautious", *PRODUCTION_BUILD)
+    result = run_dbt("build", spec, load_rules(spec.rules_path), "--select", "staging",
+                     "int_orders__in_reporting_currency", "--indirect-selection", "cautious", *PRODUCTION_BUILD,
+                     *([] if increment else ["--full-refresh"]), extra_vars={"staging_increment": increment})
+    record_staging_state(spec.warehouse, spec.run_id)
+    return {**result, "staging_increment": increment}
 
 
 def score_potential(run: dict) -> dict:
@@ -92,7 +107,11 @@ def score_potential(run: dict) -> dict:
 
 def transform_marts(run: dict) -> dict:
     spec = RunSpec.from_conf(run)
-    return run_dbt("build", spec, load_rules(spec.rules_path), "--exclude", "staging", *PRODUCTION_BUILD)
+    # not the orders in the reporting currency again (transform_staging built and tested them); their
+    # test with a parent built here (relationships) stays selected (cautious indirect selection)
+    return run_dbt("build", spec, load_rules(spec.rules_path), "--exclude", "staging",
+                   "int_orders__in_reporting_currency,resource_type:model", "--indirect-selection", "cautious",
+                   *PRODUCTION_BUILD)
 
 
 def gate_landed(run: dict) -> dict:

@@ -52,6 +52,9 @@ DDL = [
         run_id varchar not null, month date not null, source_table varchar not null,
         source_file varchar, source_sha256 varchar, landed_sha256 varchar, extracted_rows bigint,
         loaded_rows bigint, new_raw_rows bigint, quarantined_rows bigint, loaded_at timestamp)""",
+    # the batch whose rows the incrementally kept staging tables hold (tiering.pipeline.transform_staging);
+    # no row while they are being built or after an ad-hoc dbt build
+    "create table if not exists audit.staging_state (batch_id varchar, built_at timestamp)",
     # rows of the as-of snapshot (extracted_rows counts what was landed: less for a delta) and the base run
     "alter table audit.load_batches add column if not exists snapshot_rows bigint",
     "alter table audit.load_batches add column if not exists base_run_id varchar",
@@ -68,6 +71,28 @@ def batch_rows_sql(table: str) -> str:
         inner join raw.batch_lineage as lineage
             on lineage.member_batch_id = batch_rows.batch_id and lineage.source_table = batch_rows.source_table
         where lineage.batch_id = ? and lineage.source_table = '{table}')"""
+
+
+def take_staging_state(path: Path | str) -> str | None:
+    """The batch the staging tables hold, forgotten at once: whoever rebuilds staging next (the
+    pipeline, or an ad-hoc dbt build) records the new one only when it succeeds."""
+    con = connect(path)
+    try:
+        ensure_schema(con)
+        row = con.execute("select max(batch_id) from audit.staging_state").fetchone()
+        con.execute("delete from audit.staging_state")
+        return row[0]
+    finally:
+        con.close()
+
+
+def record_staging_state(path: Path | str, batch_id: str) -> None:
+    con = connect(path)
+    try:
+        con.execute("delete from audit.staging_state")
+        con.execute("insert into audit.staging_state values (?, now())", [batch_id])
+    finally:
+        con.close()
 
 
 def connect(path: Path | str, read_only: bool = False, retries: int = 20) -> duckdb.DuckDBPyConnection:

@@ -13,7 +13,9 @@ Source, version 1 (January and February):
   stay under the staging gate's max_quarantined_share)
   payments   P1 for I1 (Jan), P2 for I2 paid Jan 31: unknown_invoice in January, valid in February
 Version 2 (March): O1's January row is corrected in place (110): the rows before February's
-cutoff changed, so orders are landed in full; the other tables stay deltas.
+cutoff changed, so orders are landed in full; the other tables stay deltas. The staging tables
+are updated in place in February (a delta on the batch they hold), rebuilt in March and for the
+rerun of February; every result is compared after every run.
 """
 from __future__ import annotations
 
@@ -113,19 +115,23 @@ def both_modes(tmp_path_factory) -> dict:
     out = {}
     for mode in ("incremental", "full"):
         source, warehouse = root / mode / "source", root / mode / "wh" / "tiering.duckdb"
-        _source(source)
-        runs = [_run(source, warehouse, "2024-01", mode), _run(source, warehouse, "2024-02", mode)]
-        _source(source, o1_amount="110.00")
-        runs += [_run(source, warehouse, "2024-03", mode), _run(source, warehouse, "2024-02", mode)]
+        runs, after_each = [], []
+        for month, o1_amount in (("2024-01", "100.00"), ("2024-02", "100.00"), ("2024-03", "110.00"),
+                                 ("2024-02", "110.00")):
+            _source(source, o1_amount=o1_amount)
+            runs.append(_run(source, warehouse, month, mode))
+            after_each.append(_results(warehouse))   # staging holds each run's batch
         out[mode] = {"warehouse": warehouse, "manifests": [_manifest(warehouse, r) for r in runs],
-                     "results": _results(warehouse)}
+                     "results": after_each[-1], "after_each": after_each}
     return out
 
 
 def test_every_result_equals_the_full_landing(both_modes):
-    incremental, full = both_modes["incremental"]["results"], both_modes["full"]["results"]
-    for table in incremental:
-        assert incremental[table] == full[table], table
+    for step, (incremental, full) in enumerate(zip(both_modes["incremental"]["after_each"],
+                                                   both_modes["full"]["after_each"])):
+        for table in incremental:
+            assert incremental[table] == full[table], (step, table)
+    incremental = both_modes["incremental"]["results"]
     tiers = {(c, str(m)): (rev, t) for c, m, rev, _, t, *_ in incremental["marts.customer_tier_monthly"]}
     # O2 (K2, carried from January's quarantine) and O3's newest version count from February on
     assert float(tiers[("K2", "2024-02-01")][0]) == 40.0
@@ -157,6 +163,19 @@ def test_a_changed_history_is_landed_in_full_with_the_reason(both_modes):
     # February again after March: its base would be February's first run, whose orders changed
     again = both_modes["incremental"]["manifests"][3]["tables"]
     assert again["orders"]["landing"] == "full" and again["customers"]["landing"] == "delta"
+
+
+def test_staging_is_updated_in_place_only_on_the_batch_it_holds(both_modes):
+    manifests = both_modes["incremental"]["manifests"]
+    # February is a delta on January in every table: staging (holding January) is updated in place;
+    # March's orders were landed in full, and so is the rerun of February: staging is rebuilt
+    assert [m["delta_on"] for m in manifests] == [None, manifests[0]["run_id"], None, None]
+    held = query(both_modes["incremental"]["warehouse"], "select batch_id from audit.staging_state")
+    assert held == [(manifests[3]["run_id"],)]
+    # after February, staging holds the latest version of every order (O3: its third version)
+    orders = both_modes["incremental"]["after_each"][1]["staging.stg_raw__orders"]
+    assert [(o, float(a)) for o, _, _, a, _ in orders if not o.startswith("OF")] == [
+        ("O1", 100.0), ("O2", 40.0), ("O3", 70.0), ("O5", 30.0)]
 
 
 def test_the_audit_counts_the_snapshot_and_names_the_base(both_modes):

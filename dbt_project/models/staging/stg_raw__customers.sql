@@ -1,5 +1,9 @@
--- Latest valid version of each customer as of the month end. Personal data (name, email,
--- phone) is deliberately not selected: it never leaves the raw schema.
+{{ staging_config('customer_id') }}
+-- Latest valid version of each customer as of the month end (kept incrementally:
+-- macros/staging.sql). Personal data (name, email, phone) is deliberately not selected: it
+-- never leaves the raw schema.
+{%- set columns = ['customer_id', 'region', 'industry', 'customer_kind', 'parent_customer_id', 'created_at',
+                   'first_seen_at', 'updated_at'] %}
 with source_rows as (
     -- this run's batch of raw.customers
     {{ run_batch_rows('customers') }}
@@ -13,28 +17,27 @@ renamed as (
         customer_kind,
         nullif(trim(parent_customer_id), '') as parent_customer_id,
         {{ to_utc_timestamp('created_at') }} as created_at,
+        -- the first version's updated_at, once ranked below (a version held keeps its own)
+        {{ to_utc_timestamp('updated_at') }} as first_seen_at,
         {{ to_utc_timestamp('updated_at') }} as updated_at,
         _row_key as row_key
     from source_rows
 ),
 
+candidates as (
+    select * from renamed
+    {{- union_held_versions('customer_id', columns) }}
+),
+
 versioned as (
     select
-        *,
-        min(updated_at) over (partition by customer_id) as first_seen_at,
+        customer_id, region, industry, customer_kind, parent_customer_id, created_at, updated_at,
+        min(first_seen_at) over (partition by customer_id) as first_seen_at,
         row_number() over (partition by customer_id order by updated_at desc, row_key) as version_rank
-    from renamed
+    from candidates
     where updated_at < {{ as_of_cutoff() }}
 )
 
-select
-    customer_id,
-    region,
-    industry,
-    customer_kind,
-    parent_customer_id,
-    created_at,
-    first_seen_at,
-    updated_at
+select {{ columns | join(', ') }}
 from versioned
 where version_rank = 1

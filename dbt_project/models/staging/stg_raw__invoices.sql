@@ -1,4 +1,7 @@
--- Latest valid version of each invoice as of the month end.
+{{ staging_config('invoice_id') }}
+-- Latest valid version of each invoice as of the month end (kept incrementally: macros/staging.sql).
+{%- set columns = ['invoice_id', 'order_id', 'customer_id', 'issued_on', 'due_on', 'amount_due', 'currency',
+                   'updated_at'] %}
 with source_rows as (
     -- this run's batch of raw.invoices
     {{ run_batch_rows('invoices') }}
@@ -18,14 +21,19 @@ renamed as (
     from source_rows
 ),
 
+candidates as (
+    select * from renamed
+    {{- union_held_versions('invoice_id', columns) }}
+),
+
 versioned as (
     select
         *,
         row_number() over (partition by invoice_id order by updated_at desc, row_key) as version_rank
-    from renamed
+    from candidates
     where updated_at < {{ as_of_cutoff() }}
 )
 
-select invoice_id, order_id, customer_id, issued_on, due_on, amount_due, currency, updated_at
+select {{ columns | join(', ') }}
 from versioned
 where version_rank = 1

@@ -1,4 +1,7 @@
--- Latest valid version of each order as of the month end.
+{{ staging_config('order_id') }}
+-- Latest valid version of each order as of the month end (kept incrementally: macros/staging.sql).
+{%- set columns = ['order_id', 'customer_id', 'ordered_at', 'order_status', 'currency', 'amount', 'cost',
+                   'updated_at'] %}
 with source_rows as (
     -- this run's batch of raw.orders
     {{ run_batch_rows('orders') }}
@@ -18,14 +21,19 @@ renamed as (
     from source_rows
 ),
 
+candidates as (
+    select * from renamed
+    {{- union_held_versions('order_id', columns) }}
+),
+
 versioned as (
     select
         *,
         row_number() over (partition by order_id order by updated_at desc, row_key) as version_rank
-    from renamed
+    from candidates
     where updated_at < {{ as_of_cutoff() }}
 )
 
-select order_id, customer_id, ordered_at, order_status, currency, amount, cost, updated_at
+select {{ columns | join(', ') }}
 from versioned
 where version_rank = 1

@@ -1,4 +1,6 @@
--- Latest valid version of each payment as of the month end.
+{{ staging_config('payment_id') }}
+-- Latest valid version of each payment as of the month end (kept incrementally: macros/staging.sql).
+{%- set columns = ['payment_id', 'invoice_id', 'paid_at', 'amount', 'updated_at'] %}
 with source_rows as (
     -- this run's batch of raw.payments
     {{ run_batch_rows('payments') }}
@@ -15,14 +17,19 @@ renamed as (
     from source_rows
 ),
 
+candidates as (
+    select * from renamed
+    {{- union_held_versions('payment_id', columns) }}
+),
+
 versioned as (
     select
         *,
         row_number() over (partition by payment_id order by updated_at desc, row_key) as version_rank
-    from renamed
+    from candidates
     where updated_at < {{ as_of_cutoff() }}
 )
 
-select payment_id, invoice_id, paid_at, amount, updated_at
+select {{ columns | join(', ') }}
 from versioned
 where version_rank = 1

@@ -1,4 +1,8 @@
--- Latest valid version of each manual tier override as of the month end.
+{{ staging_config('override_id') }}
+-- Latest valid version of each manual tier override as of the month end (kept incrementally:
+-- macros/staging.sql).
+{%- set columns = ['override_id', 'customer_id', 'override_tier', 'override_reason', 'override_approver',
+                   'valid_from_month', 'valid_until_month', 'updated_at'] %}
 with source_rows as (
     -- this run's batch of raw.tier_overrides
     {{ run_batch_rows('tier_overrides') }}
@@ -18,16 +22,19 @@ renamed as (
     from source_rows
 ),
 
+candidates as (
+    select * from renamed
+    {{- union_held_versions('override_id', columns) }}
+),
+
 versioned as (
     select
         *,
         row_number() over (partition by override_id order by updated_at desc, row_key) as version_rank
-    from renamed
+    from candidates
     where updated_at < {{ as_of_cutoff() }}
 )
 
-select
-    override_id, customer_id, override_tier, override_reason, override_approver,
-    valid_from_month, valid_until_month, updated_at
+select {{ columns | join(', ') }}
 from versioned
 where version_rank = 1

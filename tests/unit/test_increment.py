@@ -1,0 +1,114 @@
+"""The pieces of incremental landing (tiering.increment, tiering.source): fingerprints, the
+delta's filter, the collision check and the plan per table. The whole pipeline in both modes is
+compared in tests/integration/test_incremental_landing.py."""
+from __future__ import annotations
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from tests.fixtures.sources import order, write_source
+from tiering.errors import TieringError
+from tiering.increment import Base, history_unchanged, landing_mode, plan_table
+from tiering.source import TABLES, Delta, carried_collisions, depends_on, extract_as_of_to, fingerprints
+
+ORDERS = TABLES["orders"]
+JAN, FEB, MAR = "2024-02-01", "2024-03-01", "2024-04-01"   # month-end cutoffs of January .. March
+
+
+def _orders(tmp_path, rows):
+    return write_source(tmp_path / "src", orders=rows) / "orders.csv"
+
+
+@pytest.fixture
+def con():
+    connection = duckdb.connect()
+    connection.execute("set TimeZone = 'UTC'")
+    yield connection
+    connection.close()
+
+
+ROWS = [order("O1", "C1", "10.00", "2024-01-05T10:00:00"),           # line 2
+        order("O2", "C1", "20.00", "2024-01-06T10:00:00"),           # line 3
+        order("O1", "C1", "11.00", "2024-01-05T10:00:00", updated="2024-02-10T00:00:00"),  # line 4
+        order("O3", "C1", "5.00", "2024-02-11T10:00:00", updated="not a time"),            # line 5
+        order("O4", "C1", "7.00", "2024-03-02T10:00:00")]           # line 6
+
+
+def test_fingerprints_count_the_rows_visible_before_each_cutoff(tmp_path, con):
+    found = fingerprints(con, ORDERS, _orders(tmp_path, ROWS), [JAN, FEB, MAR])
+    assert [found[c]["rows"] for c in (JAN, FEB, MAR)] == [2, 3, 4]
+    assert found["unparseable"] == 1
+    # the same rows give the same fingerprint; a changed old row changes it, a new row does not
+    again = fingerprints(con, ORDERS, _orders(tmp_path / "again", ROWS), [JAN])
+    assert again[JAN] == found[JAN]
+    changed = fingerprints(con, ORDERS, _orders(tmp_path / "changed", [order("O1", "C1", "10.01", "2024-01-05T10:00:00"),
+                                                                       *ROWS[1:]]), [JAN])
+    assert changed[JAN]["rows"] == 2 and changed[JAN]["hash"] != found[JAN]["hash"]
+    appended = fingerprints(con, ORDERS, _orders(tmp_path / "appended", [*ROWS, order("O9", "C1", "1.00",
+                                                                                      "2024-03-20T10:00:00")]), [JAN])
+    assert appended[JAN] == found[JAN]
+    # a row moved to another line is a change too (the audit trail keeps lines)
+    moved = fingerprints(con, ORDERS, _orders(tmp_path / "moved", [ROWS[1], ROWS[0], *ROWS[2:]]), [JAN])
+    assert moved[JAN]["hash"] != found[JAN]["hash"]
+
+
+def test_a_delta_lands_the_changes_the_unparseable_and_the_carried_rows(tmp_path, con):
+    out = tmp_path / "delta.parquet"
+    # February's run on January's base
+    rows = extract_as_of_to(con, ORDERS, _orders(tmp_path, ROWS), FEB, out, Delta(since=JAN, carried_lines=(3,)))
+    landed = pq.read_table(out).to_pylist()
+    # line 3 (carried), line 4 (updated in February), line 5 (unparseable); not line 2 (January,
+    # inherited) nor line 6 (March)
+    assert rows == 3 and [r["_source_line"] for r in landed] == [3, 4, 5]
+    assert landed[0]["_source_file"] == "orders.csv" and landed[0]["amount"] == "20.00"
+    full = extract_as_of_to(con, ORDERS, _orders(tmp_path / "full", ROWS), FEB, tmp_path / "full.parquet")
+    assert full == 4
+
+
+def test_a_carried_row_beside_another_version_at_the_same_moment_is_a_collision(tmp_path, con):
+    rows = [order("O1", "C1", "10.00", "2024-01-05T10:00:00"),
+            order("O1", "C1", "12.00", "2024-01-05T10:00:00", currency="XXX"),   # line 3, quarantined
+            order("O2", "C1", "20.00", "2024-01-06T10:00:00")]
+    path = _orders(tmp_path, rows)
+    assert carried_collisions(con, ORDERS, path, Delta(since=JAN, carried_lines=(3,))) == 1
+    assert carried_collisions(con, ORDERS, path, Delta(since=JAN, carried_lines=(4,))) == 0
+    assert carried_collisions(con, ORDERS, path, Delta(since=JAN)) == 0
+
+
+def _base(**tables) -> Base:
+    return Base(run_id="202401-x", cutoff=JAN, tables=tables, quarantined_lines={"orders": (3, 7)})
+
+
+def test_history_unchanged_needs_the_same_file_and_fingerprint():
+    fp = {"rows": 2, "hash": "123"}
+    base = _base(orders={"source_file": "orders.csv", "fingerprint": {"cutoff": JAN, **fp}})
+    assert history_unchanged(base, "orders", "orders.csv", {JAN: fp}) == (True, "")
+    unchanged, why = history_unchanged(base, "orders", "orders.csv", {JAN: {"rows": 3, "hash": "9"}})
+    assert not unchanged and "changed since run 202401-x" in why and "2 rows then, 3 now" in why
+    assert not history_unchanged(base, "orders", "orders.parquet", {JAN: fp})[0]
+    assert history_unchanged(None, "orders", "orders.csv", {JAN: fp}) == (False, "no base run")
+    # an optional table absent at the base and now is unchanged; one that appeared is not
+    assert history_unchanged(base, "invoices", None, None)[0]
+    assert not history_unchanged(base, "invoices", "invoices.csv", {JAN: fp})[0]
+
+
+def test_plan_table_needs_every_table_the_rows_depend_on():
+    base = _base()
+    assert set(depends_on("orders")) == {"customers", "fx_rates"} and depends_on("payments") == ("invoices",)
+    delta, _ = plan_table(base, "orders", True, "", {"customers", "fx_rates"})
+    assert delta == Delta(since=JAN, carried_lines=(3, 7))
+    delta, why = plan_table(base, "orders", True, "", {"fx_rates"})
+    assert delta is None and why == "depends on customers, landed in full"
+    assert plan_table(base, "orders", False, "its rows changed", {"customers", "fx_rates"}) == (None, "its rows changed")
+
+
+def test_landing_mode_comes_from_the_environment(monkeypatch):
+    monkeypatch.delenv("TIERING_LANDING", raising=False)
+    assert landing_mode() == "incremental"
+    monkeypatch.setenv("TIERING_LANDING", "FULL")
+    assert landing_mode() == "full"
+    monkeypatch.setenv("TIERING_LANDING", "sometimes")
+    with pytest.raises(TieringError, match="TIERING_LANDING='sometimes': expected one of incremental, full"):
+        landing_mode()
+
