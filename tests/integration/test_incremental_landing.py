@@ -78,6 +78,7 @@ COMPARED = {
     "marts.customer_credit_monthly": "customer_id, month, invoice_count, on_time_rate, overdue_balance, credit_grade",
     "staging.stg_raw__orders": "order_id, customer_id, order_status, amount, updated_at",
     "staging.stg_raw__payments": "payment_id, invoice_id, amount",
+    "intermediate.int_orders__in_reporting_currency": "order_id, customer_id, order_status, amount_reporting",
 }
 
 
