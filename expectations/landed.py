@@ -3,7 +3,8 @@
 Datasets, per landed table: `<table>`, the rows this batch adds (the landed Parquet file, every
 column text, empty text read as NULL): all rows for the first month, else the rows updated at or
 after the as-of cutoff of the latest earlier month with a successful run (plus rows whose
-updated_at cannot be parsed), because the rest were validated by that run's gate already; and
+updated_at cannot be parsed, but not the rows a delta landing carries over from its base run's
+quarantine: tiering.increment), because the rest were validated by that run's gate already; and
 `<table>__batch`, one row with the batch's row count from the landing manifest (`snapshot_rows`:
 the rows as of the cutoff, also when only a delta was landed). So the
 gate reads one month of changes into pandas, not the whole history: at 50 million order rows the
@@ -30,7 +31,7 @@ import pandas as pd
 
 from tiering.landing import read_manifest
 from tiering.runspec import add_months
-from tiering.source import TABLES
+from tiering.source import TABLES, sql_literal
 
 E = gx.expectations
 
@@ -71,13 +72,20 @@ def changes_since(b) -> tuple[str | None, str | None]:
 UPDATED_AT = "try_cast(updated_at as timestamptz)"
 
 
-def _landed_frames(b, name: str, path, landed_rows: int, since: str | None) -> pd.DataFrame:
+def _landed_frames(b, name: str, path, landed_rows: int, since: str | None, carried_from: str | None = None
+                   ) -> pd.DataFrame:
     spec = TABLES[name]
     present = [r[0] for r in b.query("select name from parquet_schema(?) where name is not null", [str(path)])]
     columns = [c for c in spec.columns if c in present]
     conditions = []
     if since is not None and spec.versioned and "updated_at" in columns:
         conditions.append(f"{UPDATED_AT} is null or {UPDATED_AT} >= timestamptz '{since}'")
+    if carried_from is not None:
+        # a delta also holds the rows its base run quarantined, landed again to be checked again:
+        # known bad rows, not this batch's changes (without them a rerun's frame is only bad rows)
+        conditions.append(f"_source_line not in (select source_line from quarantine.rejected_rows "
+                          f"where run_id = {sql_literal(carried_from)} and source_table = {sql_literal(name)} "
+                          f"and source_line is not null)")
     b.frame(f"{name}__batch", pd.DataFrame({"rows": [landed_rows]}))   # counted by the landing (manifest)
     limit = int(b.threshold("max_landed_rows_validated"))
     newest = ""
@@ -143,7 +151,8 @@ def build(b) -> None:
         else:
             # the batch's size is its as-of snapshot's, also when only a delta was landed (tiering.increment)
             _landed_frames(b, name, b.spec.landing_dir / landed["landed_file"],
-                           landed.get("snapshot_rows", landed["rows"]), since)
+                           landed.get("snapshot_rows", landed["rows"]), since,
+                           landed.get("base_run_id") if landed.get("landing") == "delta" else None)
         df = b.datasets[name]
         batch = f"{name}__batch"
         present = set(df.columns)
