@@ -21,6 +21,7 @@ from tiering import landing, load
 from tiering.dbt_runner import run_dbt
 from tiering.rules import load_rules
 from tiering.runspec import RunSpec
+from tiering.settings import DBT_PROJECT_DIR
 from tiering.source import check_source_dir
 from tiering.warehouse import connect, ensure_schema, record_staging_state, take_staging_state
 
@@ -81,21 +82,36 @@ def transform_staging(run: dict) -> dict:
     touch (var staging_increment); otherwise they are rebuilt from the whole batch (--full-refresh)."""
     spec = RunSpec.from_conf(run)
     delta_on = landing.read_manifest(spec).get("delta_on")
-    held = take_staging_state(spec.warehouse)
-    increment = delta_on is not None and delta_on == held
+    held, held_code = take_staging_state(spec.warehouse)
+    code = staging_code_version()
+    increment = delta_on is not None and delta_on == held and held_code == code
     if increment:
         print(f"staging: updated in place (the batch is a delta on {held}, the batch staging holds)")
     else:
         why = ("the batch is no delta on an earlier run" if delta_on is None else
-               f"staging holds {held or 'no recorded batch'}, not the base {delta_on}")
+               f"staging holds {held or 'no recorded batch'}, not the base {delta_on}" if delta_on != held else
+               "the staging models changed since they were built")
         print(f"staging: rebuilt from the whole batch ({why})")
     # + the orders in the reporting currency, read by score_potential; tests whose other parents
     # are built later (transform_marts) run there (cautious indirect selection)
     result = run_dbt("build", spec, load_rules(spec.rules_path), "--select", "staging",
                      "int_orders__in_reporting_currency", "--indirect-selection", "cautious", *PRODUCTION_BUILD,
                      *([] if increment else ["--full-refresh"]), extra_vars={"staging_increment": increment})
-    record_staging_state(spec.warehouse, spec.run_id)
+    record_staging_state(spec.warehouse, spec.run_id, code)
     return {**result, "staging_increment": increment}
+
+
+def staging_code_version() -> str:
+    """A hash of the dbt code that builds what transform_staging keeps (the staging models, the
+    orders in the reporting currency, the macros): tables built by other code are rebuilt, not
+    updated in place (an incremental model would not get a new column, say)."""
+    project = DBT_PROJECT_DIR
+    files = [*sorted((project / "models" / "staging").glob("*.sql")), *sorted((project / "macros").glob("*.sql")),
+             project / "models" / "intermediate" / "int_orders__in_reporting_currency.sql"]
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def score_potential(run: dict) -> dict:

@@ -55,6 +55,8 @@ DDL = [
     # the batch whose rows the incrementally kept staging tables hold (tiering.pipeline.transform_staging);
     # no row while they are being built or after an ad-hoc dbt build
     "create table if not exists audit.staging_state (batch_id varchar, built_at timestamp)",
+    # ... and the code that built them (a changed model or macro rebuilds them)
+    "alter table audit.staging_state add column if not exists code_version varchar",
     # rows of the as-of snapshot (extracted_rows counts what was landed: less for a delta) and the base run
     "alter table audit.load_batches add column if not exists snapshot_rows bigint",
     "alter table audit.load_batches add column if not exists base_run_id varchar",
@@ -73,24 +75,26 @@ def batch_rows_sql(table: str) -> str:
         where lineage.batch_id = ? and lineage.source_table = '{table}')"""
 
 
-def take_staging_state(path: Path | str) -> str | None:
-    """The batch the staging tables hold, forgotten at once: whoever rebuilds staging next (the
-    pipeline, or an ad-hoc dbt build) records the new one only when it succeeds."""
+def take_staging_state(path: Path | str) -> tuple[str | None, str | None]:
+    """(batch, code version) the staging tables were built for, forgotten at once: whoever
+    rebuilds staging next (the pipeline, or an ad-hoc dbt build) records the new one only when it
+    succeeds."""
     con = connect(path)
     try:
         ensure_schema(con)
-        row = con.execute("select max(batch_id) from audit.staging_state").fetchone()
+        row = con.execute("select max(batch_id), max(code_version) from audit.staging_state").fetchone()
         con.execute("delete from audit.staging_state")
-        return row[0]
+        return row[0], row[1]
     finally:
         con.close()
 
 
-def record_staging_state(path: Path | str, batch_id: str) -> None:
+def record_staging_state(path: Path | str, batch_id: str, code_version: str) -> None:
     con = connect(path)
     try:
         con.execute("delete from audit.staging_state")
-        con.execute("insert into audit.staging_state values (?, now())", [batch_id])
+        con.execute("insert into audit.staging_state (batch_id, built_at, code_version) values (?, now(), ?)",
+                    [batch_id, code_version])
     finally:
         con.close()
 

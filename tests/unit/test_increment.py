@@ -112,3 +112,23 @@ def test_landing_mode_comes_from_the_environment(monkeypatch):
     with pytest.raises(TieringError, match="TIERING_LANDING='sometimes': expected one of incremental, full"):
         landing_mode()
 
+
+
+def test_the_staging_code_version_changes_with_a_model_or_macro(tmp_path, monkeypatch):
+    import shutil
+
+    from tiering import pipeline
+    from tiering.settings import DBT_PROJECT_DIR
+
+    project = tmp_path / "dbt_project"
+    for folder in ("models/staging", "macros"):
+        shutil.copytree(DBT_PROJECT_DIR / folder, project / folder)
+    (project / "models" / "intermediate").mkdir()
+    shutil.copy(DBT_PROJECT_DIR / "models" / "intermediate" / "int_orders__in_reporting_currency.sql",
+                project / "models" / "intermediate")
+    monkeypatch.setattr(pipeline, "DBT_PROJECT_DIR", project)
+    before = pipeline.staging_code_version()
+    assert pipeline.staging_code_version() == before
+    macro = project / "macros" / "staging.sql"
+    macro.write_text(macro.read_text() + "\n")
+    assert pipeline.staging_code_version() != before
