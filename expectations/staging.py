@@ -51,11 +51,15 @@ def build(b) -> None:
             continue
         key = [c for c in STAGING_KEYS.get(name, TABLES[name].key) if c in columns]
         select = [f"t.{c}" for c in key]
-        suspicious = ["t._copies > 1"] if key else []
+        suspicious = ["duplicates._copies is not null"] if key else []
         if "updated_at" in columns:
             select.append("t.updated_at::timestamptz as updated_at")   # staging may keep naive UTC
             suspicious.append(f"t.updated_at::timestamptz >= timestamptz '{month_end:%Y-%m-%d %H:%M:%S}+00'")
-        joins = []
+        # the ids held more than once: a group-by (a hash aggregate over the key alone), not a
+        # window over every row
+        joins = [f"left join (select {', '.join(key)}, count(*) as _copies from staging.{staging_table(name)} "
+                 f"group by {', '.join(key)} having count(*) > 1) duplicates on "
+                 + " and ".join(f"duplicates.{k} is not distinct from t.{k}" for k in key)] if key else []
         references = []
         for i, (col, ref_table, ref_col, _rule) in enumerate(REFERENCES.get(name, [])):
             if col not in columns or ref_col not in available.get(ref_table, []):
@@ -69,11 +73,9 @@ def build(b) -> None:
             references.append((col, ref_table, unknown))
         if not select:
             continue
-        copies = f"count(*) over (partition by {', '.join(key)})" if key else "1"
         # only the rows that break a check reach pandas (all of them: GE decides, and lists them);
         # the counts come from DuckDB
-        b.dataset(name, f"select {', '.join(select)} from (select *, {copies} as _copies "
-                        f"from staging.{staging_table(name)}) t {' '.join(joins)} "
+        b.dataset(name, f"select {', '.join(select)} from staging.{staging_table(name)} t {' '.join(joins)} "
                         f"where {' or '.join(suspicious) or 'false'}")
         b.dataset(f"{name}__counts", f"select count(*) as rows from staging.{staging_table(name)}")
 
