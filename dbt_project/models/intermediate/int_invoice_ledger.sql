@@ -1,6 +1,8 @@
--- One row per invoice issued by the month end: what was paid by the month end, when it was
--- settled (the day cumulative payments first reached the amount due), days past due
--- (settled late: settled - due; still open: month end - due; never negative), open balance.
+-- One row per invoice that credit grading reads (int_customer_credit_measures): issued in the
+-- credit window, or issued earlier and still open at the month end. What was paid by the month
+-- end, when it was settled (the day cumulative payments first reached the amount due), days past
+-- due (settled late: settled - due; still open: month end - due; never negative), open balance.
+-- (Invoices settled before the window are left out: they would only grow with the history.)
 with invoices as (
     select *
     from {{ ref('stg_raw__invoices') }}
@@ -124,3 +126,4 @@ select
     cast(amount_due * fx_rate as decimal(18, 4)) as amount_due_reporting,
     cast(greatest(amount_due - paid_to_date, 0) * fx_rate as decimal(18, 4)) as open_balance_reporting
 from ledger
+where issued_on >= date '{{ var("credit_window_start") }}' or paid_to_date < amount_due
