@@ -81,16 +81,20 @@ def transform_staging(run: dict) -> dict:
     (tiering.increment), the versioned staging models only replace the ids the run's own rows
     touch (var staging_increment); otherwise they are rebuilt from the whole batch (--full-refresh)."""
     spec = RunSpec.from_conf(run)
-    delta_on = landing.read_manifest(spec).get("delta_on")
+    manifest = landing.read_manifest(spec)
+    delta_on = manifest.get("delta_on")
     held, held_code = take_staging_state(spec.warehouse)
     code = staging_code_version()
-    increment = delta_on is not None and delta_on == held and held_code == code
+    share = _landed_share(manifest)
+    increment = delta_on is not None and delta_on == held and held_code == code and share <= MAX_STAGING_DELTA_SHARE
     if increment:
-        print(f"staging: updated in place (the batch is a delta on {held}, the batch staging holds)")
+        print(f"staging: updated in place (the batch is a delta on {held}, the batch staging holds; "
+              f"{share:.1%} of its rows were landed)")
     else:
         why = ("the batch is no delta on an earlier run" if delta_on is None else
                f"staging holds {held or 'no recorded batch'}, not the base {delta_on}" if delta_on != held else
-               "the staging models changed since they were built")
+               "the staging models changed since they were built" if held_code != code else
+               f"the delta holds {share:.0%} of the batch's rows: rebuilding is cheaper than replacing them")
         print(f"staging: rebuilt from the whole batch ({why})")
     # + the orders in the reporting currency, read by score_potential; tests whose other parents
     # are built later (transform_marts) run there (cautious indirect selection)
@@ -99,6 +103,19 @@ def transform_staging(run: dict) -> dict:
                      *([] if increment else ["--full-refresh"]), extra_vars={"staging_increment": increment})
     record_staging_state(spec.warehouse, spec.run_id, code)
     return {**result, "staging_increment": increment}
+
+
+# Above this share of the batch's rows in the delta (e.g. a month run after a gap of many months),
+# staging is rebuilt: replacing most ids in place is no cheaper (measured at L: an 11-month delta,
+# 70% of the rows, took 63 s in place for stg_raw__orders, 45M orders; a rebuild of 21M took 28 s).
+MAX_STAGING_DELTA_SHARE = 0.25
+
+
+def _landed_share(manifest: dict) -> float:
+    """Rows landed / rows of the as-of snapshot, over the tables landed as deltas."""
+    deltas = [t for t in manifest["tables"].values() if t.get("landing") == "delta"]
+    snapshot = sum(t["snapshot_rows"] for t in deltas)
+    return sum(t["rows"] for t in deltas) / snapshot if snapshot else 0.0
 
 
 def staging_code_version() -> str:

@@ -132,3 +132,13 @@ def test_the_staging_code_version_changes_with_a_model_or_macro(tmp_path, monkey
     macro = project / "macros" / "staging.sql"
     macro.write_text(macro.read_text() + "\n")
     assert pipeline.staging_code_version() != before
+
+
+def test_the_landed_share_counts_the_delta_tables_only():
+    from tiering.pipeline import MAX_STAGING_DELTA_SHARE, _landed_share
+
+    manifest = {"tables": {"orders": {"landing": "delta", "rows": 10, "snapshot_rows": 100},
+                           "payments": {"landing": "delta", "rows": 30, "snapshot_rows": 100},
+                           "fx_rates": {"landing": "full", "rows": 50, "snapshot_rows": 50}}}
+    assert _landed_share(manifest) == 0.2 <= MAX_STAGING_DELTA_SHARE
+    assert _landed_share({"tables": {}}) == 0.0
