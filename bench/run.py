@@ -598,11 +598,12 @@ def run_bench(args: argparse.Namespace) -> int:
             r["failed"], r["exit_code"], r["timed_out"], r["wall_s"], r["peak_rss_mb"] = True, 1, False, 0, 0
         record("mid", r)
     if "steady" in scenarios:
-        steady = [month_text(mid, -1), mid, month_text(last, -1), last]
-        log(f"steady: {', '.join(steady)} through the steps in one warehouse ({mid} and {last} land the changes "
-            f"since the month before)")
+        ends = [mid, last] if args.steady_pairs == "mid,last" else [last]
+        steady = [m for end in ends for m in (month_text(end, -1), end)]
+        log(f"steady: {', '.join(steady)} through the steps in one warehouse ({' and '.join(ends)} land the "
+            f"changes since the month before)")
         r = record("steady", Child("pipeline", pipeline_spec("steady", steady, "steps"), env, timeout=timeout).wait())
-        if not r.get("failed"):
+        if not r.get("failed") and len(r["months"]) == 4:
             r["ratio_last_to_mid"] = round(r["months"][3]["steps_total_s"] / r["months"][1]["steps_total_s"], 2)
     for name in ("sql", "pandas"):
         if name in scenarios:
@@ -740,10 +741,12 @@ def kill_and_rerun(pipeline_spec, month: str, env: dict, tiers: dict) -> dict:
 def summarise(results: dict) -> dict:
     s = {name: r for name, r in results["scenarios"].items() if not r.get("failed")}
     out: dict = {}
-    # the month through Airflow; without it (L), the spill run's month through the steps
-    run = "month" if "month" in s else "spill" if s.get("spill", {}).get("finished") else None
+    # the month through Airflow; without it (L), the steady-state month (the last month run after
+    # the one before), else the spill run's month, through the steps
+    run = ("month" if "month" in s else "steady" if "steady" in s else
+           "spill" if s.get("spill", {}).get("finished") else None)
     if run:
-        m = s[run]["months"][0]
+        m = s[run]["months"][-1]
         out.update(month_wall_s=m["wall_s"], month_stages_s=m["stages_s"], month_peak_rss_mb=s[run]["peak_rss_mb"],
                    airflow_startup_s=s[run].get("airflow_startup_s"), ratios_from=run)
         dbt = m["stages_s"]["dbt"]
@@ -803,7 +806,7 @@ def markdown(results: dict) -> str:
             stage_row(f"month {m['month']} steps only", m["steps_total_s"], stages, s["mid"][label]["peak_rss_mb"],
                       s["mid"][label].get("mean_load_avg"))
     if "steady" in s:
-        for i in (1, 3):
+        for i in range(1, len(s["steady"]["months"]), 2):
             m, before = s["steady"]["months"][i], s["steady"]["months"][i - 1]["month"]
             stages = {k: v for k, v in m["stages_s"].items() if k != "airflow_overhead"}
             stage_row(f"month {m['month']} steps, after {before} (incremental landing)", m["steps_total_s"], stages,
@@ -825,7 +828,8 @@ def markdown(results: dict) -> str:
     lines.append("")
     facts = []
     if "dbt_over_single_query" in summary:
-        source = " (from the memory_limit run)" if summary.get("ratios_from") == "spill" else ""
+        source = {"spill": " (from the memory_limit run)",
+                  "steady": " (from the steady-state month, after the month before)"}.get(summary.get("ratios_from"), "")
         facts.append(f"dbt stage / single query: **{summary['dbt_over_single_query']}x**; "
                      f"whole month / single query: {summary['month_over_single_query']}x{source}")
     if "dbt_over_pandas" in summary:
@@ -837,7 +841,7 @@ def markdown(results: dict) -> str:
     if "mid" in s:
         facts.append(f"month {s['mid']['last']['months'][0]['month']} / month {s['mid']['mid']['months'][0]['month']} "
                      f"run cost (steps): {s['mid']['ratio_last_to_mid']}x")
-    if "steady" in s:
+    if "steady" in s and "ratio_last_to_mid" in s["steady"]:
         months = s["steady"]["months"]
         facts.append(f"steady state (each month run after the month before, incremental landing): month "
                      f"{months[3]['month']} / month {months[1]['month']} run cost (steps): "
@@ -904,6 +908,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-rss-gb", type=float, default=16,
                         help="kill a scenario whose process tree's RSS exceeds this (0: no limit)")
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(ALL_SCENARIOS)}")
+    parser.add_argument("--steady-pairs", choices=("mid,last", "last"), default="mid,last",
+                        help="steady scenario: months mid and last, each after the month before, or last only")
     parser.add_argument("--child", choices=CHILD_MODES, help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
