@@ -41,7 +41,8 @@ def explain(warehouse: Path, customer_id: str, month: date) -> dict:
                       [customer_id, month])
         run = _one(con, "select * from audit.runs where run_id = ?", [result["run_id"]])
         batches = con.execute("""
-            select source_table, source_file, extracted_rows, loaded_rows, quarantined_rows, landed_sha256
+            select source_table, source_file, extracted_rows, loaded_rows, quarantined_rows, landed_sha256,
+                   coalesce(snapshot_rows, extracted_rows), base_run_id
             from audit.load_batches where run_id = ? order by source_table""", [result["run_id"]]).fetchall()
         rules_row = con.execute("select content from audit.rule_versions where rule_version = ?",
                                 [result["rule_version"]]).fetchone()
@@ -56,7 +57,7 @@ def explain(warehouse: Path, customer_id: str, month: date) -> dict:
         "matrix_rule": f"matrix[{value}][{grade}] = {final}" + (" (credit hold)" if result["credit_hold"] else ""),
         "run": run,
         "input_batches": [dict(zip(["source_table", "source_file", "extracted", "loaded", "quarantined",
-                                    "landed_sha256"], b)) for b in batches],
+                                    "landed_sha256", "as_of_rows", "base_run_id"], b)) for b in batches],
     }
 
 
@@ -104,6 +105,8 @@ def format_explanation(result: dict) -> str:
         f"run               {c['run_id']} ({run.get('status', '?')}, finished {run.get('finished_at', '-')}, "
         f"input checksum {str(run.get('input_checksum') or '-')[:16]})",
         "input batches     " + ", ".join(
-            f"{b['source_table']}: {b['loaded']} loaded / {b['quarantined']} quarantined" for b in result["input_batches"]),
+            f"{b['source_table']}: {b['as_of_rows']} rows as of the cutoff, {b['loaded']} loaded / "
+            f"{b['quarantined']} quarantined by this run" + (f" (delta on {b['base_run_id']})" if b["base_run_id"] else "")
+            for b in result["input_batches"]),
     ]
     return "\n".join(lines)

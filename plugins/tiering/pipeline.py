@@ -178,14 +178,20 @@ def publish_postgres(run: dict) -> dict:
 
 
 def finish_run(run: dict) -> dict:
-    """Mark the run successful with the checksum of its inputs, and return the month's summary."""
+    """Mark the run successful with the checksum of its inputs (for a delta, chained to its base
+    run's), and return the month's summary."""
     spec = RunSpec.from_conf(run)
     manifest = landing.read_manifest(spec)
-    checksum = hashlib.sha256(
-        json.dumps({n: t["landed_sha256"] for n, t in sorted(manifest["tables"].items())}).encode()
-    ).hexdigest()
     con = connect(spec.warehouse)
     try:
+        # the landed files, and for a delta the base run's checksum: a chain over every input
+        delta = any(t.get("landing") == "delta" for t in manifest["tables"].values())
+        base = manifest.get("base_run_id") if delta else None
+        base_checksum = (con.execute("select input_checksum from audit.runs where run_id = ?", [base]).fetchone()
+                         or [None])[0] if base else None
+        inputs = {n: t["landed_sha256"] for n, t in sorted(manifest["tables"].items())}
+        checksum = hashlib.sha256(json.dumps(
+            inputs if base_checksum is None else {**inputs, "base": base_checksum}).encode()).hexdigest()
         con.execute("update audit.runs set status = 'success', finished_at = ?, input_checksum = ? where run_id = ?",
                     [_now(), checksum, spec.run_id])
         changed = _record_restatement_diff(con, spec) if spec.restate else None
