@@ -15,11 +15,11 @@ from pathlib import Path
 import duckdb
 
 from tiering.errors import TieringError
-from tiering.increment import find_base, history_unchanged, plan_table
+from tiering.increment import Base, find_base, history_unchanged, plan_table
 from tiering.rules import load_rules
 from tiering.runspec import RunSpec
 from tiering.source import (LOAD_ORDER, TABLES, carried_collisions, check_source_dir, extract_as_of_to,
-                            fingerprints)
+                            fingerprints, source_rows)
 from tiering.warehouse import apply_settings
 
 MANIFEST = "_manifest.json"
@@ -50,35 +50,17 @@ def extract_and_land(spec: RunSpec) -> dict:
     tables: dict[str, dict] = {}
     incremental: set[str] = set()   # tables whose rows before the base's cutoff are the base's
     try:
+        cutoffs = [spec.as_of_cutoff, *([base.cutoff] if base and base.cutoff != spec.as_of_cutoff else [])]
         for name in LOAD_ORDER:
             table_spec = TABLES[name]
             path = table_spec.path_in(spec.source_dir)
-            cutoffs = [spec.as_of_cutoff, *([base.cutoff] if base and base.cutoff != spec.as_of_cutoff else [])]
-            found = fingerprints(con, table_spec, path, cutoffs) if path else None
-            unchanged, why = history_unchanged(base, name, path.name if path else None, found)
             if path is None:
-                if unchanged:
+                if history_unchanged(base, name, None, None)[0]:
                     incremental.add(name)
                 continue
-            entry = tables[name] = {"source_file": path.name, "source_sha256": sha256_of(path), "landing": "full",
-                                    "fingerprint": {"cutoff": spec.as_of_cutoff, **found[spec.as_of_cutoff]},
-                                    "snapshot_rows": found[spec.as_of_cutoff]["rows"] + found["unparseable"]}
-            delta, why_full = plan_table(base, name, unchanged, no_base or why, incremental)
-            if delta is not None and not table_spec.versioned:
-                delta, why_full = None, "not versioned (no updated_at): always landed in full"
-                incremental.add(name)     # ... but unchanged, so the tables depending on it may be deltas
-            if delta is not None and carried_collisions(con, table_spec, path, delta):
-                delta, why_full = None, ("a row the base run quarantined shares its id and updated_at with a "
-                                         "loaded row: landed in full, so that the conflicting-versions rule sees both")
-            if delta is None:
-                entry["full_reason"] = why_full
-            else:
-                incremental.add(name)
-                entry.update(landing="delta", base_run_id=base.run_id, since=delta.since,
-                             carried_rows=len(delta.carried_lines))
-            out = staging / f"{name}.parquet"
-            rows = extract_as_of_to(con, table_spec, path, spec.as_of_cutoff, out, delta)
-            entry.update(rows=rows, landed_file=out.name, landed_sha256=sha256_of(out))
+            with source_rows(con, table_spec, path) as rows:   # a CSV is read once for the three passes
+                tables[name] = _land_table(con, spec, name, path, rows, staging, cutoffs, base, no_base,
+                                           incremental)
     finally:
         con.close()
     manifest = {
@@ -100,6 +82,36 @@ def extract_and_land(spec: RunSpec) -> dict:
     for f in target.iterdir():
         f.chmod(0o444)
     return manifest
+
+
+def _land_table(con: duckdb.DuckDBPyConnection, spec: RunSpec, name: str, path: Path, rows: str, folder: Path,
+                cutoffs: list[str], base: Base | None, no_base: str, incremental: set[str]) -> dict:
+    """Land one table in full or as a delta on `base` (tiering.increment) into `folder`; returns
+    its manifest entry. `incremental` collects the tables whose rows before the base's cutoff are
+    the base's, on which the later tables' plans depend."""
+    table_spec = TABLES[name]
+    found = fingerprints(con, table_spec, path, cutoffs, rows)
+    unchanged, why = history_unchanged(base, name, path.name, found)
+    entry = {"source_file": path.name, "source_sha256": sha256_of(path), "landing": "full",
+             "fingerprint": {"cutoff": spec.as_of_cutoff, **found[spec.as_of_cutoff]},
+             "snapshot_rows": found[spec.as_of_cutoff]["rows"] + found["unparseable"]}
+    delta, why_full = plan_table(base, name, unchanged, no_base or why, incremental)
+    if delta is not None and not table_spec.versioned:
+        delta, why_full = None, "not versioned (no updated_at): always landed in full"
+        incremental.add(name)     # ... but unchanged, so the tables depending on it may be deltas
+    if delta is not None and carried_collisions(con, table_spec, path, delta, rows):
+        delta, why_full = None, ("a row the base run quarantined shares its id and updated_at with a "
+                                 "loaded row: landed in full, so that the conflicting-versions rule sees both")
+    if delta is None:
+        entry["full_reason"] = why_full
+    else:
+        incremental.add(name)
+        entry.update(landing="delta", base_run_id=base.run_id, since=delta.since,
+                     carried_rows=len(delta.carried_lines))
+    out = folder / f"{name}.parquet"
+    landed = extract_as_of_to(con, table_spec, path, spec.as_of_cutoff, out, delta, rows)
+    entry.update(rows=landed, landed_file=out.name, landed_sha256=sha256_of(out))
+    return entry
 
 
 def read_manifest(spec: RunSpec) -> dict:

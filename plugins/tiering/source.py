@@ -244,6 +244,17 @@ def source_rows(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path):
         con.unregister("source_file_rows")
 
 
+@contextmanager
+def _rows_of(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path, rows: str | None):
+    """`rows` when the caller holds the file open (source_rows), else source_rows for this call:
+    a CSV is then read once per table, not once per query."""
+    if rows is not None:
+        yield rows
+        return
+    with source_rows(con, spec, path) as opened:
+        yield opened
+
+
 def _run(con: duckdb.DuckDBPyConnection, path: Path, sql: str, params: dict | None = None):
     try:
         return con.execute(sql, params or {}).fetchall()
@@ -252,17 +263,17 @@ def _run(con: duckdb.DuckDBPyConnection, path: Path, sql: str, params: dict | No
 
 
 def extract_as_of_to(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path, cutoff: str,
-                     out: Path, delta: Delta | None = None) -> int:
+                     out: Path, delta: Delta | None = None, rows: str | None = None) -> int:
     """Write the rows of one source file visible before `cutoff` (the month end; see the module
     docstring), or of them only the `delta` ones, to the Parquet file `out`: the source columns
     as text, `_source_line` and `_source_file`, in file order (read, filter and write in one
     pass). Returns the row count."""
     where = _as_of_filter(spec, cutoff, delta)
     params = {_CARRIED: list(delta.carried_lines)} if delta is not None and delta.carried_lines else None
-    with source_rows(con, spec, path) as rows:
+    with _rows_of(con, spec, path, rows) as source:
         # COPY keeps a Parquet scan's file order; the CSV's arrow rows are put back in line order
         order = "" if path.suffix == ".parquet" else " order by _source_line"
-        query = f"select * from ({rows}) where {where}{order}"
+        query = f"select * from ({source}) where {where}{order}"
         return _run(con, path, f"copy ({query}) to {sql_literal(str(out))} (format parquet, compression zstd)",
                     params)[0][0]
 
@@ -272,7 +283,8 @@ def _visible_from(spec: TableSpec) -> str:
     return UPDATED_TS if spec.versioned else "cast(try_strptime(month, '%Y-%m') as timestamptz)"
 
 
-def fingerprints(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path, cutoffs: list[str]) -> dict:
+def fingerprints(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path, cutoffs: list[str],
+                 rows: str | None = None) -> dict:
     """{cutoff: {"rows": n, "hash": text}, "unparseable": n} of one source file: for each cutoff,
     the number of rows visible before it (updated_at, or an fx rate's month, before the cutoff)
     and the sum of a hash of each such row's values and line number; and the number of rows
@@ -284,15 +296,16 @@ def fingerprints(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path, cu
         f"count(*) filter (where ts < timestamptz '{c}'), "
         f"coalesce(sum({row_hash}) filter (where ts < timestamptz '{c}'), 0)::varchar"
         for c in cutoffs)
-    with source_rows(con, spec, path) as rows:
+    with _rows_of(con, spec, path, rows) as source:
         values = _run(con, path, f"select {aggregates}, count(*) filter (where ts is null) "
-                                 f"from (select *, {_visible_from(spec)} as ts from ({rows}))")[0]
+                                 f"from (select *, {_visible_from(spec)} as ts from ({source}))")[0]
     result: dict = {c: {"rows": values[2 * i], "hash": values[2 * i + 1]} for i, c in enumerate(cutoffs)}
     result["unparseable"] = values[-1]
     return result
 
 
-def carried_collisions(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path, delta: Delta) -> int:
+def carried_collisions(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path, delta: Delta,
+                       rows: str | None = None) -> int:
     """How many of the rows visible before `delta.since` that are not carried share their id and
     updated_at with a carried row. Such a pair is two versions at the same moment: when the
     carried row becomes valid, the conflicting-versions rule must see both, so the table is
@@ -300,10 +313,10 @@ def carried_collisions(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Pa
     if not delta.carried_lines:
         return 0
     key = ", ".join(spec.key)
-    with source_rows(con, spec, path) as rows:
+    with _rows_of(con, spec, path, rows) as source:
         return _run(con, path, f"""
             with visible as (
-                select {key}, _source_line, {UPDATED_TS} as ts from ({rows})
+                select {key}, _source_line, {UPDATED_TS} as ts from ({source})
                 where {UPDATED_TS} < timestamptz '{delta.since}'
             ),
             carried as (
