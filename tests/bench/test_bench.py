@@ -25,12 +25,20 @@ def xs_results(tmp_path_factory) -> dict:
     out = work / "out"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "run.py"), "--scale", "XS", "--work", str(work / "XS"),
-         "--out", str(out), "--results-md", str(work / "RESULTS.md"), "--only", "month,sql,pandas,parse",
+         "--out", str(out), "--results-md", str(work / "RESULTS.md"), "--only", "month,steady,sql,pandas,parse",
+         "--steady-pairs", "last",
          "--airflow-home", os.environ["AIRFLOW_HOME"], "--timeout", "300"],
         capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return {"json": json.loads((out / "XS.json").read_text()), "md": (work / "RESULTS.md").read_text(),
             "stdout": proc.stdout}
+
+
+def test_xs_bench_steady_month_runs_after_the_month_before(xs_results):
+    steady = xs_results["json"]["scenarios"]["steady"]
+    assert [m["month"] for m in steady["months"]] == ["2024-01", "2024-02"]
+    assert steady["months"][-1]["stages_s"]["load"] > 0
+    assert "| month 2024-02 steps, after 2024-01 (incremental landing) |" in xs_results["md"]
 
 
 def test_xs_bench_agreement_and_fields(xs_results):
