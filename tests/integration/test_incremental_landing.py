@@ -12,6 +12,8 @@ Source, version 1 (January and February):
   (and 20 small orders, 10 invoices and 10 payments in January, so that the quarantined rows
   stay under the staging gate's max_quarantined_share)
   payments   P1 for I1 (Jan), P2 for I2 paid Jan 31: unknown_invoice in January, valid in February
+             P3 for I1 (Jan 20), moved to F1 by a second version (Feb 5): both invoices' totals change
+             P4 for F2, recorded Jan 25 but paid Feb 15: counts from February, a row landed in January
 Version 2 (March): O1's January row is corrected in place (110): the rows before February's
 cutoff changed, so orders are landed in full; the other tables stay deltas. The staging tables
 are updated in place in February (a delta on the batch they hold), rebuilt in March and for the
@@ -40,6 +42,12 @@ PAYMENTS = [
      "updated_at": "2024-01-30T12:00:00"},
     {"payment_id": "P2", "invoice_id": "I2", "paid_at": "2024-01-31T12:00:00", "amount": "30.00",
      "updated_at": "2024-01-31T12:00:00"},
+    {"payment_id": "P3", "invoice_id": "I1", "paid_at": "2024-01-20T12:00:00", "amount": "10.00",
+     "updated_at": "2024-01-20T12:00:00"},
+    {"payment_id": "P3", "invoice_id": "F1", "paid_at": "2024-01-20T12:00:00", "amount": "10.00",
+     "updated_at": "2024-02-05T12:00:00"},
+    {"payment_id": "P4", "invoice_id": "F2", "paid_at": "2024-02-15T12:00:00", "amount": "5.00",
+     "updated_at": "2024-01-25T12:00:00"},
 ]
 
 
@@ -79,6 +87,7 @@ COMPARED = {
     "staging.stg_raw__orders": "order_id, customer_id, order_status, amount, updated_at",
     "staging.stg_raw__payments": "payment_id, invoice_id, amount",
     "intermediate.int_orders__in_reporting_currency": "order_id, customer_id, order_status, amount_reporting",
+    "intermediate.int_invoices__settlement": "invoice_id, amount_due, paid_to_date, settled_on",
 }
 
 
@@ -149,7 +158,8 @@ def test_february_lands_only_the_changes_and_the_quarantined_rows(both_modes):
     # O2 and both O3 rows quarantined in January, O3's new version and O5
     assert (orders["carried_rows"], orders["rows"], orders["snapshot_rows"]) == (3, 5, 26)
     payments = february["tables"]["payments"]
-    assert (payments["landing"], payments["carried_rows"], payments["rows"]) == ("delta", 1, 1)
+    # P2 (carried) and P3's second version
+    assert (payments["landing"], payments["carried_rows"], payments["rows"]) == ("delta", 1, 2)
     assert february["tables"]["customers"]["landing"] == "delta"
     # in full mode the same month lands every row
     full_february = both_modes["full"]["manifests"][1]["tables"]["orders"]
@@ -177,6 +187,20 @@ def test_staging_is_updated_in_place_only_on_the_batch_it_holds(both_modes):
     orders = both_modes["incremental"]["after_each"][1]["staging.stg_raw__orders"]
     assert [(o, float(a)) for o, _, _, a, _ in orders if not o.startswith("OF")] == [
         ("O1", 100.0), ("O2", 40.0), ("O3", 70.0), ("O5", 30.0)]
+
+
+def test_what_was_paid_per_invoice_follows_moved_and_late_payments(both_modes):
+    """int_invoices__settlement, updated in place in February, recomputes the invoices a moved
+    payment left and joined (I1, F1) and the one a payment recorded in January but paid in
+    February counts for (F2)."""
+    after_each = both_modes["incremental"]["after_each"]
+
+    def paid(step: int) -> dict:
+        return {invoice: float(paid) for invoice, _, paid, _ in after_each[step]["intermediate.int_invoices__settlement"]
+                if invoice in ("I1", "F1", "F2")}
+
+    assert paid(0) == {"I1": 110.0, "F1": 1.0, "F2": 1.0}
+    assert paid(1) == {"I1": 100.0, "F1": 11.0, "F2": 6.0}
 
 
 def test_the_audit_counts_the_snapshot_and_names_the_base(both_modes):

@@ -124,14 +124,15 @@ def test_the_staging_code_version_changes_with_a_model_or_macro(tmp_path, monkey
     for folder in ("models/staging", "macros"):
         shutil.copytree(DBT_PROJECT_DIR / folder, project / folder)
     (project / "models" / "intermediate").mkdir()
-    shutil.copy(DBT_PROJECT_DIR / "models" / "intermediate" / "int_orders__in_reporting_currency.sql",
-                project / "models" / "intermediate")
+    for name in pipeline.KEPT_WITH_STAGING:
+        shutil.copy(DBT_PROJECT_DIR / "models" / "intermediate" / f"{name}.sql", project / "models" / "intermediate")
     monkeypatch.setattr(pipeline, "DBT_PROJECT_DIR", project)
     before = pipeline.staging_code_version()
     assert pipeline.staging_code_version() == before
-    macro = project / "macros" / "staging.sql"
-    macro.write_text(macro.read_text() + "\n")
-    assert pipeline.staging_code_version() != before
+    for changed in (project / "macros" / "staging.sql", project / "models" / "intermediate" / "int_invoices__settlement.sql"):
+        changed.write_text(changed.read_text() + "\n")
+        assert pipeline.staging_code_version() != before
+        before = pipeline.staging_code_version()
 
 
 def test_the_landed_share_counts_the_delta_tables_only():
