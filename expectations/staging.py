@@ -6,6 +6,11 @@ unknown reference or a late updated_at, so a good month hands GE empty frames in
 millions of rows) and `<table>__counts` (its row count); and `load_batches` (this run's rows of
 audit.load_batches).
 
+When the staging build updated the tables in place (audit.staging_state.updated_in_place: the
+run's batch is a delta on the batch they held, which passed this gate in its own successful
+run), the row checks read only the ids the run's own rows touch: every other row is the one
+that passed then (ids are never removed, and an earlier month end is before this one).
+
 Checks (all severity error):
   <table>.not_empty                  customers and orders have rows when the load loaded some
   <table>.unique_id                  one row per id (the latest version as of the month end)
@@ -45,11 +50,21 @@ def build(b) -> None:
     # (snapshot_rows - extracted_rows: the rows of the snapshot that were not landed again)
     loaded = dict(b.query("select source_table, loaded_rows + coalesce(snapshot_rows - extracted_rows, 0) "
                           "from audit.load_batches where run_id = ?", [b.spec.run_id]))
+    in_place = bool(b.scalar("select bool_or(updated_in_place) from audit.staging_state where batch_id = ?",
+                             [b.spec.run_id]))
+    if in_place:
+        b.note("staging was updated in place: the row checks read the ids this run's own rows touch")
     for name, columns in available.items():
         if not columns:
             b.note(f"staging.{staging_table(name)} does not exist: not checked")
             continue
         key = [c for c in STAGING_KEYS.get(name, TABLES[name].key) if c in columns]
+        # the rows checked: every row, or after an update in place those of the touched ids
+        rows = f"staging.{staging_table(name)}"
+        if in_place and len(key) == 1 and name not in STAGING_KEYS:
+            rows = (f"(select * from {rows} where {key[0]} in (select {key[0]} from raw.{name} where _row_key in "
+                    f"(select row_key from raw.batch_rows where batch_id = '{b.spec.run_id}' "
+                    f"and source_table = '{name}')))")
         select = [f"t.{c}" for c in key]
         suspicious = ["duplicates._copies is not null"] if key else []
         if "updated_at" in columns:
@@ -57,7 +72,7 @@ def build(b) -> None:
             suspicious.append(f"t.updated_at::timestamptz >= timestamptz '{month_end:%Y-%m-%d %H:%M:%S}+00'")
         # the ids held more than once: a group-by (a hash aggregate over the key alone), not a
         # window over every row
-        joins = [f"left join (select {', '.join(key)}, count(*) as _copies from staging.{staging_table(name)} "
+        joins = [f"left join (select {', '.join(key)}, count(*) as _copies from {rows} "
                  f"group by {', '.join(key)} having count(*) > 1) duplicates on "
                  + " and ".join(f"duplicates.{k} is not distinct from t.{k}" for k in key)] if key else []
         references = []
@@ -67,15 +82,17 @@ def build(b) -> None:
             alias = f"r{i}"
             unknown = f"unknown_{col}"
             select.append(f"case when t.{col} is not null and {alias}.{ref_col} is null then t.{col} end as {unknown}")
-            joins.append(f"left join (select distinct {ref_col} from staging.{staging_table(ref_table)}) {alias} "
-                         f"on {alias}.{ref_col} = t.{col}")
+            referenced = f"select distinct {ref_col} from staging.{staging_table(ref_table)}"
+            if rows != f"staging.{staging_table(name)}":   # the referenced ids of the touched rows only
+                referenced += f" where {ref_col} in (select {col} from {rows})"
+            joins.append(f"left join ({referenced}) {alias} on {alias}.{ref_col} = t.{col}")
             suspicious.append(f"(t.{col} is not null and {alias}.{ref_col} is null)")
             references.append((col, ref_table, unknown))
         if not select:
             continue
         # only the rows that break a check reach pandas (all of them: GE decides, and lists them);
         # the counts come from DuckDB
-        b.dataset(name, f"select {', '.join(select)} from staging.{staging_table(name)} t {' '.join(joins)} "
+        b.dataset(name, f"select {', '.join(select)} from {rows} t {' '.join(joins)} "
                         f"where {' or '.join(suspicious) or 'false'}")
         b.dataset(f"{name}__counts", f"select count(*) as rows from staging.{staging_table(name)}")
 

@@ -60,6 +60,8 @@ DDL = [
     # rows of the as-of snapshot (extracted_rows counts what was landed: less for a delta) and the base run
     "alter table audit.load_batches add column if not exists snapshot_rows bigint",
     "alter table audit.load_batches add column if not exists base_run_id varchar",
+    # ... and whether the build updated them in place (the staging gate then checks the touched ids)
+    "alter table audit.staging_state add column if not exists updated_in_place boolean",
 ]
 
 
@@ -89,12 +91,12 @@ def take_staging_state(path: Path | str) -> tuple[str | None, str | None]:
         con.close()
 
 
-def record_staging_state(path: Path | str, batch_id: str, code_version: str) -> None:
+def record_staging_state(path: Path | str, batch_id: str, code_version: str, updated_in_place: bool = False) -> None:
     con = connect(path)
     try:
         con.execute("delete from audit.staging_state")
-        con.execute("insert into audit.staging_state (batch_id, built_at, code_version) values (?, now(), ?)",
-                    [batch_id, code_version])
+        con.execute("insert into audit.staging_state (batch_id, built_at, code_version, updated_in_place) "
+                    "values (?, now(), ?, ?)", [batch_id, code_version, updated_in_place])
     finally:
         con.close()
 
