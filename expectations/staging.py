@@ -54,6 +54,9 @@ def build(b) -> None:
                              [b.spec.run_id]))
     if in_place:
         b.note("staging was updated in place: the row checks read the ids this run's own rows touch")
+    # the tables whose rows loaded by this run were all new to raw: those are raw's rows of the run
+    all_new = {r[0] for r in b.query("select source_table from audit.load_batches where run_id = ? "
+                                     "and loaded_rows = new_raw_rows", [b.spec.run_id])}
     for name, columns in available.items():
         if not columns:
             b.note(f"staging.{staging_table(name)} does not exist: not checked")
@@ -62,9 +65,10 @@ def build(b) -> None:
         # the rows checked: every row, or after an update in place those of the touched ids
         rows = f"staging.{staging_table(name)}"
         if in_place and len(key) == 1 and name not in STAGING_KEYS:
-            rows = (f"(select * from {rows} where {key[0]} in (select {key[0]} from raw.{name} where _row_key in "
-                    f"(select row_key from raw.batch_rows where batch_id = '{b.spec.run_id}' "
-                    f"and source_table = '{name}')))")
+            own = (f"_first_batch_id = '{b.spec.run_id}'" if name in all_new else
+                   f"_row_key in (select row_key from raw.batch_rows where batch_id = '{b.spec.run_id}' "
+                   f"and source_table = '{name}')")
+            rows = f"(select * from {rows} where {key[0]} in (select {key[0]} from raw.{name} where {own}))"
         select = [f"t.{c}" for c in key]
         suspicious = ["duplicates._copies is not null"] if key else []
         if "updated_at" in columns:

@@ -39,10 +39,16 @@
 {%- endmacro %}
 
 {#- The rows of a raw table in the current run's batch: all of them, or in an incremental build
-    the rows the run loaded itself. -#}
+    the rows the run loaded itself. When every one of those was new to raw (var own_rows_new,
+    from audit.load_batches: loaded_rows = new_raw_rows), they are the rows it added: raw is
+    appended to, so a filter on _first_batch_id skips the earlier row groups by their min/max
+    statistics instead of looking every row key up in raw.batch_rows. -#}
 {% macro run_batch_rows(table) -%}
     select {{ table }}.*
     from {{ source('raw', table) }} as {{ table }}
+    {%- if staging_increment() and table in var('own_rows_new', []) %}
+    where {{ table }}._first_batch_id = {{ lit(var('batch_id')) }}
+    {%- else %}
     where {{ table }}._row_key in (
         select batch_rows.row_key
         from {{ source('raw', 'batch_rows') }} as batch_rows
@@ -55,6 +61,7 @@
         where lineage.batch_id = {{ lit(var('batch_id')) }} and lineage.source_table = '{{ table }}'
     {%- endif %}
     )
+    {%- endif %}
 {%- endmacro %}
 
 {#- In an incremental build: `union all` the version the table holds of every id that the CTE

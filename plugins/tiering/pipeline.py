@@ -100,9 +100,22 @@ def transform_staging(run: dict) -> dict:
     # run there (cautious indirect selection)
     result = run_dbt("build", spec, load_rules(spec.rules_path), "--select", "staging",
                      *KEPT_WITH_STAGING, "--indirect-selection", "cautious", *PRODUCTION_BUILD,
-                     *([] if increment else ["--full-refresh"]), extra_vars={"staging_increment": increment})
+                     *([] if increment else ["--full-refresh"]),
+                     extra_vars={"staging_increment": increment, "own_rows_new": _own_rows_new(spec) if increment else []})
     record_staging_state(spec.warehouse, spec.run_id, code, increment)
     return {**result, "staging_increment": increment}
+
+
+def _own_rows_new(spec: RunSpec) -> list[str]:
+    """The tables whose rows loaded by this run were all new to raw (none was in raw already):
+    staging's run_batch_rows then finds them by raw._first_batch_id (macros/staging.sql)."""
+    con = connect(spec.warehouse, read_only=True)
+    try:
+        return [r[0] for r in con.execute(
+            "select source_table from audit.load_batches where run_id = ? and loaded_rows = new_raw_rows "
+            "order by 1", [spec.run_id]).fetchall()]
+    finally:
+        con.close()
 
 
 # Intermediate models built and kept (incrementally on DuckDB) with staging, by the same rule: the

@@ -232,3 +232,24 @@ def test_a_quarantined_row_beside_a_loaded_version_lands_the_table_in_full(tmp_p
             assert "shares its id and updated_at" in february["tables"]["orders"]["full_reason"]
             assert february["tables"]["payments"]["landing"] == "delta"
     assert results["incremental"] == results["full"]
+
+
+def test_rows_already_in_raw_are_found_by_key_when_staging_is_updated_in_place(tmp_path):
+    """January, March, January again, then February: February's base is the January rerun, whose
+    batch staging holds, so staging is updated in place; but February's rows were loaded into raw
+    by March's run, so its own rows are found through raw.batch_rows, not as the rows it added."""
+    results = {}
+    for mode in ("incremental", "full"):
+        source, warehouse = tmp_path / mode / "source", tmp_path / mode / "wh" / "tiering.duckdb"
+        _source(source)
+        runs = [_run(source, warehouse, month, mode) for month in ("2024-01", "2024-03", "2024-01", "2024-02")]
+        results[mode] = _results(warehouse)
+        if mode == "incremental":
+            february = _manifest(warehouse, runs[-1])
+            assert february["delta_on"] == runs[2]["run_id"]
+            assert query(warehouse, "select batch_id, updated_in_place from audit.staging_state") == [
+                (runs[-1]["run_id"], True)]
+            not_new = query(warehouse, "select source_table from audit.load_batches where run_id = ? "
+                                       "and loaded_rows > new_raw_rows order by 1", [runs[-1]["run_id"]])
+            assert ("orders",) in not_new
+    assert results["incremental"] == results["full"]
