@@ -32,6 +32,7 @@ from great_expectations.expectations.row_conditions import Column
 
 from tiering.load import REFERENCES
 from tiering.source import TABLES
+from tiering.warehouse import own_rows_sql, tables_loaded_all_new
 
 E = gx.expectations
 
@@ -54,9 +55,7 @@ def build(b) -> None:
                              [b.spec.run_id]))
     if in_place:
         b.note("staging was updated in place: the row checks read the ids this run's own rows touch")
-    # the tables whose rows loaded by this run were all new to raw: those are raw's rows of the run
-    all_new = {r[0] for r in b.query("select source_table from audit.load_batches where run_id = ? "
-                                     "and loaded_rows = new_raw_rows", [b.spec.run_id])}
+    all_new = set(tables_loaded_all_new(b.con, b.spec.run_id)) if in_place else set()
     for name, columns in available.items():
         if not columns:
             b.note(f"staging.{staging_table(name)} does not exist: not checked")
@@ -65,10 +64,8 @@ def build(b) -> None:
         # the rows checked: every row, or after an update in place those of the touched ids
         rows = f"staging.{staging_table(name)}"
         if in_place and len(key) == 1 and name not in STAGING_KEYS:
-            own = (f"_first_batch_id = '{b.spec.run_id}'" if name in all_new else
-                   f"_row_key in (select row_key from raw.batch_rows where batch_id = '{b.spec.run_id}' "
-                   f"and source_table = '{name}')")
-            rows = f"(select * from {rows} where {key[0]} in (select {key[0]} from raw.{name} where {own}))"
+            own = own_rows_sql(name, b.spec.run_id, name in all_new)
+            rows = f"(select * from {rows} where {key[0]} in (select {key[0]} from ({own}) as own_rows))"
         select = [f"t.{c}" for c in key]
         suspicious = ["duplicates._copies is not null"] if key else []
         if "updated_at" in columns:

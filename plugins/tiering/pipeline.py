@@ -23,7 +23,8 @@ from tiering.rules import load_rules
 from tiering.runspec import RunSpec
 from tiering.settings import DBT_PROJECT_DIR
 from tiering.source import check_source_dir
-from tiering.warehouse import connect, ensure_schema, record_staging_state, take_staging_state
+from tiering.warehouse import (connect, ensure_schema, record_staging_state, tables_loaded_all_new,
+                               take_staging_state)
 
 
 # A monthly run builds the models and runs their data tests; dbt's unit tests (rule edges on
@@ -111,9 +112,7 @@ def _own_rows_new(spec: RunSpec) -> list[str]:
     staging's run_batch_rows then finds them by raw._first_batch_id (macros/staging.sql)."""
     con = connect(spec.warehouse, read_only=True)
     try:
-        return [r[0] for r in con.execute(
-            "select source_table from audit.load_batches where run_id = ? and loaded_rows = new_raw_rows "
-            "order by 1", [spec.run_id]).fetchall()]
+        return tables_loaded_all_new(con, spec.run_id)
     finally:
         con.close()
 
