@@ -71,9 +71,10 @@ test-celery: setup
 
 # benchmark: make bench SCALE=XS|S|M|L [BENCH_ARGS="--memory-limit 1GB"]
 # data and warehouses under /tmp/tiering-bench; results in bench/results/<scale>.json and bench/RESULTS.md
-# The default skips the 12-month backfill (S: ~2.5 min instead of ~10): BENCH_ARGS="--months-backfill 12" runs it.
+# The default runs steady,sql,pandas,parse,kill (S: under 3 min); BENCH_ARGS="--months-backfill 12" adds
+# the 12-month backfill (~10 min at S), BENCH_ARGS="--only month,..." picks scenarios (bench/README.md).
 SCALE ?= S
-BENCH_ARGS ?= --skip-backfill
+BENCH_ARGS ?=
 .PHONY: bench
 bench: setup
 	$(BIN)/python bench/run.py --scale $(SCALE) $(BENCH_ARGS)

@@ -57,6 +57,10 @@ START_MONTH = "2023-01"
 SEED = 42
 MAX_RSS_BYTES = 0  # set from --max-rss-gb: a scenario whose process tree exceeds it is killed
 ALL_SCENARIOS = ("month", "backfill", "mid", "steady", "sql", "pandas", "parse", "kill", "spill")
+# what runs without --only: every figure of the issue once, no month run twice (S in under 3 min):
+# steady's cold months give month-24 against month-12 landed in full, its last month goes through
+# Airflow (the Airflow overhead), and kill reruns that month on steady's warehouse
+DEFAULT_SCENARIOS = ("steady", "sql", "pandas", "parse", "kill", "spill")
 STAGES = {  # stage -> step functions of tiering.pipeline
     "extract_land": ("extract_and_land",),
     "load": ("load_raw",),
@@ -217,17 +221,19 @@ def child_pipeline(spec: dict) -> dict:
     from tiering.steps import STEPS
 
     out: dict = {"via": spec["via"], "months": []}
-    if spec["via"] == "airflow":
+    last_via = spec.get("last_via") or spec["via"]  # the last month may go through Airflow, the others not
+    if "airflow" in (spec["via"], last_via):
         from tiering.airflow_runner import get_dag, run_month
 
         t0 = time.monotonic()
         get_dag()
         out["airflow_startup_s"] = round(time.monotonic() - t0, 2)
-    for month in spec["months"]:
+    for i, month in enumerate(spec["months"]):
+        via = last_via if i == len(spec["months"]) - 1 else spec["via"]
         timings["current"] = {}
         conf = {"month": month, "source_dir": spec["source"], "warehouse": spec["warehouse"]}
         t0 = time.monotonic()
-        if spec["via"] == "airflow":
+        if via == "airflow":
             run_month(RunSpec.from_conf(conf))
         else:
             run = pipeline.start_run(conf)
@@ -237,9 +243,9 @@ def child_pipeline(spec: dict) -> dict:
         steps = dict(timings["current"])
         if len(steps) < len(STEPS) + 1:
             raise RuntimeError(f"only {len(steps)} steps were timed: are the DAG's tasks run in this process?")
-        entry = {"month": month, "wall_s": wall, "steps_s": steps, "stages_s": _stage_totals(steps),
+        entry = {"month": month, "via": via, "wall_s": wall, "steps_s": steps, "stages_s": _stage_totals(steps),
                  "steps_total_s": round(sum(steps.values()), 3)}
-        if spec["via"] == "airflow":
+        if via == "airflow":
             entry["stages_s"]["airflow_overhead"] = round(wall - entry["steps_total_s"], 3)
         out["months"].append(entry)
         print(f"[bench child] {month}: {wall:.1f} s {entry['stages_s']}", flush=True)
@@ -525,7 +531,9 @@ def run_bench(args: argparse.Namespace) -> int:
     customers, months = SCALES[args.scale]
     work = Path(args.work or f"/tmp/tiering-bench/{args.scale}").resolve()
     work.mkdir(parents=True, exist_ok=True)
-    scenarios = [s for s in (args.only.split(",") if args.only else ALL_SCENARIOS)]
+    scenarios = [s for s in (args.only.split(",") if args.only else DEFAULT_SCENARIOS)]
+    if args.months_backfill and not args.only and "backfill" not in scenarios:
+        scenarios.append("backfill")  # --months-backfill N asks for the backfill
     if args.skip_backfill and "backfill" in scenarios:
         scenarios.remove("backfill")
     if not args.memory_limit and "spill" in scenarios:
@@ -575,8 +583,9 @@ def run_bench(args: argparse.Namespace) -> int:
         log(f"month: {last} through the Airflow DAG on an empty warehouse")
         record("month", Child("pipeline", pipeline_spec("month", [last], "airflow"), env, timeout=timeout).wait())
     if "backfill" in scenarios:
-        first = month_text(START_MONTH, months - args.months_backfill)
-        backfill_months = [month_text(first, i) for i in range(args.months_backfill)]
+        count = args.months_backfill or 12
+        first = month_text(START_MONTH, months - count)
+        backfill_months = [month_text(first, i) for i in range(count)]
         log(f"backfill: {backfill_months[0]}..{backfill_months[-1]} through the DAG, one process")
         r = record("backfill", Child("pipeline", pipeline_spec("backfill", backfill_months, "airflow"), env,
                                      timeout=timeout).wait())
@@ -602,9 +611,12 @@ def run_bench(args: argparse.Namespace) -> int:
         steady = [m for end in ends for m in (month_text(end, -1), end)]
         log(f"steady: {', '.join(steady)} through the steps in one warehouse ({' and '.join(ends)} land the "
             f"changes since the month before)")
-        r = record("steady", Child("pipeline", pipeline_spec("steady", steady, "steps"), env, timeout=timeout).wait())
+        r = record("steady", Child("pipeline", pipeline_spec("steady", steady, "steps", last_via=args.steady_last_via),
+                                   env, timeout=timeout).wait())
         if not r.get("failed") and len(r["months"]) == 4:
             r["ratio_last_to_mid"] = round(r["months"][3]["steps_total_s"] / r["months"][1]["steps_total_s"], 2)
+            # the months before mid and last were landed in full on an empty or older warehouse
+            r["ratio_cold_last_to_mid"] = round(r["months"][2]["steps_total_s"] / r["months"][0]["steps_total_s"], 2)
     for name in ("sql", "pandas"):
         if name in scenarios:
             log(f"{name} baseline for {last}")
@@ -621,7 +633,11 @@ def run_bench(args: argparse.Namespace) -> int:
     merge_previous(json_path, args, results, scenarios)
     tiers = collect_tiers(work, results["scenarios"])
     if "kill" in scenarios:
-        record("kill", kill_and_rerun(pipeline_spec, last, env, tiers))
+        steady_run = results["scenarios"].get("steady", {})
+        on_warehouse = None
+        if "steady" in scenarios and not steady_run.get("failed") and steady_run.get("months", [{}])[-1].get("month") == last:
+            on_warehouse = str(work / "steady" / "warehouse" / "tiering.duckdb")
+        record("kill", kill_and_rerun(pipeline_spec, last, env, tiers, on_warehouse))
     if "spill" in scenarios:
         log(f"spill: {last} through the steps with DuckDB memory_limit={args.memory_limit}")
         spec = pipeline_spec("spill", [last], "steps")
@@ -703,10 +719,16 @@ def collect_tiers(work: Path, scenarios: dict) -> dict[str, dict]:
     return found
 
 
-def kill_and_rerun(pipeline_spec, month: str, env: dict, tiers: dict) -> dict:
-    """Kill a run while dbt runs (after load_raw), rerun the month on the same warehouse."""
-    log(f"kill: {month} killed during transform_staging, then rerun on the same warehouse")
+def kill_and_rerun(pipeline_spec, month: str, env: dict, tiers: dict, on_warehouse: str | None = None) -> dict:
+    """Kill a run while dbt runs (after load_raw), rerun the month on the same warehouse.
+
+    on_warehouse: run it on that warehouse (the steady scenario's, where the month already ran after
+    the month before: the killed run updates staging in place), else on an empty one."""
+    where = f"the steady scenario's warehouse" if on_warehouse else "an empty warehouse"
+    log(f"kill: {month} on {where}, killed during transform_staging, then rerun on the same warehouse")
     spec = pipeline_spec("kill", [month], "steps")
+    if on_warehouse:
+        spec["warehouse"] = on_warehouse
     progress = Path(spec["result_file"]).with_name("progress.txt")
     spec["progress_file"] = str(progress)
     child = Child("pipeline", spec, env)
@@ -728,6 +750,7 @@ def kill_and_rerun(pipeline_spec, month: str, env: dict, tiers: dict) -> dict:
     rerun_tiers = read_tiers(Path(spec["tiers_file"]))
     reference = tiers.get("pipeline")
     result = {"killed": killed_in is not None, "killed_during": killed_in, "first_exit_code": first.get("exit_code"),
+              "warehouse": "steady" if on_warehouse else "empty",
               "rerun_wall_s": rerun["months"][0]["wall_s"], "rerun_peak_rss_mb": rerun["peak_rss_mb"]}
     if reference is not None:
         cmp = compare("rerun after kill", rerun_tiers, "uninterrupted", reference)
@@ -806,11 +829,19 @@ def markdown(results: dict) -> str:
             stage_row(f"month {m['month']} steps only", m["steps_total_s"], stages, s["mid"][label]["peak_rss_mb"],
                       s["mid"][label].get("mean_load_avg"))
     if "steady" in s:
-        for i in range(1, len(s["steady"]["months"]), 2):
-            m, before = s["steady"]["months"][i], s["steady"]["months"][i - 1]["month"]
-            stages = {k: v for k, v in m["stages_s"].items() if k != "airflow_overhead"}
-            stage_row(f"month {m['month']} steps, after {before} (incremental landing)", m["steps_total_s"], stages,
-                      s["steady"]["peak_rss_mb"], s["steady"].get("mean_load_avg"))
+        for i, m in enumerate(s["steady"]["months"]):
+            if i % 2 == 0:
+                stages = {k: v for k, v in m["stages_s"].items() if k != "airflow_overhead"}
+                label = f"month {m['month']} steps, landed in full"
+                wall = m["steps_total_s"]
+            else:
+                stages, before = m["stages_s"], s["steady"]["months"][i - 1]["month"]
+                if m.get("via") == "airflow":
+                    label, wall = f"**month {m['month']} via Airflow, after {before}** (incremental landing)", m["wall_s"]
+                else:
+                    label, wall = f"month {m['month']} steps, after {before} (incremental landing)", m["steps_total_s"]
+                    stages = {k: v for k, v in stages.items() if k != "airflow_overhead"}
+            stage_row(label, wall, stages, s["steady"]["peak_rss_mb"], s["steady"].get("mean_load_avg"))
     if "spill" in s and s["spill"].get("finished"):
         m = s["spill"]["months"][0]
         stage_row(f"month {m['month']} steps, memory_limit {s['spill']['memory_limit']}", m["steps_total_s"],
@@ -835,14 +866,18 @@ def markdown(results: dict) -> str:
     if "dbt_over_pandas" in summary:
         facts.append(f"dbt stage / pandas: {summary['dbt_over_pandas']}x; "
                      f"whole month / pandas: {summary['month_over_pandas']}x")
-    if "month" in s:
-        facts.append(f"Airflow start-up (DagBag + metadata DB, once per process): "
-                     f"{_fmt(s['month'].get('airflow_startup_s'), ' s')}")
+    startup = next((s[n]["airflow_startup_s"] for n in ("month", "steady") if s.get(n, {}).get("airflow_startup_s")),
+                   None)
+    if startup is not None:
+        facts.append(f"Airflow start-up (DagBag + metadata DB, once per process): {_fmt(startup, ' s')}")
     if "mid" in s:
         facts.append(f"month {s['mid']['last']['months'][0]['month']} / month {s['mid']['mid']['months'][0]['month']} "
                      f"run cost (steps): {s['mid']['ratio_last_to_mid']}x")
     if "steady" in s and "ratio_last_to_mid" in s["steady"]:
         months = s["steady"]["months"]
+        if "ratio_cold_last_to_mid" in s["steady"]:
+            facts.append(f"landed in full: month {months[2]['month']} / month {months[0]['month']} run cost (steps): "
+                         f"{s['steady']['ratio_cold_last_to_mid']}x")
         facts.append(f"steady state (each month run after the month before, incremental landing): month "
                      f"{months[3]['month']} / month {months[1]['month']} run cost (steps): "
                      f"**{s['steady']['ratio_last_to_mid']}x**")
@@ -851,7 +886,8 @@ def markdown(results: dict) -> str:
                      f"(plus {s['parse']['airflow_import_s']} s to import airflow)")
     if "kill" in s:
         k = s["kill"]
-        facts.append(f"kill-and-rerun: killed during `{k['killed_during']}`, rerun equals uninterrupted run: "
+        where = " (on the steady scenario's warehouse)" if k.get("warehouse") == "steady" else ""
+        facts.append(f"kill-and-rerun{where}: killed during `{k['killed_during']}`, rerun equals uninterrupted run: "
                      f"**{k['rerun_equals_uninterrupted']}**")
     if "spill" in s:
         sp = s["spill"]
@@ -897,8 +933,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="markdown file whose section for the scale is updated ('' for none)")
     parser.add_argument("--work", help="working directory for data and warehouses (default /tmp/tiering-bench/<scale>)")
     parser.add_argument("--airflow-home", help="AIRFLOW_HOME of the runs (default <work>/../airflow-home)")
-    parser.add_argument("--months-backfill", type=int, default=12)
-    parser.add_argument("--skip-backfill", action="store_true")
+    parser.add_argument("--months-backfill", type=int, default=0,
+                        help="also run the backfill scenario over this many months (opt-in; 12 is the issue's)")
+    parser.add_argument("--skip-backfill", action="store_true", help="never run the backfill scenario")
     parser.add_argument("--memory-limit", help="also run the month with this DuckDB memory_limit (spill test), e.g. 1GB")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("TIERING_DUCKDB_THREADS", os.cpu_count() or 2)))
     parser.add_argument("--duckdb-memory", default=os.environ.get("TIERING_DUCKDB_MEMORY_LIMIT", "4GB"),
@@ -907,9 +944,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds after which a scenario's process tree is killed and reported as failed")
     parser.add_argument("--max-rss-gb", type=float, default=16,
                         help="kill a scenario whose process tree's RSS exceeds this (0: no limit)")
-    parser.add_argument("--only", help=f"comma-separated subset of {','.join(ALL_SCENARIOS)}")
+    parser.add_argument("--only", help=f"comma-separated subset of {','.join(ALL_SCENARIOS)} "
+                                       f"(default: {','.join(DEFAULT_SCENARIOS)}; spill with --memory-limit)")
     parser.add_argument("--steady-pairs", choices=("mid,last", "last"), default="mid,last",
                         help="steady scenario: months mid and last, each after the month before, or last only")
+    parser.add_argument("--steady-last-via", choices=("airflow", "steps"), default="airflow",
+                        help="steady scenario: run its last month through the Airflow DAG (default) or the steps")
     parser.add_argument("--child", choices=CHILD_MODES, help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

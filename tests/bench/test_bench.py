@@ -1,5 +1,6 @@
-"""The benchmark (bench/run.py) at scale XS: one month through the real DAG, the single-query and
-pandas baselines, the DAG parse timer; every customer's value tier must agree across the three."""
+"""The benchmark (bench/run.py) at scale XS with its default scenarios: a month after the month
+before through the real DAG, the single-query and pandas baselines, the DAG parse timer and
+kill-and-rerun; every customer's value tier must agree across the three."""
 from __future__ import annotations
 
 import importlib.util
@@ -25,8 +26,7 @@ def xs_results(tmp_path_factory) -> dict:
     out = work / "out"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "run.py"), "--scale", "XS", "--work", str(work / "XS"),
-         "--out", str(out), "--results-md", str(work / "RESULTS.md"), "--only", "month,steady,sql,pandas,parse",
-         "--steady-pairs", "last",
+         "--out", str(out), "--results-md", str(work / "RESULTS.md"), "--steady-pairs", "last",
          "--airflow-home", os.environ["AIRFLOW_HOME"], "--timeout", "300"],
         capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -37,8 +37,10 @@ def xs_results(tmp_path_factory) -> dict:
 def test_xs_bench_steady_month_runs_after_the_month_before(xs_results):
     steady = xs_results["json"]["scenarios"]["steady"]
     assert [m["month"] for m in steady["months"]] == ["2024-01", "2024-02"]
+    assert [m["via"] for m in steady["months"]] == ["steps", "airflow"]
     assert steady["months"][-1]["stages_s"]["load"] > 0
-    assert "| month 2024-02 steps, after 2024-01 (incremental landing) |" in xs_results["md"]
+    assert "| month 2024-01 steps, landed in full |" in xs_results["md"]
+    assert "| **month 2024-02 via Airflow, after 2024-01** (incremental landing) |" in xs_results["md"]
 
 
 def test_xs_bench_agreement_and_fields(xs_results):
@@ -55,16 +57,22 @@ def test_xs_bench_agreement_and_fields(xs_results):
     assert counts["pipeline"] == counts["sql"] == counts["pandas"]
     assert set(counts["pipeline"]) == {"A", "B", "C"}
 
-    month = results["scenarios"]["month"]
-    stages = month["months"][0]["stages_s"]
+    assert set(results["scenarios"]) == {"steady", "sql", "pandas", "parse", "kill"}  # the defaults
+    steady = results["scenarios"]["steady"]
+    stages = steady["months"][-1]["stages_s"]
     assert set(stages) == {"extract_land", "load", "dbt", "ge", "publish", "other", "airflow_overhead"}
     assert all(v >= 0 for k, v in stages.items() if k != "airflow_overhead")
-    assert month["peak_rss_mb"] > 50 and month["months"][0]["wall_s"] > stages["dbt"] > 0
+    assert steady["peak_rss_mb"] > 50 and steady["months"][-1]["wall_s"] > stages["dbt"] > 0
+    assert steady["airflow_startup_s"] > 0
     assert results["scenarios"]["sql"]["seconds"] > 0 and results["scenarios"]["pandas"]["seconds"] > 0
     assert results["scenarios"]["parse"]["dags"] == ["customer_tiering_monthly"]
     assert results["scenarios"]["parse"]["dag_parse_s"] < 1.0
     summary = results["summary"]
+    assert summary["ratios_from"] == "steady"
     assert summary["dbt_over_single_query"] > 0 and summary["dbt_over_pandas"] > 0
+    kill = results["scenarios"]["kill"]  # killed while updating staging in place, on steady's warehouse
+    assert kill["warehouse"] == "steady" and kill["killed_during"] == "transform_staging"
+    assert kill["rerun_equals_uninterrupted"] is True
     assert "<!-- bench:XS:begin -->" in xs_results["md"] and "**PASS**" in xs_results["md"]
 
 
