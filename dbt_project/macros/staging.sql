@@ -75,3 +75,49 @@
     where {{ key }} in (select {{ key }} from renamed)
     {%- endif %}
 {%- endmacro %}
+
+{#- The CTEs and final select of a versioned staging model: the latest version of each id before
+    the as-of cutoff, from the CTE `candidates` (columns..., row_key).
+    A rebuild ranks the versions with a window (ties by row_key). It sorts every row, but a sort
+    spills to disk under a low memory_limit where a hash join of the whole batch would not.
+    An update in place handles a month's rows (a few % of the table), where the latest
+    updated_at per id (an aggregate) joined back is cheaper than sorting them (one month's
+    orders at 1M customers, 1 GB: 11 s against 26 s). An id's rows at its latest updated_at
+    carry the same values: the load quarantines conflicting versions (same id and updated_at,
+    different values; tiering.load), and the versions a table holds and those a run loads never
+    share an updated_at. So `distinct` keeps one of identical repeated rows and both ways pick
+    the same version; tests/integration/test_incremental_landing.py compares them after every
+    run. Should the rule ever break, an update in place would hold the id twice and the staging
+    gate's unique check would stop the run. -#}
+{% macro latest_versions(key, columns) -%}
+in_effect as (
+    select * from candidates
+    where updated_at < {{ as_of_cutoff() }}
+),
+{%- if staging_increment() %}
+
+latest as (
+    select {{ key }}, max(updated_at) as latest_updated_at
+    from in_effect
+    group by {{ key }}
+)
+
+select distinct {% for column in columns %}in_effect.{{ column }}{{ ", " if not loop.last }}{% endfor %}
+from in_effect
+inner join latest
+    on latest.{{ key }} = in_effect.{{ key }}
+    and latest.latest_updated_at = in_effect.updated_at
+{%- else %}
+
+versioned as (
+    select
+        *,
+        row_number() over (partition by {{ key }} order by updated_at desc, row_key) as version_rank
+    from in_effect
+)
+
+select {{ columns | join(', ') }}
+from versioned
+where version_rank = 1
+{%- endif %}
+{%- endmacro %}

@@ -26,14 +26,4 @@ candidates as (
     {{- union_held_versions('order_id', columns) }}
 ),
 
-versioned as (
-    select
-        *,
-        row_number() over (partition by order_id order by updated_at desc, row_key) as version_rank
-    from candidates
-    where updated_at < {{ as_of_cutoff() }}
-)
-
-select {{ columns | join(', ') }}
-from versioned
-where version_rank = 1
+{{ latest_versions('order_id', columns) }}
