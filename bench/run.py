@@ -535,17 +535,24 @@ def machine() -> dict:
             "python": platform.python_version(), "duckdb": duckdb.__version__, "platform": platform.platform()}
 
 
-def run_bench(args: argparse.Namespace) -> int:
-    customers, months = SCALES[args.scale]
-    work = Path(args.work or f"/tmp/tiering-bench/{args.scale}").resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    scenarios = [s for s in (args.only.split(",") if args.only else DEFAULT_SCENARIOS)]
+def select_scenarios(args: argparse.Namespace) -> list[str]:
+    """--only, else the defaults; --months-backfill N adds the backfill, --skip-backfill removes it,
+    and spill needs --memory-limit."""
+    scenarios = args.only.split(",") if args.only else list(DEFAULT_SCENARIOS)
     if args.months_backfill and not args.only and "backfill" not in scenarios:
-        scenarios.append("backfill")  # --months-backfill N asks for the backfill
+        scenarios.append("backfill")
     if args.skip_backfill and "backfill" in scenarios:
         scenarios.remove("backfill")
     if not args.memory_limit and "spill" in scenarios:
         scenarios.remove("spill")
+    return scenarios
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    customers, months = SCALES[args.scale]
+    work = Path(args.work or f"/tmp/tiering-bench/{args.scale}").resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    scenarios = select_scenarios(args)
     source, source_info = ensure_source(work, customers, months)
     last = month_text(START_MONTH, months - 1)
     mid = month_text(START_MONTH, months // 2 - 1)
@@ -933,7 +940,7 @@ def update_results_md(path: Path, scale: str, table: str) -> None:
     log(f"updated {path} ({scale})")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scale", choices=SCALES, default="S")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="directory of <scale>.json")
@@ -960,7 +967,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="steady scenario: run its last month through the Airflow DAG (default) or the steps")
     parser.add_argument("--child", choices=CHILD_MODES, help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     global MAX_RSS_BYTES
     MAX_RSS_BYTES = int(args.max_rss_gb * 2**30) if args.max_rss_gb else 0
     if args.child:

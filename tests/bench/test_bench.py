@@ -93,3 +93,33 @@ def test_results_md_section_is_replaced_not_duplicated(tmp_path):
     text = path.read_text()
     assert "intro kept" in text and "m table" in text and "second table" in text
     assert "first table" not in text and text.count("<!-- bench:S:begin -->") == 1
+
+
+@pytest.mark.parametrize("argv, expected", [
+    ([], ["steady", "sql", "pandas", "parse", "kill"]),
+    (["--memory-limit", "1GB"], ["steady", "sql", "pandas", "parse", "kill", "spill"]),
+    (["--months-backfill", "12"], ["steady", "sql", "pandas", "parse", "kill", "backfill"]),
+    (["--months-backfill", "12", "--skip-backfill"], ["steady", "sql", "pandas", "parse", "kill"]),
+    (["--only", "month,sql"], ["month", "sql"]),
+])
+def test_default_scenarios_and_opt_ins(argv, expected):
+    assert bench.select_scenarios(bench.build_parser().parse_args(argv)) == expected
+
+
+def test_markdown_of_the_opt_in_month_scenario():
+    """The `month` scenario (opt-in since the defaults run steady's last month through Airflow)
+    still gives its row, the Airflow start-up and, being the month through Airflow, the ratios."""
+    stages = {"extract_land": 1.0, "load": 2.0, "dbt": 6.0, "ge": 1.0, "publish": 0.5, "other": 0.5,
+              "airflow_overhead": 3.0}
+    month = {"months": [{"month": "2024-12", "via": "airflow", "wall_s": 14.0, "stages_s": stages,
+                         "steps_total_s": 11.0}], "peak_rss_mb": 900, "airflow_startup_s": 1.5}
+    results = {"scale": "S", "customers": 10, "months_of_history": 24, "month": "2024-12",
+               "source": {"rows": {"orders.parquet": 100}, "generate_s": 1.0, "bytes": 2**20},
+               "duckdb_settings": {"threads": 2, "memory_limit": "4GB"}, "started_at": "now",
+               "scenarios": {"month": month, "sql": {"seconds": 2.0, "peak_rss_mb": 100}},
+               "agreement": {"pairs": [], "tier_counts": {}, "passed": False}}
+    results["summary"] = bench.summarise(results)
+    assert results["summary"]["ratios_from"] == "month" and results["summary"]["dbt_over_single_query"] == 3.0
+    text = bench.markdown(results)
+    assert "| one month (2024-12) via Airflow | 14.0 |" in text
+    assert "Airflow start-up (DagBag + metadata DB, once per process): 1.50 s" in text
