@@ -42,17 +42,19 @@
     the rows the run loaded itself. When every one of those was new to raw (var own_rows_new,
     from audit.load_batches: loaded_rows = new_raw_rows), they are the rows it added: raw is
     appended to, so a filter on _first_batch_id skips the earlier row groups by their min/max
-    statistics instead of looking every row key up in raw.batch_rows. -#}
-{% macro run_batch_rows(table) -%}
+    statistics instead of looking every row key up in raw.batch_rows. `own_rows_only` overrides
+    the choice (a test, which cannot tell an incremental build, passes it). -#}
+{% macro run_batch_rows(table, own_rows_only=none) -%}
+    {%- set own_rows_only = staging_increment() if own_rows_only is none else own_rows_only %}
     select {{ table }}.*
     from {{ source('raw', table) }} as {{ table }}
-    {%- if staging_increment() and table in var('own_rows_new', []) %}
+    {%- if own_rows_only and table in var('own_rows_new', []) %}
     where {{ table }}._first_batch_id = {{ lit(var('batch_id')) }}
     {%- else %}
     where {{ table }}._row_key in (
         select batch_rows.row_key
         from {{ source('raw', 'batch_rows') }} as batch_rows
-    {%- if staging_increment() %}
+    {%- if own_rows_only %}
         where batch_rows.batch_id = {{ lit(var('batch_id')) }} and batch_rows.source_table = '{{ table }}'
     {%- else %}
         inner join {{ source('raw', 'batch_lineage') }} as lineage
@@ -120,4 +122,44 @@ select {{ columns | join(', ') }}
 from versioned
 where version_rank = 1
 {%- endif %}
+{%- endmacro %}
+
+
+{#- Tests of a model kept in place: in a build that updated it in place, only the rows the build
+    may have written need checking. Every other row is one the table held, and it passed the same
+    tests in the build that wrote it (the pipeline records the batch staging holds only after a
+    build passed, and updates in place only on that batch), and delete+insert replaced every id the
+    build wrote. A test opts in with the placeholder `where: "__rows_updated_in_place__"`, which
+    get_where_subquery replaces when the test runs (dbt renders a test's config when the project
+    is parsed, with stand-in vars: tiering.dbt_runner), as dbt's documentation does for dates.
+    Checking the 3% of 50 million orders a month touches instead of all of them saves about 12 s
+    of a month at 1M customers. -#}
+{% macro get_where_subquery(relation) -%}
+    {%- set where = config.get('where') or '' -%}
+    {%- if '__rows_updated_in_place__' in where -%}
+        {%- set where = where | replace('__rows_updated_in_place__', rows_updated_in_place(relation)) -%}
+    {%- endif -%}
+    {%- if where -%}
+        {%- do return('(select * from ' ~ relation ~ ' where ' ~ where ~ ') dbt_subquery') -%}
+    {%- endif -%}
+    {%- do return(relation) -%}
+{%- endmacro %}
+
+{#- SQL condition: the rows of a model kept in place that the current build may have written (all
+    rows when it was no update in place). -#}
+{% macro rows_updated_in_place(relation) -%}
+    {%- set in_place = target.type == 'duckdb' and var('staging_increment', false) -%}
+    {%- if relation.identifier == 'int_orders__in_reporting_currency' -%}
+        {#- the orders the run's own rows touch (as the model selects them) -#}
+        {%- set written -%}
+            order_id in (select order_id from ({{ run_batch_rows('orders', own_rows_only=true) }}) as own_rows)
+        {%- endset -%}
+    {%- elif relation.identifier == 'int_invoices__settlement' -%}
+        {#- every invoice the build computed again is computed for this month -#}
+        {%- set written = 'paid_before = ' ~ next_month_start() -%}
+    {%- else -%}
+        {{ exceptions.raise_compiler_error("__rows_updated_in_place__ is not defined for " ~ relation.identifier
+                                           ~ " (macros/staging.sql: rows_updated_in_place)") }}
+    {%- endif -%}
+    {{- return(written if in_place else '1 = 1') -}}
 {%- endmacro %}

@@ -253,3 +253,54 @@ def test_rows_already_in_raw_are_found_by_key_when_staging_is_updated_in_place(t
                                        "and loaded_rows > new_raw_rows order by 1", [runs[-1]["run_id"]])
             assert ("orders",) in not_new
     assert results["incremental"] == results["full"]
+
+
+def test_tests_of_a_model_updated_in_place_check_the_rows_the_build_wrote(tmp_path):
+    """The tests of the models kept with staging read, after an update in place, only the rows the
+    build may have written (where: __rows_updated_in_place__, macros/staging.sql): a duplicate
+    among them fails the test; a row the table held passed its own build's tests, so an old
+    duplicate is only seen by a full check."""
+    import shutil
+
+    from tiering.dbt_runner import run_dbt
+    from tiering.errors import DbtError
+    from tiering.rules import load_rules
+    from tiering.runspec import RunSpec
+    from tiering.warehouse import connect
+
+    source, warehouse = tmp_path / "source", tmp_path / "wh" / "tiering.duckdb"
+    _source(source)
+    _run(source, warehouse, "2024-01", "incremental")
+    february = _run(source, warehouse, "2024-02", "incremental")
+    assert query(warehouse, "select updated_in_place from audit.staging_state") == [(True,)]
+    spec = RunSpec.from_conf(february)
+    rules = load_rules(spec.rules_path)
+    in_place = {"staging_increment": True, "own_rows_new": []}
+    tests = ("unique_int_orders__in_reporting_currency_order_id", "unique_int_invoices__settlement_invoice_id")
+
+    def check(extra_vars: dict) -> None:
+        run_dbt("test", spec, rules, "--select", *tests, extra_vars=extra_vars)
+
+    check(in_place)
+    pristine = tmp_path / "pristine.duckdb"
+    shutil.copy(warehouse, pristine)
+    # O5 (February's own row) and I2 (paid in February: computed again) twice: both tests fail
+    con = connect(warehouse)
+    con.execute("insert into intermediate.int_orders__in_reporting_currency "
+                "select * from intermediate.int_orders__in_reporting_currency where order_id = 'O5'")
+    con.execute("insert into intermediate.int_invoices__settlement "
+                "select * from intermediate.int_invoices__settlement where invoice_id = 'I2'")
+    con.close()
+    with pytest.raises(DbtError) as failed:
+        check(in_place)
+    assert "unique_int_orders__in_reporting_currency_order_id: fail" in str(failed.value)
+    assert "unique_int_invoices__settlement_invoice_id: fail" in str(failed.value)
+    # an order no February row touches (OF1), twice: outside the rows checked in place; a full check sees it
+    shutil.copy(pristine, warehouse)
+    con = connect(warehouse)
+    con.execute("insert into intermediate.int_orders__in_reporting_currency "
+                "select * from intermediate.int_orders__in_reporting_currency where order_id = 'OF1'")
+    con.close()
+    check(in_place)
+    with pytest.raises(DbtError, match="unique_int_orders__in_reporting_currency_order_id: fail"):
+        check({"staging_increment": False})
