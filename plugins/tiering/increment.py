@@ -111,6 +111,15 @@ def history_unchanged(base: Base | None, table: str, source_file: str | None, cu
     return True, ""
 
 
+def same_file_as_base(base: Base | None, table: str, source_file: str, source_sha256: str) -> bool:
+    """Whether `source_file` is byte for byte the file the base run landed `table` from (name and
+    SHA-256), with the base's fingerprint kept: its rows before the base's cutoff are then the
+    base's, without a scan (tiering.landing)."""
+    landed = base.tables.get(table) if base is not None else None
+    return (landed is not None and "fingerprint" in landed and landed.get("source_file") == source_file
+            and landed.get("source_sha256") == source_sha256)
+
+
 def plan_table(base: Base | None, table: str, unchanged: bool, why: str, incremental_so_far: set[str]
                ) -> tuple[Delta | None, str]:
     """A Delta on `base` for a versioned table, or None (landed in full) and why. A table is only

@@ -15,11 +15,11 @@ from pathlib import Path
 import duckdb
 
 from tiering.errors import TieringError
-from tiering.increment import Base, find_base, history_unchanged, plan_table
+from tiering.increment import Base, find_base, history_unchanged, plan_table, same_file_as_base
 from tiering.rules import load_rules
 from tiering.runspec import RunSpec
 from tiering.source import (LOAD_ORDER, TABLES, carried_collisions, check_source_dir, extract_as_of_to,
-                            fingerprints, source_rows)
+                            fingerprint_of_landing, fingerprints, source_rows)
 from tiering.warehouse import apply_settings
 
 MANIFEST = "_manifest.json"
@@ -88,13 +88,18 @@ def _land_table(con: duckdb.DuckDBPyConnection, spec: RunSpec, name: str, path: 
                 cutoffs: list[str], base: Base | None, no_base: str, incremental: set[str]) -> dict:
     """Land one table in full or as a delta on `base` (tiering.increment) into `folder`; returns
     its manifest entry. `incremental` collects the tables whose rows before the base's cutoff are
-    the base's, on which the later tables' plans depend."""
+    the base's, on which the later tables' plans depend.
+
+    When the source file is byte for byte the one the base run landed (same SHA-256), its rows
+    before the base's cutoff are the base's: the fingerprint scan of the whole file is skipped and
+    the fingerprint at the run's cutoff is the base's plus that of the rows landed now
+    (fingerprint_of_landing). A backfill or a rerun reads one export many times."""
     table_spec = TABLES[name]
-    found = fingerprints(con, table_spec, path, cutoffs, rows)
-    unchanged, why = history_unchanged(base, name, path.name, found)
-    entry = {"source_file": path.name, "source_sha256": sha256_of(path), "landing": "full",
-             "fingerprint": {"cutoff": spec.as_of_cutoff, **found[spec.as_of_cutoff]},
-             "snapshot_rows": found[spec.as_of_cutoff]["rows"] + found["unparseable"]}
+    source_sha256 = sha256_of(path)
+    same_file = table_spec.versioned and same_file_as_base(base, name, path.name, source_sha256)
+    found = None if same_file else fingerprints(con, table_spec, path, cutoffs, rows)
+    unchanged, why = (True, "") if same_file else history_unchanged(base, name, path.name, found)
+    entry = {"source_file": path.name, "source_sha256": source_sha256, "landing": "full"}
     delta, why_full = plan_table(base, name, unchanged, no_base or why, incremental)
     if delta is not None and not table_spec.versioned:
         delta, why_full = None, "not versioned (no updated_at): always landed in full"
@@ -110,7 +115,13 @@ def _land_table(con: duckdb.DuckDBPyConnection, spec: RunSpec, name: str, path: 
                      carried_rows=len(delta.carried_lines))
     out = folder / f"{name}.parquet"
     landed = extract_as_of_to(con, table_spec, path, spec.as_of_cutoff, out, delta, rows)
-    entry.update(rows=landed, landed_file=out.name, landed_sha256=sha256_of(out))
+    if found is None:
+        found = fingerprint_of_landing(con, table_spec, out, spec.as_of_cutoff,
+                                       base.tables[name]["fingerprint"] if delta is not None else None)
+        entry["fingerprint_from"] = "base run and landed rows" if delta is not None else "landed rows"
+    entry.update(rows=landed, landed_file=out.name, landed_sha256=sha256_of(out),
+                 fingerprint={"cutoff": spec.as_of_cutoff, **found[spec.as_of_cutoff]},
+                 snapshot_rows=found[spec.as_of_cutoff]["rows"] + found["unparseable"])
     return entry
 
 

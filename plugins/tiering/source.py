@@ -304,6 +304,27 @@ def fingerprints(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path, cu
     return result
 
 
+def fingerprint_of_landing(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed: Path, cutoff: str,
+                           base_fingerprint: dict | None) -> dict:
+    """The source's fingerprints at `cutoff` (as `fingerprints` gives them) from a landed file
+    instead of the source: a full landing holds every row visible before the cutoff, and every
+    unparseable row; a delta on a base whose source file is the same holds, besides those, the
+    rows visible from the base's cutoff on, so the fingerprint is the base's plus theirs (counts
+    and hash sums add up). The landed file keeps the source's text values and line numbers, so
+    the hashes are the ones a scan of the source gives (tests/unit/test_increment.py)."""
+    rows = f"select * from read_parquet({sql_literal(str(landed))})"
+    if base_fingerprint is None:
+        return fingerprints(con, spec, landed, [cutoff], rows)
+    since = base_fingerprint["cutoff"]
+    found = fingerprints(con, spec, landed, [cutoff, since], rows)
+    # the landed rows before the base's cutoff are the carried ones, counted in the base's fingerprint
+    new = {"rows": found[cutoff]["rows"] - found[since]["rows"],
+           "hash": int(found[cutoff]["hash"]) - int(found[since]["hash"])}
+    return {cutoff: {"rows": base_fingerprint["rows"] + new["rows"],
+                     "hash": str(int(base_fingerprint["hash"]) + new["hash"])},
+            "unparseable": found["unparseable"]}
+
+
 def carried_collisions(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path, delta: Delta,
                        rows: str | None = None) -> int:
     """How many of the rows visible before `delta.since` that are not carried share their id and

@@ -166,6 +166,21 @@ def test_february_lands_only_the_changes_and_the_quarantined_rows(both_modes):
     assert (full_february["landing"], full_february["rows"]) == ("full", 26)
 
 
+def test_an_unchanged_source_file_is_not_scanned_for_its_fingerprint(both_modes):
+    """February's source files are January's, byte for byte: their fingerprints come from
+    January's and the rows landed, and equal those a scan computes (full mode scans every file).
+    March's orders changed: scanned, which finds the change."""
+    incremental, full = both_modes["incremental"]["manifests"], both_modes["full"]["manifests"]
+    for name, table in incremental[1]["tables"].items():
+        assert table["source_sha256"] == incremental[0]["tables"][name]["source_sha256"]
+        if name != "fx_rates":   # not versioned: always landed in full, and scanned
+            assert table["fingerprint_from"] == "base run and landed rows", name
+        assert (table["fingerprint"], table["snapshot_rows"]) == (
+            full[1]["tables"][name]["fingerprint"], full[1]["tables"][name]["snapshot_rows"]), name
+    assert "fingerprint_from" not in incremental[2]["tables"]["orders"]
+    assert "fingerprint_from" not in full[1]["tables"]["orders"]
+
+
 def test_a_changed_history_is_landed_in_full_with_the_reason(both_modes):
     march = both_modes["incremental"]["manifests"][2]["tables"]
     assert march["orders"]["landing"] == "full"

@@ -9,8 +9,9 @@ import pytest
 
 from tests.fixtures.sources import order, write_source
 from tiering.errors import TieringError
-from tiering.increment import Base, history_unchanged, landing_mode, plan_table
-from tiering.source import TABLES, Delta, carried_collisions, depends_on, extract_as_of_to, fingerprints
+from tiering.increment import Base, history_unchanged, landing_mode, plan_table, same_file_as_base
+from tiering.source import (TABLES, Delta, carried_collisions, depends_on, extract_as_of_to,
+                            fingerprint_of_landing, fingerprints)
 
 ORDERS = TABLES["orders"]
 JAN, FEB, MAR = "2024-02-01", "2024-03-01", "2024-04-01"   # month-end cutoffs of January .. March
@@ -64,6 +65,37 @@ def test_a_delta_lands_the_changes_the_unparseable_and_the_carried_rows(tmp_path
     assert landed[0]["_source_file"] == "orders.csv" and landed[0]["amount"] == "20.00"
     full = extract_as_of_to(con, ORDERS, _orders(tmp_path / "full", ROWS), FEB, tmp_path / "full.parquet")
     assert full == 4
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_the_fingerprint_of_a_landing_is_the_scans(tmp_path, con, suffix):
+    """With the source file unchanged, the fingerprint at the run's cutoff comes from the base's
+    and the landed rows, not a scan of the source: it must be the scan's to the last bit."""
+    path = _orders(tmp_path, ROWS)
+    if suffix == ".parquet":   # the same rows in a Parquet source (lines are then row numbers)
+        con.execute(f"copy (select * from read_csv('{path}', all_varchar = true)) to '{path.with_suffix(suffix)}'")
+        path = path.with_suffix(suffix)
+    scanned = fingerprints(con, ORDERS, path, [JAN, FEB, MAR])
+    january = {"cutoff": JAN, **scanned[JAN]}
+    full = tmp_path / "full.parquet"
+    extract_as_of_to(con, ORDERS, path, FEB, full)
+    assert fingerprint_of_landing(con, ORDERS, full, FEB, None) == {FEB: scanned[FEB], "unparseable": 1}
+    for cutoff, carried in ((FEB, (2,) if suffix == ".csv" else (1,)), (MAR, ()), (JAN, ())):
+        out = tmp_path / f"delta-{cutoff}.parquet"
+        extract_as_of_to(con, ORDERS, path, cutoff, out, Delta(since=JAN, carried_lines=carried))
+        assert fingerprint_of_landing(con, ORDERS, out, cutoff, january) == {cutoff: scanned[cutoff],
+                                                                              "unparseable": 1}
+
+
+def test_the_same_file_needs_its_name_its_sha256_and_a_kept_fingerprint():
+    base = _base(orders={"source_file": "orders.csv", "source_sha256": "ab", "fingerprint": {"cutoff": JAN}},
+                 customers={"source_file": "customers.csv", "source_sha256": "cd"})
+    assert same_file_as_base(base, "orders", "orders.csv", "ab")
+    assert not same_file_as_base(base, "orders", "orders.csv", "ac")
+    assert not same_file_as_base(base, "orders", "orders.parquet", "ab")
+    assert not same_file_as_base(base, "customers", "customers.csv", "cd")   # no fingerprint kept
+    assert not same_file_as_base(base, "invoices", "invoices.csv", "ab")
+    assert not same_file_as_base(None, "orders", "orders.csv", "ab")
 
 
 def test_a_carried_row_beside_another_version_at_the_same_moment_is_a_collision(tmp_path, con):
