@@ -1,4 +1,3 @@
-{{ config(tags=['full_history']) }}
 -- customer_credit_monthly has exactly the (customer_id, month) rows of customer_tier_monthly, once
 -- each, with the same credit grade; and a credit score exactly when the customer is rated.
 -- Returns the offending rows.
@@ -7,10 +6,12 @@ with credit as (
         *,
         count(*) over (partition by customer_id, month) as rows_for_customer_month
     from {{ ref('customer_credit_monthly') }}
+    where month in ({{ months_rebuilt() }})
 ),
 
 tiers as (
     select customer_id, month, credit_grade from {{ ref('customer_tier_monthly') }}
+    where month in ({{ months_rebuilt() }})
 )
 
 select

@@ -1,7 +1,10 @@
-{{ config(tags=['full_history']) }}
 -- Customer codes (rows made under the current rules): format <tier>-<region>-<scale>-<sequence>-
 -- <check>, tier part = the final tier's code, a valid Luhn check digit, and a sequence number
 -- that belongs to one customer and never changes for that customer. Returns the offending codes.
+-- Checked on the months the run rebuilt and the month computed before them (macros/months.sql):
+-- every rebuild compares a month with its neighbours, so a customer's number is the same in
+-- every month by induction; and as a customer known once is known in every later month, two
+-- customers sharing a number would share it within a month.
 {%- set code = rule('customer_code') %}
 {%- set seq_digits = code['sequence_digits'] %}
 {%- set code_pattern = '[0-9]{2}-[0-9]{2}-[0-9]-[0-9]{' ~ seq_digits ~ '}-[0-9]' %}
@@ -15,6 +18,7 @@ with codes as (
         split_part(customer_code, '-', 4) as sequence_part
     from {{ ref('customer_tier_monthly') }}
     where rule_version = {{ lit(var('rule_version')) }}
+        and month in ({{ months_read() }})
 ),
 
 checked as (
@@ -27,10 +31,11 @@ checked as (
 bad_codes as (
     select customer_id, month, customer_code, 'malformed or wrong tier code or check digit' as problem
     from checked
-    where not {{ regexp_full_match('customer_code', code_pattern) }}
+    where month in ({{ months_rebuilt() }})
+        and (not {{ regexp_full_match('customer_code', code_pattern) }}
         or substr(customer_code, 1, 2) <> case final_tier
             {%- for tier, tier_code in code['tier_codes'].items() %} when '{{ tier }}' then '{{ tier_code }}'{% endfor %} end
-        or cast(substr(all_digits, {{ 6 + seq_digits }}, 1) as integer) <> {{ luhn_check_digit('payload', 5 + seq_digits) }}
+        or cast(substr(all_digits, {{ 6 + seq_digits }}, 1) as integer) <> {{ luhn_check_digit('payload', 5 + seq_digits) }})
 ),
 
 unstable_sequences as (
@@ -42,10 +47,10 @@ unstable_sequences as (
 ),
 
 shared_sequences as (
-    select {{ distinct_list('customer_id') }} as customer_id, cast(null as date) as month, sequence_part as customer_code,
+    select {{ distinct_list('customer_id') }} as customer_id, month, sequence_part as customer_code,
            'sequence number shared by several customers' as problem
     from codes
-    group by sequence_part
+    group by month, sequence_part
     having count(distinct customer_id) > 1
 )
 

@@ -1,4 +1,3 @@
-{{ config(tags=['full_history']) }}
 -- Shares of ranked customers: 0 <= prior_share < cumulative_share <= 1, value_share > 0, rank 1
 -- starts at prior_share 0 and the last rank reaches cumulative_share 1; customers without a rank
 -- have value_share 0 and no prior/cumulative share. Returns the offending rows.
@@ -7,6 +6,7 @@ with ranked as (
         *,
         max(value_rank) over (partition by month) as last_rank
     from {{ ref('customer_tier_monthly') }}
+    where month in ({{ months_rebuilt() }})
 )
 
 select customer_id, month, value_rank, value_share, prior_share, cumulative_share

@@ -1,4 +1,3 @@
-{{ config(tags=['full_history']) }}
 -- Per month, the value ranks are 1..n without gaps, only active customers have one, and (unless
 -- group accounts share their group's rank) no two customers have the same rank.
 -- Checked on the rows made under the current rules (rule_version), as group_accounts may differ
@@ -14,6 +13,7 @@ with months as (
         count(case when is_active <> (value_rank is not null) then 1 end) as rank_activity_mismatches
     from {{ ref('customer_tier_monthly') }}
     where rule_version = {{ lit(var('rule_version')) }}
+        and month in ({{ months_rebuilt() }})
     group by month
 )
 

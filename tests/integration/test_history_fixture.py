@@ -22,6 +22,9 @@ from tests.conftest import run_steps
 from tests.fixtures.rules import rules_file
 from tests.fixtures.sources import customer, order, write_source
 from tests.fixtures.warehouse import query as _rows
+from tiering.dbt_runner import run_dbt
+from tiering.rules import load_rules
+from tiering.runspec import RunSpec
 
 MONTHS = ["2024-01", "2024-02", "2024-03", "2024-04", "2024-05"]
 D = {m: date(int(m[:4]), int(m[5:]), 1) for m in MONTHS}
@@ -67,6 +70,7 @@ EXPECTED_HISTORY = [
 
 MONTHLY_SQL = "select * exclude (run_id) from marts.customer_tier_monthly order by customer_id, month"
 HISTORY_SQL = "select * from marts.customer_tier_history order by customer_id, valid_from"
+ALERTS_SQL = "select * from marts.tier_alerts_monthly order by all"
 
 
 @pytest.fixture(scope="module")
@@ -137,19 +141,28 @@ def test_run_order_does_not_matter(in_order, source_and_rules, tmp_path_factory)
     months = random.Random(3).sample(MONTHS, len(MONTHS))
     assert months == ["2024-02", "2024-05", "2024-04", "2024-03", "2024-01"]
     other = tmp_path_factory.mktemp("shuffled") / "tiering.duckdb"
-    _backfill(source, rules, other, months)
+    runs = _backfill(source, rules, other, months)
     assert _rows(other, MONTHLY_SQL) == _rows(warehouse, MONTHLY_SQL)
     assert _rows(other, HISTORY_SQL) == _rows(warehouse, HISTORY_SQL)
+    assert _rows(other, ALERTS_SQL) == _rows(warehouse, ALERTS_SQL)
+    # each run rebuilt its month and the next one computed (macros/months.sql); a rebuild of every
+    # month from the monthly facts gives the same rows
+    kept = {sql: _rows(other, sql) for sql in (MONTHLY_SQL, ALERTS_SQL)}
+    spec = RunSpec.from_conf(runs["2024-01"])
+    run_dbt("build", spec, load_rules(spec.rules_path), "--select", "customer_tier_monthly", "tier_alerts_monthly",
+            "--full-refresh")
+    assert {sql: _rows(other, sql) for sql in kept} == kept
 
 
 def test_rerun_of_an_old_month_changes_nothing_but_the_audit(in_order, source_and_rules):
     warehouse, _ = in_order
     source, rules = source_and_rules
-    monthly, history = _rows(warehouse, MONTHLY_SQL), _rows(warehouse, HISTORY_SQL)
+    monthly, history, alerts = (_rows(warehouse, sql) for sql in (MONTHLY_SQL, HISTORY_SQL, ALERTS_SQL))
     runs_before = _rows(warehouse, "select count(*) from audit.runs where month = ?", [D["2024-03"]])[0][0]
     _backfill(source, rules, warehouse, ["2024-03"])
     assert _rows(warehouse, MONTHLY_SQL) == monthly
     assert _rows(warehouse, HISTORY_SQL) == history
+    assert _rows(warehouse, ALERTS_SQL) == alerts
     assert _rows(warehouse, "select count(*) from audit.runs where month = ?", [D["2024-03"]])[0][0] == runs_before + 1
     assert _rows(warehouse, "select count(distinct run_id) from audit.customer_tier_results where month = ?",
                  [D["2024-03"]])[0][0] == runs_before + 1

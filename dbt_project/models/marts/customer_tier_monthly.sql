@@ -1,7 +1,12 @@
+{{ months_kept_config() }}
 -- The BI table: one row per customer and month, with the movement against the customer's
 -- previous computed month and the service policy of its final tier. No personal data.
+-- Kept per month: a run rebuilds its month and the next month computed (macros/months.sql).
 with tier_months as (
     select * from {{ ref('int_customer_tier_months') }}
+{%- if is_incremental() %}
+    where month in ({{ months_read() }})
+{%- endif %}
 ),
 
 policy as (
@@ -63,3 +68,6 @@ select
     with_previous.run_id
 from with_previous
 left join policy on policy.tier = with_previous.final_tier
+{%- if is_incremental() %}
+where with_previous.month in ({{ months_rebuilt() }})
+{%- endif %}

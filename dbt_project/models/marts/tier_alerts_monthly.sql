@@ -1,12 +1,21 @@
+{{ months_kept_config() }}
+-- depends_on: {{ ref('int_customer_tier_months') }} (the months computed: macros/months.sql)
 -- Alerts for the customers who matter most: key accounts or final tier A, this month or last.
 -- One row per alert: credit grade fell, entered arrears, or value fell by more than the share
 -- set in the rules file (alerts.value_drop_share) against the previous month.
+-- Kept per month: a run rebuilds its month and the next month computed (macros/months.sql).
 with tier_months as (
     select * from {{ ref('customer_tier_monthly') }}
+{%- if is_incremental() %}
+    where month in ({{ months_read() }})
+{%- endif %}
 ),
 
 credit as (
     select customer_id, month, arrears_flag from {{ ref('customer_credit_monthly') }}
+{%- if is_incremental() %}
+    where month in ({{ months_read() }})
+{%- endif %}
 ),
 
 with_previous as (
@@ -76,3 +85,6 @@ select
     net_revenue,
     previous_net_revenue
 from alerts
+{%- if is_incremental() %}
+where month in ({{ months_rebuilt() }})
+{%- endif %}
