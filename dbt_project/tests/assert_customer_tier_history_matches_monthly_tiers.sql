@@ -1,9 +1,10 @@
-{{ config(tags=['full_history']) }}
 -- As-of answers from the history equal the monthly facts: every (customer, month) row of
 -- customer_tier_monthly falls in exactly one interval of its customer, with the same final tier.
--- Returns the offending customer-months.
+-- Returns the offending customer-months, of the months the run rebuilt (macros/months.sql; the
+-- intervals themselves, all of them, by assert_customer_tier_history_intervals_do_not_overlap).
 with monthly as (
     select customer_id, month, final_tier from {{ ref('customer_tier_monthly') }}
+    where month in ({{ months_rebuilt() }})
 ),
 
 matched as (

@@ -5,15 +5,16 @@
 -- build only the invoices whose figures can have changed are computed again (touched_invoices).
 with
 {%- if staging_increment() %}
+-- (union all: the ids are only looked up with `in`, so repeating one costs less than removing repeats)
 touched_invoices as (
     -- the invoices of the run's own invoice rows
     select invoice_id from ({{ run_batch_rows('invoices') }}) as own_invoices
-    union
+    union all
     -- every invoice a payment of the run's own rows names, in any version (a payment may move)
     select payment_versions.invoice_id
     from {{ source('raw', 'payments') }} as payment_versions
     where payment_versions.payment_id in (select payment_id from ({{ run_batch_rows('payments') }}) as own_payments)
-    union
+    union all
     -- the invoices paid between the month the table was computed for and this month's end
     select invoice_id
     from {{ ref('stg_raw__payments') }}
