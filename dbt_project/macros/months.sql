@@ -6,16 +6,33 @@
     (staging never removes an id), so that a customer's previous computed month is the month
     computed before. Without it, a month's run would rebuild every month (24 months at 1M
     customers: customer_tier_monthly 48 s instead of 3 s). The tests of those marts check the
-    months the run rebuilt (months_rebuilt), as the run's rows are all there. -#}
+    months the run rebuilt (months_rebuilt), as the run's rows are all there.
+    A month whose marts build failed is made whole by running that month again (what Airflow's
+    retry or `tiering run` of the month does); until then its rows there may be missing or old. -#}
 
-{#- The month computed next after the run's month, as a scalar SQL subquery (NULL when none). -#}
+{#- The month computed next after the run's month and the one before it, as SQL date literals
+    ('null' when there is none). Looked up when the node is compiled, so that `month in (...)`
+    compares with constants, which DuckDB turns into a scan filter that skips the other months'
+    row groups (customer_tier_monthly with 24 months of 1M customers: 4.2 s with scalar subqueries
+    there, 3.7 s with constants). -#}
 {% macro next_computed_month() -%}
-    (select min(month) from {{ ref('int_customer_tier_months') }} where month > {{ month_start() }})
+    {{- computed_month_beside('min', '>') -}}
 {%- endmacro %}
 
-{#- ... and the month computed before it. -#}
 {% macro previous_computed_month() -%}
-    (select max(month) from {{ ref('int_customer_tier_months') }} where month < {{ month_start() }})
+    {{- computed_month_beside('max', '<') -}}
+{%- endmacro %}
+
+{% macro computed_month_beside(aggregate, comparison) -%}
+    {%- set query -%}
+        select cast({{ aggregate }}(month) as {{ text_type() }})
+        from {{ ref('int_customer_tier_months') }} where month {{ comparison }} {{ month_start() }}
+    {%- endset -%}
+    {%- if execute -%}
+        {%- set found = run_query(query).columns[0].values()[0] -%}
+        {{- return("date '" ~ found ~ "'" if found else 'null') -}}
+    {%- endif -%}
+    {{- return('null') -}}
 {%- endmacro %}
 
 {#- SQL list for `month in (...)`: the months a run rebuilds in the marts kept per month. -#}
