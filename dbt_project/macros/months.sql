@@ -28,7 +28,8 @@
         select cast({{ aggregate }}(month) as {{ text_type() }})
         from {{ ref('int_customer_tier_months') }} where month {{ comparison }} {{ month_start() }}
     {%- endset -%}
-    {%- if execute -%}
+    {#- (no table yet, e.g. `dbt docs generate` before the first run: none) -#}
+    {%- if execute and load_relation(ref('int_customer_tier_months')) is not none -%}
         {%- set found = run_query(query).columns[0].values()[0] -%}
         {{- return("date '" ~ found ~ "'" if found else 'null') -}}
     {%- endif -%}
