@@ -19,25 +19,23 @@ interval_starts as (
     from tier_months
 ),
 
-current_tier as (
-    select
-        customer_id,
-        max(case when starts_interval then month end) as tier_since,
-        max(month) as last_month
+-- the start of the interval each customer's tier is in at the month
+tier_starts as (
+    select customer_id, max(month) as tier_since
     from interval_starts
+    where starts_interval
     group by customer_id
 ),
 
+-- the customers of the month (a constant filter: the other months' rows are skipped)
 this_month as (
     select
-        current_tier.customer_id,
+        tier_months.customer_id,
         tier_months.final_tier,
-        current_tier.tier_since
-    from current_tier
-    inner join tier_months
-        on tier_months.customer_id = current_tier.customer_id
-        and tier_months.month = current_tier.last_month
-    where current_tier.last_month = {{ month_start() }}
+        tier_starts.tier_since
+    from {{ ref('int_customer_tier_months') }} as tier_months
+    inner join tier_starts on tier_starts.customer_id = tier_months.customer_id
+    where tier_months.month = {{ month_start() }}
 ),
 
 with_cadence as (

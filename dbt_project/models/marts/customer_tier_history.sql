@@ -6,30 +6,23 @@ with tier_months as (
     from {{ ref('customer_tier_monthly') }}
 ),
 
+-- an interval starts where the final tier differs from the customer's previous computed month
+-- (or there is none); it runs until the next start (two window passes over the months, not a
+-- running sum and a group-by besides)
 starts as (
     select
-        *,
-        case when lag(final_tier) over customer_months = final_tier then 0 else 1 end as is_island_start
+        customer_id,
+        final_tier,
+        month as valid_from,
+        lag(final_tier) over customer_months is distinct from final_tier as is_interval_start
     from tier_months
     window customer_months as (partition by customer_id order by month)
 ),
 
-islands as (
-    select
-        *,
-        sum(is_island_start) over (
-            partition by customer_id order by month rows between unbounded preceding and current row
-        ) as island_number
-    from starts
-),
-
 intervals as (
-    select
-        customer_id,
-        final_tier,
-        min(month) as valid_from
-    from islands
-    group by customer_id, final_tier, island_number
+    select customer_id, final_tier, valid_from
+    from starts
+    where is_interval_start
 )
 
 select
