@@ -46,13 +46,14 @@
     {{ previous_computed_month() }}, {{ months_rebuilt() }}
 {%- endmacro %}
 
-{#- Config of those marts: incremental on the month, the rebuilt months emptied first (pre-hook, same
-    transaction: a month may have no row any more, e.g. no alert); on Spark (no delete) a table. -#}
+{#- Config of those marts: incremental, the rebuilt months emptied by a pre-hook (same transaction;
+    a month may have no row any more, e.g. no alert, so a delete by the new rows' months would miss
+    it) and the new rows appended; on Spark (no delete) a table. -#}
 {% macro months_kept_config() -%}
     {%- if target.type == 'spark' -%}
         {{ config(materialized='table') }}
     {%- else -%}
-        {{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='month',
+        {{ config(materialized='incremental', incremental_strategy='append',
                   pre_hook="{{ delete_months_rebuilt() }}") }}
     {%- endif -%}
 {%- endmacro %}

@@ -14,8 +14,13 @@
     build without either (e.g. `tiering dbt -- build`) rebuilds it too (pre-hook
     staging_full_rebuild). Other targets build plain tables. -#}
 
+{#- Whether the target keeps staging in place (incremental models): DuckDB only. -#}
+{% macro staging_kept_in_place() -%}
+    {{ return(target.type == 'duckdb') }}
+{%- endmacro %}
+
 {% macro staging_config(key) -%}
-    {%- if target.type == 'duckdb' -%}
+    {%- if staging_kept_in_place() -%}
         {{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key=key,
                   pre_hook="{{ staging_full_rebuild() }}") }}
     {%- else -%}
@@ -132,8 +137,8 @@ where version_rank = 1
     build wrote. A test opts in with the placeholder `where: "__rows_updated_in_place__"`, which
     get_where_subquery replaces when the test runs (dbt renders a test's config when the project
     is parsed, with stand-in vars: tiering.dbt_runner), as dbt's documentation does for dates.
-    Checking the 3% of 50 million orders a month touches instead of all of them saves about 12 s
-    of a month at 1M customers. -#}
+    At 1M customers the two `unique` tests took 4.2 s and 3.9 s over all 50M orders and 47.5M
+    invoices, and 1.8 s and 0.4 s over the rows a month wrote. -#}
 {% macro get_where_subquery(relation) -%}
     {%- set where = config.get('where') or '' -%}
     {%- if '__rows_updated_in_place__' in where -%}
@@ -148,7 +153,7 @@ where version_rank = 1
 {#- SQL condition: the rows of a model kept in place that the current build may have written (all
     rows when it was no update in place). -#}
 {% macro rows_updated_in_place(relation) -%}
-    {%- set in_place = target.type == 'duckdb' and var('staging_increment', false) -%}
+    {%- set in_place = staging_kept_in_place() and var('staging_increment', false) -%}
     {%- if relation.identifier == 'int_orders__in_reporting_currency' -%}
         {#- the orders the run's own rows touch (as the model selects them) -#}
         {%- set written -%}
