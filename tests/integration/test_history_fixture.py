@@ -21,6 +21,7 @@ import pytest
 from tests.conftest import run_steps
 from tests.fixtures.rules import rules_file
 from tests.fixtures.sources import customer, order, write_source
+from tests.fixtures.warehouse import published_differences
 from tests.fixtures.warehouse import query as _rows
 from tiering.dbt_runner import run_dbt
 from tiering.rules import load_rules
@@ -145,6 +146,9 @@ def test_run_order_does_not_matter(in_order, source_and_rules, tmp_path_factory)
     assert _rows(other, MONTHLY_SQL) == _rows(warehouse, MONTHLY_SQL)
     assert _rows(other, HISTORY_SQL) == _rows(warehouse, HISTORY_SQL)
     assert _rows(other, ALERTS_SQL) == _rows(warehouse, ALERTS_SQL)
+    # every month after the first was published by month (tiering.publish), out of order too
+    assert _rows(other, "select mode from audit.publish_state") == [("by month",)]
+    assert published_differences(other) == {}
     # each run rebuilt its month and the next one computed (macros/months.sql); a rebuild of every
     # month from the monthly facts gives the same rows
     kept = {sql: _rows(other, sql) for sql in (MONTHLY_SQL, ALERTS_SQL)}
