@@ -159,10 +159,24 @@ def score_potential(run: dict) -> dict:
 def transform_marts(run: dict) -> dict:
     spec = RunSpec.from_conf(run)
     # not the models kept with staging again (transform_staging built and tested them); their tests
-    # with a parent built here (relationships) stay selected (cautious indirect selection)
+    # with a parent built here (relationships) stay selected (cautious indirect selection), and
+    # check the rows this run wrote when it updated them in place (same vars as transform_staging)
     return run_dbt("build", spec, load_rules(spec.rules_path), "--exclude", "staging",
                    *(f"{name},resource_type:model" for name in KEPT_WITH_STAGING), "--indirect-selection", "cautious",
-                   *PRODUCTION_BUILD)
+                   *PRODUCTION_BUILD, extra_vars=_staging_vars_of_run(spec))
+
+
+def _staging_vars_of_run(spec: RunSpec) -> dict:
+    """The vars transform_staging passed, as audit.staging_state records it: an update in place
+    for this run's batch, or not."""
+    con = connect(spec.warehouse, read_only=True)
+    try:
+        held = con.execute("select max(batch_id), bool_or(updated_in_place) from audit.staging_state").fetchone()
+    finally:
+        con.close()
+    if held[0] == spec.run_id and held[1]:
+        return {"staging_increment": True, "own_rows_new": _own_rows_new(spec)}
+    return {}
 
 
 def gate_landed(run: dict) -> dict:

@@ -319,3 +319,30 @@ def test_tests_of_a_model_updated_in_place_check_the_rows_the_build_wrote(tmp_pa
     check(in_place)
     with pytest.raises(DbtError, match="unique_int_orders__in_reporting_currency_order_id: fail"):
         check({"staging_increment": False})
+    # the relationships test of the orders runs in the marts build, which gets the vars staging was
+    # built with: an unknown customer on an order of February is caught, on an older order only by a
+    # full check (checked when that order was written)
+    from tiering.pipeline import _staging_vars_of_run
+
+    held = _staging_vars_of_run(spec)
+    assert held["staging_increment"] is True and isinstance(held["own_rows_new"], list)
+    assert _staging_vars_of_run(RunSpec(month=spec.month, run_id="another-run", source_dir=source,
+                                        warehouse=warehouse)) == {}
+    relationships = ("int_orders__in_reporting_currency,test_name:relationships",)
+
+    def check_relationships(extra_vars: dict) -> None:
+        run_dbt("test", spec, rules, "--select", *relationships, extra_vars=extra_vars)
+
+    for order_id, caught_in_place in (("O5", True), ("OF1", False)):
+        shutil.copy(pristine, warehouse)
+        con = connect(warehouse)
+        con.execute("update intermediate.int_orders__in_reporting_currency set customer_id = 'NOBODY' "
+                    "where order_id = ?", [order_id])
+        con.close()
+        if caught_in_place:
+            with pytest.raises(DbtError, match="relationships_int_orders__in_reporting_currency.*: fail"):
+                check_relationships(in_place)
+        else:
+            check_relationships(in_place)
+        with pytest.raises(DbtError, match="relationships_int_orders__in_reporting_currency.*: fail"):
+            check_relationships({"staging_increment": False})
