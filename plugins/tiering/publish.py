@@ -123,7 +123,7 @@ def publish_duckdb(spec: RunSpec, full: bool = False) -> dict:
         state = con.execute("select run_id, month, path, file_size, file_mtime_ns, dbt_invocation_seq "
                             "from audit.publish_state").fetchone()
         seq, invocations = _invocation_state(con)
-        why_full = "asked for (--full)" if full else _why_full(con, spec, target, state, invocations)
+        why_full = "asked for" if full else _why_full(con, spec, target, state, invocations)
         mode = "full"
         columns = _marts_columns(con, con.execute("select current_database()").fetchone()[0])
         if why_full is None:

@@ -2,7 +2,8 @@
 -- Orders as of the month end with amount and cost in the reporting currency
 -- (rate of the order's month; the load quarantines orders without a rate). Built with staging and
 -- kept the same way (macros/staging.sql): in an incremental build only the orders the run's own
--- rows touch are converted again (the rates of earlier months are unchanged in such a run).
+-- rows touch are converted again (the rates of earlier months are unchanged in such a run), and
+-- converted_before tells the rows a build wrote from the others.
 with orders as (
     select * from {{ ref('stg_raw__orders') }}
 {%- if staging_increment() %}
@@ -41,6 +42,7 @@ select
     currency,
     fx_rate,
     cast(amount * fx_rate as decimal(18, 4)) as amount_reporting,
-    cast(cost * fx_rate as decimal(18, 4)) as cost_reporting
+    cast(cost * fx_rate as decimal(18, 4)) as cost_reporting,
+    {{ next_month_start() }} as converted_before
 from converted
 where fx_rate is not null
