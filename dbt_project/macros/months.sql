@@ -1,5 +1,6 @@
-{#- The marts kept per month (customer_tier_monthly, tier_alerts_monthly) compare each customer's
-    month with its previous computed month (movement, alerts). A run that (re)computes month M
+{#- The marts kept per month (customer_tier_monthly, tier_alerts_monthly, and the aggregates of
+    customer_tier_monthly: tier_summary_monthly, tier_migration_monthly, pareto_curve_monthly)
+    compare each customer's month with its previous computed month (movement, alerts). A run that (re)computes month M
     therefore rebuilds M and the next month computed after it, N, whose comparison is now against
     M; every other month stays as it is. They read, besides M and N, only the month computed
     before M. This relies on a customer known at a month end being known at every later one

@@ -1,7 +1,6 @@
-{{ config(tags=['full_history']) }}
 -- The Pareto curve per month: one point per percentile 1..100, both cumulative shares in (0, 1]
 -- and never decreasing, and the last point at (1, 1): all ranked customers hold all the value.
--- Returns the offending points.
+-- In the months the run rebuilt (macros/months.sql). Returns the offending points.
 with points as (
     select
         *,
@@ -10,6 +9,7 @@ with points as (
         lag(cumulative_revenue_share) over month_curve as previous_revenue_share,
         max(customer_percentile) over (partition by month) as last_percentile
     from {{ ref('pareto_curve_monthly') }}
+    where month in ({{ months_rebuilt() }})
     window month_curve as (partition by month order by customer_percentile)
 )
 

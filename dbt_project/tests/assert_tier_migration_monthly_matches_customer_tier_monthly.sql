@@ -1,6 +1,6 @@
-{{ config(tags=['full_history']) }}
 -- The migration matrix has one row per (month, from_tier, to_tier), and per month its customer
--- counts and revenue add up to the month's customer rows. Returns the offending months.
+-- counts and revenue add up to the month's customer rows, in the months the run rebuilt
+-- (macros/months.sql). Returns the offending months.
 with migration as (
     select
         month,
@@ -9,12 +9,14 @@ with migration as (
         sum(customer_count) as customer_count,
         sum(net_revenue) as net_revenue
     from {{ ref('tier_migration_monthly') }}
+    where month in ({{ months_rebuilt() }})
     group by month
 ),
 
 customers as (
     select month, count(*) as customer_count, sum(net_revenue) as net_revenue
     from {{ ref('customer_tier_monthly') }}
+    where month in ({{ months_rebuilt() }})
     group by month
 )
 

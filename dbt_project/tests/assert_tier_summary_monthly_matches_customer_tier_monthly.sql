@@ -1,12 +1,12 @@
-{{ config(tags=['full_history']) }}
 -- tier_summary_monthly has one row per (month, final_tier) present in customer_tier_monthly, and
--- its customer counts, active and key-account counts and revenue equal the customer rows'.
--- Returns the offending (month, tier) pairs.
+-- its customer counts, active and key-account counts and revenue equal the customer rows', in
+-- the months the run rebuilt (macros/months.sql). Returns the offending (month, tier) pairs.
 with summary as (
     select
         *,
         count(*) over (partition by month, final_tier) as rows_for_month_tier
     from {{ ref('tier_summary_monthly') }}
+    where month in ({{ months_rebuilt() }})
 ),
 
 customers as (
@@ -18,6 +18,7 @@ customers as (
         count(case when is_key_account then 1 end) as key_account_count,
         sum(net_revenue) as net_revenue
     from {{ ref('customer_tier_monthly') }}
+    where month in ({{ months_rebuilt() }})
     group by month, final_tier
 )
 

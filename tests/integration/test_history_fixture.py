@@ -72,6 +72,8 @@ EXPECTED_HISTORY = [
 MONTHLY_SQL = "select * exclude (run_id) from marts.customer_tier_monthly order by customer_id, month"
 HISTORY_SQL = "select * from marts.customer_tier_history order by customer_id, valid_from"
 ALERTS_SQL = "select * from marts.tier_alerts_monthly order by all"
+AGGREGATES_SQL = tuple(f"select * from marts.{table} order by all" for table in
+                       ("tier_summary_monthly", "tier_migration_monthly", "pareto_curve_monthly"))
 
 
 @pytest.fixture(scope="module")
@@ -146,15 +148,17 @@ def test_run_order_does_not_matter(in_order, source_and_rules, tmp_path_factory)
     assert _rows(other, MONTHLY_SQL) == _rows(warehouse, MONTHLY_SQL)
     assert _rows(other, HISTORY_SQL) == _rows(warehouse, HISTORY_SQL)
     assert _rows(other, ALERTS_SQL) == _rows(warehouse, ALERTS_SQL)
+    for sql in AGGREGATES_SQL:
+        assert _rows(other, sql) == _rows(warehouse, sql)
     # every month after the first was published by month (tiering.publish), out of order too
     assert _rows(other, "select mode from audit.publish_state") == [("by month",)]
     assert published_differences(other) == {}
     # each run rebuilt its month and the next one computed (macros/months.sql); a rebuild of every
     # month from the monthly facts gives the same rows
-    kept = {sql: _rows(other, sql) for sql in (MONTHLY_SQL, ALERTS_SQL)}
+    kept = {sql: _rows(other, sql) for sql in (MONTHLY_SQL, ALERTS_SQL, *AGGREGATES_SQL)}
     spec = RunSpec.from_conf(runs["2024-01"])
     run_dbt("build", spec, load_rules(spec.rules_path), "--select", "customer_tier_monthly", "tier_alerts_monthly",
-            "--full-refresh")
+            "tier_summary_monthly", "tier_migration_monthly", "pareto_curve_monthly", "--full-refresh")
     assert {sql: _rows(other, sql) for sql in kept} == kept
 
 

@@ -1,5 +1,8 @@
+{{ months_kept_config() }}
+-- depends_on: {{ ref('int_customer_tier_months') }} (the months computed: macros/months.sql)
 -- The Pareto curve for charts: per month and customer percentile (1..100, by value rank among
--- customers with positive value), the cumulative share of customers and of revenue.
+-- customers with positive value), the cumulative share of customers and of revenue. Kept per
+-- month, like customer_tier_monthly (macros/months.sql).
 with ranked as (
     select
         month,
@@ -8,6 +11,9 @@ with ranked as (
         count(*) over (partition by month) as ranked_customers
     from {{ ref('customer_tier_monthly') }}
     where value_rank is not null
+{%- if is_incremental() %}
+        and month in ({{ months_rebuilt() }})
+{%- endif %}
 ),
 
 percentiles as (

@@ -1,7 +1,12 @@
+{{ months_kept_config() }}
+-- depends_on: {{ ref('int_customer_tier_months') }} (the months computed: macros/months.sql)
 -- Customers, revenue and revenue share per final tier and month (shares sum to 1 per month
--- whenever the month has revenue).
+-- whenever the month has revenue). Kept per month, like customer_tier_monthly (macros/months.sql).
 with tier_months as (
     select * from {{ ref('customer_tier_monthly') }}
+{%- if is_incremental() %}
+    where month in ({{ months_rebuilt() }})
+{%- endif %}
 ),
 
 per_tier as (
