@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -18,8 +19,9 @@ from tiering.errors import TieringError
 from tiering.increment import Base, find_base, history_unchanged, plan_table, same_file_as_base
 from tiering.rules import load_rules
 from tiering.runspec import RunSpec
-from tiering.source import (LOAD_ORDER, TABLES, carried_collisions, check_source_dir, extract_as_of_to,
-                            fingerprint_of_landing, fingerprints, source_rows)
+from tiering.source import (LOAD_ORDER, TABLES, Delta, TableSpec, carried_collisions, check_source_dir,
+                            delta_line_ranges, extract_as_of_to, fingerprint_of_landing, fingerprints,
+                            row_group_times, source_rows, sql_literal)
 from tiering.warehouse import apply_settings
 
 MANIFEST = "_manifest.json"
@@ -113,6 +115,8 @@ def _land_table(con: duckdb.DuckDBPyConnection, spec: RunSpec, name: str, path: 
         incremental.add(name)
         entry.update(landing="delta", base_run_id=base.run_id, since=delta.since,
                      carried_rows=len(delta.carried_lines))
+        if same_file and path.suffix == ".parquet":
+            delta = _skipping_old_row_groups(con, table_spec, path, delta, base, entry)
     out = folder / f"{name}.parquet"
     landed = extract_as_of_to(con, table_spec, path, spec.as_of_cutoff, out, delta, rows)
     if found is None:
@@ -123,6 +127,24 @@ def _land_table(con: duckdb.DuckDBPyConnection, spec: RunSpec, name: str, path: 
                  fingerprint={"cutoff": spec.as_of_cutoff, **found[spec.as_of_cutoff]},
                  snapshot_rows=found[spec.as_of_cutoff]["rows"] + found["unparseable"])
     return entry
+
+
+def _skipping_old_row_groups(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path, delta: Delta,
+                             base: Base, entry: dict) -> Delta:
+    """`delta` reading only the row groups of the Parquet source that can hold its rows (and the
+    carried rows): the row groups' times (tiering.source.row_group_times) are the base run's
+    when it kept them for this very file (same SHA-256), else read once now and kept in the
+    manifest for the next run. A source exported once and landed month after month (a backfill,
+    a rerun) is then read from its newer row groups only."""
+    kept = base.tables[spec.name].get("row_group_times")
+    entry["row_group_times"] = kept if kept is not None else row_group_times(con, spec, path)
+    since_us = con.execute(f"select epoch_us(timestamptz {sql_literal(delta.since)})").fetchone()[0]
+    ranges = delta_line_ranges(entry["row_group_times"], since_us)
+    # (the row groups read: those in the ranges, and those holding a carried row)
+    entry["row_groups_read"] = sum(1 for first, count, *_ in entry["row_group_times"]
+                                   if any(low <= first <= high for low, high in ranges)
+                                   or any(first <= line < first + count for line in delta.carried_lines))
+    return replace(delta, line_ranges=ranges)
 
 
 def read_manifest(spec: RunSpec) -> dict:

@@ -8,6 +8,7 @@ it is extracted and then quarantined with that reason, so it is never lost).
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,6 +187,9 @@ class Delta:
     run's quarantined rows, checked again: a reference may exist by now)."""
     since: str
     carried_lines: tuple[int, ...] = ()
+    # a Parquet source: the only lines (first, last; 1-based) that can hold a row updated from
+    # `since` on or an unparseable one, by its row groups' times (row_group_times); None: all
+    line_ranges: tuple[tuple[int, int], ...] | None = None
 
 
 UPDATED_TS = "try_cast(updated_at as timestamptz)"
@@ -216,6 +220,16 @@ def _parquet_columns(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
         raise SourceError(f"{path}: cannot be read ({str(exc).splitlines()[0]}); fix or replace the file") from exc
 
 
+def _parquet_rows(spec: TableSpec, path: Path, row_filter: str = "") -> str:
+    """SQL: the rows of a Parquet source (columns as text, `_source_line`, `_source_file`);
+    `row_filter` is a condition on `file_row_number` (0-based), which DuckDB checks against each
+    row group's range before reading it: the row groups outside it are skipped."""
+    select = ", ".join(f"cast({c} as varchar) as {c}" for c in spec.columns)
+    where = f" where {row_filter}" if row_filter else ""
+    return (f"select {select}, file_row_number + 1 as _source_line, {sql_literal(path.name)} as _source_file "
+            f"from read_parquet({sql_literal(str(path))}, file_row_number = true){where}")
+
+
 @contextmanager
 def source_rows(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path):
     """A SQL query of every row of one source file: the source columns as text, `_source_line`
@@ -232,10 +246,7 @@ def source_rows(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path):
             raise SourceError(
                 f"{path}: missing column(s) {', '.join(missing)}; expected columns: {', '.join(spec.columns)}"
             )
-        select = ", ".join(f"cast({c} as varchar) as {c}" for c in spec.columns)
-        # the row number is the file's (0-based) row position
-        yield (f"select {select}, file_row_number + 1 as _source_line, {name} as _source_file "
-               f"from read_parquet({sql_literal(str(path))}, file_row_number = true)")
+        yield _parquet_rows(spec, path)   # the line is the file's row position + 1
         return
     con.register("source_file_rows", read_table(spec, path))
     try:
@@ -270,12 +281,76 @@ def extract_as_of_to(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path
     pass). Returns the row count."""
     where = _as_of_filter(spec, cutoff, delta)
     params = {_CARRIED: list(delta.carried_lines)} if delta is not None and delta.carried_lines else None
+    if delta is not None and delta.line_ranges is not None and path.suffix == ".parquet":
+        # only the row groups that can hold the delta's rows, and the carried rows wherever they are
+        query = f"select * from ({_delta_rows(spec, path, delta)}) where {where} order by _source_line"
+        return _run(con, path, f"copy ({query}) to {sql_literal(str(out))} (format parquet, compression zstd)",
+                    params)[0][0]
     with _rows_of(con, spec, path, rows) as source:
         # COPY keeps a Parquet scan's file order; the CSV's arrow rows are put back in line order
         order = "" if path.suffix == ".parquet" else " order by _source_line"
         query = f"select * from ({source}) where {where}{order}"
         return _run(con, path, f"copy ({query}) to {sql_literal(str(out))} (format parquet, compression zstd)",
                     params)[0][0]
+
+
+def _delta_rows(spec: TableSpec, path: Path, delta: Delta) -> str:
+    """SQL: the rows of a Parquet source in `delta.line_ranges`, and its carried rows outside them."""
+    in_ranges = " or ".join(f"file_row_number between {first - 1} and {last - 1}"
+                            for first, last in delta.line_ranges) or "false"
+    rows = _parquet_rows(spec, path, f"({in_ranges})")
+    outside = [line for line in delta.carried_lines
+               if not any(first <= line <= last for first, last in delta.line_ranges)]
+    if outside:
+        # (the carried lines are the query's parameter; a semi join on file_row_number is pushed
+        # into the scan as a filter, so only their row groups are read)
+        rows += (" union all " + _parquet_rows(
+            spec, path, f"file_row_number in (select unnest(${_CARRIED}) - 1) and not ({in_ranges})"))
+    return rows
+
+
+def row_group_times(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path) -> list[list]:
+    """[[first line, rows, earliest, latest, unparseable], ...] for each row group of a Parquet
+    source of a versioned table: the earliest and latest updated_at of its rows (microseconds
+    since the epoch, UTC; None when none parses) and how many cannot be parsed. A row group whose
+    latest updated_at is before a delta's `since` and which has no unparseable row holds no row of
+    the delta but carried ones (`delta_line_ranges`). One read of the updated_at column, the row
+    groups shared among the connection's threads."""
+    groups = _run(con, path, "select row_group_id, any_value(row_group_num_rows) from parquet_metadata($path) "
+                             "group by row_group_id order by row_group_id", {"path": str(path)})
+    starts, first = [], 1
+    for _, count in groups:
+        starts.append((first, count))
+        first += count
+
+    def times(first_line: int, count: int) -> list:
+        cursor = con.cursor()
+        try:
+            low, high, bad = _run(cursor, path, f"""
+                select epoch_us(min(ts)), epoch_us(max(ts)), count(*) filter (where ts is null)
+                from (select {UPDATED_TS} as ts from read_parquet($path, file_row_number = true)
+                      where file_row_number between $first and $last)""",
+                {"path": str(path), "first": first_line - 1, "last": first_line + count - 2})[0]
+        finally:
+            cursor.close()
+        return [first_line, count, low, high, bad]
+
+    threads = int(con.execute("select current_setting('threads')").fetchone()[0])
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:   # one row group is one thread's work
+        return list(pool.map(lambda group: times(*group), starts))
+
+
+def delta_line_ranges(groups: list[list], since_us: int) -> tuple[tuple[int, int], ...]:
+    """The line ranges (merged) of the row groups that may hold a row updated at or after
+    `since_us` (microseconds since the epoch) or an unparseable one."""
+    ranges: list[tuple[int, int]] = []
+    for first, count, _, latest, bad in groups:
+        if bad or latest is None or latest >= since_us:
+            if ranges and ranges[-1][1] == first - 1:
+                ranges[-1] = (ranges[-1][0], first + count - 1)
+            else:
+                ranges.append((first, first + count - 1))
+    return tuple(ranges)
 
 
 def _visible_from(spec: TableSpec) -> str:
@@ -330,20 +405,25 @@ def carried_collisions(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Pa
     """How many of the rows visible before `delta.since` that are not carried share their id and
     updated_at with a carried row. Such a pair is two versions at the same moment: when the
     carried row becomes valid, the conflicting-versions rule must see both, so the table is
-    landed in full (tiering.increment)."""
+    landed in full (tiering.increment). Only the rows with a carried row's id have their
+    updated_at parsed (a Parquet source's carried rows are read by row number)."""
     if not delta.carried_lines:
         return 0
     key = ", ".join(spec.key)
     with _rows_of(con, spec, path, rows) as source:
+        carried = (_parquet_rows(spec, path, f"file_row_number in (select unnest(${_CARRIED}) - 1)")
+                   if path.suffix == ".parquet" else
+                   f"select * from ({source}) where _source_line in (select unnest(${_CARRIED}))")
         return _run(con, path, f"""
-            with visible as (
-                select {key}, _source_line, {UPDATED_TS} as ts from ({source})
-                where {UPDATED_TS} < timestamptz '{delta.since}'
+            with carried as (
+                select {key}, _source_line, {UPDATED_TS} as ts from ({carried})
             ),
-            carried as (
-                select {key}, ts from visible where _source_line in (select unnest(${_CARRIED}))
+            same_id as (
+                select {key}, _source_line, updated_at from ({source})
+                where ({key}) in (select ({key}) from carried)
             )
-            select count(*) from visible
-            where ({key}, ts) in (select ({key}, ts) from carried)
-              and _source_line not in (select unnest(${_CARRIED}))
+            select count(*) from same_id
+            where {UPDATED_TS} < timestamptz '{delta.since}'
+              and ({key}, {UPDATED_TS}) in (select ({key}, ts) from carried)
+              and _source_line not in (select _source_line from carried)
         """, {_CARRIED: list(delta.carried_lines)})[0][0]

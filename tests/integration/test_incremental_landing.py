@@ -25,11 +25,15 @@ import json
 import os
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import run_steps
 from tests.fixtures.sources import customer, order, write_source
 from tests.fixtures.warehouse import query
+from tiering.source import TABLES
 
 INVOICES = [
     {"invoice_id": "I1", "order_id": "O1", "customer_id": "K1", "issued_on": "2024-01-05", "due_on": "2024-02-04",
@@ -73,11 +77,21 @@ def _orders(o1_amount: str = "100.00") -> list[dict]:
     ]
 
 
-def _source(directory: Path, o1_amount: str = "100.00", orders: list[dict] | None = None) -> Path:
-    return write_source(directory,
-                        customers=[customer("K1"), customer("K2", created="2024-02-03T00:00:00")],
-                        orders=orders or _orders(o1_amount), invoices=INVOICES + FILLER_INVOICES,
-                        payments=PAYMENTS + FILLER_PAYMENTS)
+def _source(directory: Path, o1_amount: str = "100.00", orders: list[dict] | None = None,
+            row_group_size: int | None = None) -> Path:
+    """The source as CSV, or as Parquet in row groups of `row_group_size` rows (a delta then reads
+    only the row groups that can hold its rows: tiering.landing)."""
+    source = write_source(directory,
+                          customers=[customer("K1"), customer("K2", created="2024-02-03T00:00:00")],
+                          orders=orders or _orders(o1_amount), invoices=INVOICES + FILLER_INVOICES,
+                          payments=PAYMENTS + FILLER_PAYMENTS)
+    if row_group_size:
+        for csv in source.glob("*.csv"):
+            table = pacsv.read_csv(csv, convert_options=pacsv.ConvertOptions(
+                column_types={c: pa.string() for c in TABLES[csv.stem].columns}))
+            pq.write_table(table, csv.with_suffix(".parquet"), row_group_size=row_group_size)
+            csv.unlink()
+    return source
 
 
 COMPARED = {
@@ -120,7 +134,8 @@ def _run(source: Path, warehouse: Path, month: str, mode: str) -> dict:
 
 @pytest.fixture(scope="module")
 def both_modes(tmp_path_factory) -> dict:
-    """January, February (source v1), March (source v2), then February again, in both modes."""
+    """January, February (source v1), March (source v2), then February again, in both modes, from
+    a Parquet source in row groups of 4 rows (CSV sources: the history and end-to-end tests)."""
     root = tmp_path_factory.mktemp("incremental")
     out = {}
     for mode in ("incremental", "full"):
@@ -128,7 +143,7 @@ def both_modes(tmp_path_factory) -> dict:
         runs, after_each = [], []
         for month, o1_amount in (("2024-01", "100.00"), ("2024-02", "100.00"), ("2024-03", "110.00"),
                                  ("2024-02", "110.00")):
-            _source(source, o1_amount=o1_amount)
+            _source(source, o1_amount=o1_amount, row_group_size=4)
             runs.append(_run(source, warehouse, month, mode))
             after_each.append(_results(warehouse))   # staging holds each run's batch
         out[mode] = {"warehouse": warehouse, "manifests": [_manifest(warehouse, r) for r in runs],
@@ -161,6 +176,12 @@ def test_february_lands_only_the_changes_and_the_quarantined_rows(both_modes):
     # P2 (carried) and P3's second version
     assert (payments["landing"], payments["carried_rows"], payments["rows"]) == ("delta", 1, 2)
     assert february["tables"]["customers"]["landing"] == "delta"
+    # the row groups read: of the orders' 7 (4 rows each), the last (O3's new version, O5) and the
+    # 6th (the carried O2 and O3 rows); the customers' only one (K2 created in February); of the
+    # payments' 4, the first (P3's new version, the carried P2)
+    assert [february["tables"][t]["row_groups_read"] for t in ("orders", "customers", "payments")] == [2, 1, 1]
+    assert len(february["tables"]["payments"]["row_group_times"]) == 4
+    assert len(orders["row_group_times"]) == 7
     # in full mode the same month lands every row
     full_february = both_modes["full"]["manifests"][1]["tables"]["orders"]
     assert (full_february["landing"], full_february["rows"]) == ("full", 26)

@@ -10,8 +10,8 @@ import pytest
 from tests.fixtures.sources import order, write_source
 from tiering.errors import TieringError
 from tiering.increment import Base, history_unchanged, landing_mode, plan_table, same_file_as_base
-from tiering.source import (TABLES, Delta, carried_collisions, depends_on, extract_as_of_to,
-                            fingerprint_of_landing, fingerprints)
+from tiering.source import (TABLES, Delta, carried_collisions, delta_line_ranges, depends_on, extract_as_of_to,
+                            fingerprint_of_landing, fingerprints, row_group_times)
 
 ORDERS = TABLES["orders"]
 JAN, FEB, MAR = "2024-02-01", "2024-03-01", "2024-04-01"   # month-end cutoffs of January .. March
@@ -85,6 +85,53 @@ def test_the_fingerprint_of_a_landing_is_the_scans(tmp_path, con, suffix):
         extract_as_of_to(con, ORDERS, path, cutoff, out, Delta(since=JAN, carried_lines=carried))
         assert fingerprint_of_landing(con, ORDERS, out, cutoff, january) == {cutoff: scanned[cutoff],
                                                                               "unparseable": 1}
+
+
+def _parquet_in_row_groups(tmp_path, con, rows, size: int):
+    csv = _orders(tmp_path, rows)
+    path = csv.with_suffix(".parquet")
+    con.execute(f"copy (select * from read_csv('{csv}', all_varchar = true)) to '{path}' (row_group_size {size})")
+    csv.unlink()
+    return path
+
+
+def _us(con, moment: str) -> int:
+    return con.execute(f"select epoch_us(timestamptz '{moment}')").fetchone()[0]
+
+
+def test_row_group_times_give_each_groups_lines_times_and_unparseable_rows(tmp_path, con):
+    # DuckDB writes row groups in multiples of 2048 rows: 3 groups of 2048 and one of 4 rows
+    rows = [order(f"O{i}", "C1", "1.00", f"2024-01-{1 + i // 2048:02d}T10:00:00") for i in range(3 * 2048 + 4)]
+    rows[2048 + 5]["updated_at"] = "not a time"                        # line 2054, in group 2
+    rows[3 * 2048 + 1]["updated_at"] = "2024-03-02T10:00:00+02:00"      # line 6146, in group 4
+    path = _parquet_in_row_groups(tmp_path, con, rows, 2048)
+    groups = row_group_times(con, ORDERS, path)
+    day = lambda d: _us(con, f"2024-01-{d:02d}T10:00:00")
+    assert groups == [[1, 2048, day(1), day(1), 0], [2049, 2048, day(2), day(2), 1],
+                      [4097, 2048, day(3), day(3), 0], [6145, 4, day(4), _us(con, "2024-03-02T08:00:00"), 0]]
+    # a delta from January 3 on reads groups 2 (unparseable row) to 4, merged into one range
+    assert delta_line_ranges(groups, day(3)) == ((2049, 6148),)
+    assert delta_line_ranges(groups, day(4)) == ((2049, 4096), (6145, 6148))
+    assert delta_line_ranges([[1, 5, None, None, 5]], day(4)) == ((1, 5),)
+
+
+def test_a_delta_read_from_some_row_groups_lands_what_a_whole_read_lands(tmp_path, con):
+    """The row groups skipped hold no row of the delta; carried rows are landed wherever they are."""
+    rows = [order(f"O{i}", "C1", "1.00", f"2024-01-{1 + i // 2048:02d}T10:00:00") for i in range(3 * 2048 + 4)]
+    rows[2048 + 5]["updated_at"] = "not a time"
+    rows[10]["updated_at"] = "2024-02-10T00:00:00"    # a late row in the first group: it is read
+    rows[3 * 2048 + 2]["updated_at"] = "2024-04-10T00:00:00"   # after the cutoff
+    path = _parquet_in_row_groups(tmp_path, con, rows, 2048)
+    since = "2024-01-03T12:00:00"
+    delta = Delta(since=since, carried_lines=(7, 2050, 5000))
+    ranges = delta_line_ranges(row_group_times(con, ORDERS, path), _us(con, since))
+    assert ranges == ((1, 4096), (6145, 6148))   # group 3 (January 3, before `since`) is skipped
+    whole, some = tmp_path / "whole.parquet", tmp_path / "some.parquet"
+    assert extract_as_of_to(con, ORDERS, path, FEB, whole, delta) == \
+        extract_as_of_to(con, ORDERS, path, FEB, some, Delta(since, delta.carried_lines, ranges)) == 8
+    landed = pq.read_table(some).to_pylist()
+    assert landed == sorted(pq.read_table(whole).to_pylist(), key=lambda r: r["_source_line"])
+    assert [r["_source_line"] for r in landed] == [7, 11, 2050, 2054, 5000, 6145, 6146, 6148]
 
 
 def test_the_same_file_needs_its_name_its_sha256_and_a_kept_fingerprint():
