@@ -203,7 +203,7 @@ def _validate_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed_file
                 select {ref_col} from raw.{ref_table}
                 where {ref_col} in (select {col} from {SCRATCH}.checked_{spec.name}
                                     where rule is null and {col} not in (select {ref_col} from valid_{ref_table}))
-                  and _row_key in ({members_sql(ref_table, inherited[ref_table].batch_ids)}))"""
+                  and {inherited[ref_table].members_filter()})"""
         con.execute(f"""
             update {SCRATCH}.checked_{spec.name} c set rule = {_q(rule)},
                 reason = '{col} ''' || c.{col} || ''' does not exist in {ref_table} as of the month end'
@@ -217,15 +217,23 @@ def _validate_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed_file
 @dataclass(frozen=True)
 class Inherited:
     """A table landed as a delta: its batch also holds the rows of these batches (the base run's
-    batch: raw.batch_lineage), all updated before `since`."""
+    batch: raw.batch_lineage), all updated before `since`. `all_new`: every one of those batches
+    found all its loaded rows new to raw (audit.load_batches: loaded_rows = new_raw_rows), so
+    they are the raw rows they added, which carry the batch in `_first_batch_id`."""
+    table: str
     since: str
     batch_ids: list[str]
+    all_new: bool = False
 
-
-def members_sql(table: str, batch_ids: list[str]) -> str:
-    """SQL: the row keys of `table` in the batches `batch_ids` (raw.batch_rows)."""
-    return (f"select row_key from raw.batch_rows where source_table = {_q(table)} "
-            f"and batch_id in ({', '.join(map(_q, batch_ids))})")
+    def members_filter(self) -> str:
+        """SQL: a row of raw.<table> is in one of the batches. When they all added all their rows,
+        the raw rows' own `_first_batch_id` says it (no look-up in raw.batch_rows, which holds a
+        row key per row of every batch: tens of millions at scale); else their keys are looked up."""
+        batches = ", ".join(map(_q, self.batch_ids))
+        if self.all_new:
+            return f"_first_batch_id in ({batches})"
+        return (f"_row_key in (select row_key from raw.batch_rows where source_table = {_q(self.table)} "
+                f"and batch_id in ({batches}))")
 
 
 def _latest_with_inherited(spec: TableSpec, inherited: Inherited) -> str:
@@ -240,7 +248,7 @@ def _latest_with_inherited(spec: TableSpec, inherited: Inherited) -> str:
             select {key}, max(try_cast(updated_at as timestamptz)) as _inherited_latest
             from raw.{spec.name}
             where ({key}) in (select ({key}) from landed_latest where _latest < timestamptz {_q(inherited.since)})
-              and _row_key in ({members_sql(spec.name, inherited.batch_ids)})
+              and {inherited.members_filter()}
             group by {key}
         ),
         latest as (
@@ -315,7 +323,10 @@ def _inherited(con: duckdb.DuckDBPyConnection, manifest: dict) -> dict[str, Inhe
         if not batch_ids:
             raise LoadError(f"{name}: landed as a delta on run {base}, but raw.batch_lineage has no batch of that "
                             f"run: start a new run of the month with TIERING_LANDING=full")
-        inherited[name] = Inherited(since=landed["since"], batch_ids=batch_ids)
+        all_new = con.execute(
+            "select count(*) from audit.load_batches where source_table = ? and loaded_rows = new_raw_rows "
+            "and run_id in (select unnest(?))", [name, batch_ids]).fetchone()[0] == len(batch_ids)
+        inherited[name] = Inherited(table=name, since=landed["since"], batch_ids=batch_ids, all_new=all_new)
     return inherited
 
 
