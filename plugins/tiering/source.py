@@ -315,7 +315,8 @@ def row_group_times(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path)
     since the epoch, UTC; None when none parses) and how many cannot be parsed. A row group whose
     latest updated_at is before a delta's `since` and which has no unparseable row holds no row of
     the delta but carried ones (`delta_line_ranges`). One read of the updated_at column, the row
-    groups shared among the connection's threads."""
+    groups shared among the connection's threads; updated_at is read as text and parsed as the
+    landing parses it, whatever its Parquet type."""
     groups = _run(con, path, "select row_group_id, any_value(row_group_num_rows) from parquet_metadata($path) "
                              "group by row_group_id order by row_group_id", {"path": str(path)})
     starts, first = [], 1
@@ -328,8 +329,10 @@ def row_group_times(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path)
         try:
             low, high, bad = _run(cursor, path, f"""
                 select epoch_us(min(ts)), epoch_us(max(ts)), count(*) filter (where ts is null)
-                from (select {UPDATED_TS} as ts from read_parquet($path, file_row_number = true)
-                      where file_row_number between $first and $last)""",
+                from (select {UPDATED_TS} as ts
+                      from (select cast(updated_at as varchar) as updated_at
+                            from read_parquet($path, file_row_number = true)
+                            where file_row_number between $first and $last))""",
                 {"path": str(path), "first": first_line - 1, "last": first_line + count - 2})[0]
         finally:
             cursor.close()

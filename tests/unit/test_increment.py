@@ -134,6 +134,21 @@ def test_a_delta_read_from_some_row_groups_lands_what_a_whole_read_lands(tmp_pat
     assert [r["_source_line"] for r in landed] == [7, 11, 2050, 2054, 5000, 6145, 6146, 6148]
 
 
+def test_row_group_times_parse_a_typed_updated_at_as_the_landing_does(tmp_path, con):
+    """A Parquet source may type updated_at as a timestamp: it is read as text, as the landing reads it."""
+    path = tmp_path / "orders.parquet"
+    con.execute(f"""copy (select 'O' || i as order_id, 'C1' as customer_id, '2024-01-05' as ordered_at,
+                         'completed' as status, 'EUR' as currency, '1.00' as amount, null as cost,
+                         timestamp '2024-01-05 10:00:00' + i * interval 1 day as updated_at
+                         from range(3) t(i)) to '{path}'""")
+    assert row_group_times(con, ORDERS, path) == [[1, 3, _us(con, "2024-01-05T10:00:00"),
+                                                   _us(con, "2024-01-07T10:00:00"), 0]]
+    out = tmp_path / "delta.parquet"
+    since = "2024-01-06T12:00:00"
+    ranges = delta_line_ranges(row_group_times(con, ORDERS, path), _us(con, since))
+    assert extract_as_of_to(con, ORDERS, path, FEB, out, Delta(since, (), ranges)) == 1
+
+
 def test_the_same_file_needs_its_name_its_sha256_and_a_kept_fingerprint():
     base = _base(orders={"source_file": "orders.csv", "source_sha256": "ab", "fingerprint": {"cutoff": JAN}},
                  customers={"source_file": "customers.csv", "source_sha256": "cd"})
