@@ -2,6 +2,7 @@
 prediction on hand-made data, the pipeline step's storage and failure handling, rules validation."""
 from __future__ import annotations
 
+import hashlib
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 
 from tiering import potential
 from tiering.potential import PotentialFitError, fit, horizon_days, predict, summarise
+from tiering.pseudonym import customer_key
 from tiering.rules import RulesError, load_rules
 from tiering.runspec import RunSpec
 from tests.fixtures.rules import rules_file
@@ -109,6 +111,30 @@ def test_fit_is_reproducible_and_sample_is_stable():
     sampled = fit(summary, max_customers=120)
     assert sampled.fitted_customers == 120
     assert fit(summary, max_customers=120).params == sampled.params
+
+
+def test_the_fit_sample_order_is_the_sha256_of_each_id():
+    ids = pd.Series(["C2", "C10", "Ärger & Söhne", "C1", "C3"])
+    expected = np.argsort([int(hashlib.sha256(c.encode()).hexdigest()[:15], 16) for c in ids], kind="stable")
+    assert list(potential._stable_order(ids)) == list(expected)
+
+
+def test_customer_keys_are_written_for_new_customers_and_all_again_for_a_new_secret(tmp_path, monkeypatch):
+    con = duckdb.connect(str(tmp_path / "wh.duckdb"))
+    for statement in potential.DDL:
+        con.execute(statement)
+    con.execute("create schema staging; create table staging.stg_raw__customers (customer_id varchar)")
+    con.execute("insert into staging.stg_raw__customers values ('C1'), ('C2')")
+    keys = lambda: con.execute("select customer_id, customer_key from potential.customer_keys order by 1").fetchall()
+    assert potential.refresh_customer_keys(con) == 2
+    first_key = keys()[0][1]
+    con.execute("insert into staging.stg_raw__customers values ('C3')")
+    assert potential.refresh_customer_keys(con) == 1                  # C1 and C2 keep their keys
+    assert keys() == [(c, customer_key(c)) for c in ("C1", "C2", "C3")]
+    monkeypatch.setenv("TIERING_PSEUDONYM_KEY", "another secret")
+    assert potential.refresh_customer_keys(con) == 3                  # every key written again
+    assert keys() == [(c, customer_key(c)) for c in ("C1", "C2", "C3")] and keys()[0][1] != first_key
+    con.close()
 
 
 def test_fit_needs_repeat_purchases():
