@@ -211,17 +211,48 @@ def _columns(con, schema: str, table: str) -> list[tuple[str, str]]:
                           order by ordinal_position""", [schema, table]).fetchall()
 
 
-def _with_customer_key(rows, columns: list[tuple[str, str]]):
+class _CustomerKeys:
+    """The pseudonymous keys (tiering.pseudonym) of the customer ids of the tables one publish
+    reads, looked up by column (Arrow) rather than computed per row per table: the keys the
+    potential step keeps in `potential.customer_keys` when they are the current secret's (one
+    stored key is computed again to tell), and those of other ids computed once per publish."""
+
+    def __init__(self, con):
+        import pyarrow as pa
+
+        from tiering.pseudonym import customer_key
+
+        self.ids, self.keys = pa.array([], pa.string()), pa.array([], pa.string())
+        stored = _columns(con, "potential", "customer_keys")
+        probe = next(iter(con.execute("select customer_id, customer_key from potential.customer_keys "
+                                      "order by customer_id limit 1").fetchall()), None) if stored else None
+        if probe is not None and customer_key(probe[0]) == probe[1]:
+            known = con.sql("select customer_id, customer_key from potential.customer_keys").to_arrow_table()
+            self.ids = known.column("customer_id").combine_chunks()
+            self.keys = known.column("customer_key").combine_chunks()
+
+    def of(self, ids):
+        """The keys of `ids` (an Arrow column of text, nulls allowed), in their order."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from tiering.pseudonym import customer_keys
+
+        ids = (pa.chunked_array([ids]) if isinstance(ids, pa.Array) else ids).cast(pa.string())
+        missing = pc.unique(pc.filter(ids, pc.invert(pc.fill_null(pc.is_in(ids, value_set=self.ids), True))))
+        if len(missing):
+            self.ids = pa.concat_arrays([self.ids, missing.cast(pa.string())])
+            self.keys = pa.concat_arrays([self.keys, pa.array(customer_keys(missing.to_pylist()), pa.string())])
+        return pc.take(self.keys, pc.index_in(ids, value_set=self.ids))
+
+
+def _with_customer_key(rows, columns: list[tuple[str, str]], keys: _CustomerKeys):
     """Add `customer_key` right after `customer_id` (HMAC pseudonym, tiering.pseudonym)."""
-    import pyarrow as pa
-
-    from tiering.pseudonym import customer_keys
-
     names = [c for c, _ in columns]
     if "customer_id" not in names or "customer_key" in names:
         return rows, [(c, _pg_type(t)) for c, t in columns]
     position = names.index("customer_id") + 1
-    keys = pa.array(customer_keys(rows.column("customer_id").to_pylist()), pa.string())
+    keys = keys.of(rows.column("customer_id"))
     pg_columns = [(c, _pg_type(t)) for c, t in columns]
     pg_columns.insert(position, ("customer_key", "text"))
     return rows.add_column(position, "customer_key", keys), pg_columns
@@ -244,26 +275,27 @@ def read_month(warehouse: Path, month: date) -> tuple[str, list[Table]]:
             raise TieringError(f"no single result for {month:%Y-%m} in {warehouse} (runs: {len(found)}); "
                                f"run the month first (tiering run --month {month:%Y-%m})")
         run_id = found[0][0]
+        keys = _CustomerKeys(con)
         tables = []
         marts = [r[0] for r in con.execute(
             "select table_name from information_schema.tables where table_schema = 'marts' "
             "and table_catalog = current_database() order by 1").fetchall()]
         for name in marts:
-            tables.append(_read_table(con, "marts", name, "bi", month, run_id, scope=None))
+            tables.append(_read_table(con, "marts", name, "bi", month, run_id, None, keys))
         existing = {r[0] for r in con.execute(
             "select table_name from information_schema.tables where table_schema = 'audit' "
             "and table_catalog = current_database()").fetchall()}
         for name, scope in AUDIT_TABLES.items():
             if name in existing:
-                tables.append(_read_table(con, "audit", name, "audit", month, run_id, scope))
-        tables.append(_read_pii(con, run_id))
+                tables.append(_read_table(con, "audit", name, "audit", month, run_id, scope, keys))
+        tables.append(_read_pii(con, run_id, keys))
     finally:
         con.close()
     return run_id, tables
 
 
 def _read_table(con, schema: str, name: str, target_schema: str, month: date, run_id: str,
-                scope: str | None) -> Table:
+                scope: str | None, keys: _CustomerKeys) -> Table:
     columns = _columns(con, schema, name)
     names = {c for c, _ in columns}
     personal = names & PERSONAL_COLUMNS
@@ -273,16 +305,13 @@ def _read_table(con, schema: str, name: str, target_schema: str, month: date, ru
     where, params = {"month": ("where month = ?", [month]), "run": ("where run_id = ?", [run_id]),
                      "all": ("", [])}[scope]
     rows = con.sql(f"select {_select_list(columns)} from {schema}.{name} {where}", params=params).to_arrow_table()
-    rows, pg_columns = _with_customer_key(rows, columns)
+    rows, pg_columns = _with_customer_key(rows, columns, keys)
     indexes = ["month"] if scope == "month" else ["run_id"] if scope == "run" else []
     return Table(target_schema, name, pg_columns, rows, scope, indexes)
 
 
-def _read_pii(con, run_id: str) -> Table:
+def _read_pii(con, run_id: str, keys: _CustomerKeys) -> Table:
     """Latest version of each customer's contact data in the run's batch (the rows as of the month end)."""
-    import pyarrow as pa
-
-    from tiering.pseudonym import customer_keys
     from tiering.warehouse import batch_rows_sql
 
     rows = con.sql(f"""
@@ -299,8 +328,7 @@ def _read_pii(con, run_id: str) -> Table:
         from latest_versions
         where version_rank = 1
         order by customer_id""", params=[run_id]).to_arrow_table()
-    keys = pa.array(customer_keys(rows.column("customer_id").to_pylist()), pa.string())
-    rows = rows.add_column(1, "customer_key", keys)
+    rows = rows.add_column(1, "customer_key", keys.of(rows.column("customer_id")))
     columns = [("customer_id", "text"), ("customer_key", "text"), ("name", "text"), ("email", "text"),
                ("phone", "text"), ("updated_at", "timestamptz")]
     return Table("pii", "customers", columns, rows, "upsert")

@@ -232,8 +232,8 @@ def refresh_customer_keys(con: duckdb.DuckDBPyConnection) -> int:
     written again. Returns how many keys were written."""
     from tiering.pseudonym import customer_key, customer_keys
 
-    probe = con.execute("select customer_id, customer_key from potential.customer_keys "
-                        "order by customer_id limit 1").fetchone()
+    probe = next(iter(con.execute("select customer_id, customer_key from potential.customer_keys "
+                                  "order by customer_id limit 1").fetchall()), None)
     same_secret = probe is not None and customer_key(probe[0]) == probe[1]
     ids = [r[0] for r in con.execute(
         "select distinct customer_id from staging.stg_raw__customers "
