@@ -66,3 +66,31 @@
         select 1
     {%- endif -%}
 {%- endmacro %}
+
+{#- SQL list: the run's month and every month computed after it (int_customer_tier_months). The
+    start of a customer's tier interval (int_customer_review_schedule) and the CRM actions that
+    read it depend on more than the month before: a month run out of order, before months computed
+    already, can move the start of an interval that runs on through all of them. Those models
+    rebuild these months; in order (the normal case) that is the run's month only. -#}
+{% macro months_onward() -%}
+    {#- (var months_after, a list of 'YYYY-MM-DD': given instead, as unit tests do) -#}
+    {%- set later = var('months_after', none) -%}
+    {%- if later is none and execute and load_relation(ref('int_customer_tier_months')) is not none -%}
+        {%- set query -%}
+            select distinct cast(month as {{ text_type() }}) as month
+            from {{ ref('int_customer_tier_months') }} where month > {{ month_start() }} order by 1
+        {%- endset -%}
+        {%- set later = run_query(query).columns[0].values() -%}
+    {%- endif -%}
+    {{ month_start() }}{% for month in later or [] %}, date '{{ month }}'{% endfor %}
+{%- endmacro %}
+
+{#- Pre-hook of those models: the months they rebuild are emptied first (a month may have no row
+    any more, e.g. no CRM action, so a delete by the new rows' months would miss it). -#}
+{% macro delete_months_onward() -%}
+    {%- if is_incremental() -%}
+        delete from {{ this }} where month in ({{ months_onward() }})
+    {%- else -%}
+        select 1
+    {%- endif -%}
+{%- endmacro %}

@@ -1,14 +1,16 @@
-{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='month') }}
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='month',
+          pre_hook="{{ delete_months_onward() }}") }}
 -- Next tier review per customer and month (kept for every month computed). Deterministic from the
 -- facts: the review clock starts when the customer's current final tier started (the first month
 -- of its current tier interval) and rolls forward by the tier's review_cadence_months (rules file
 -- `policy`): the next review is the first such date after the month. It is due when that date is
 -- the first day of the next month, i.e. the review falls in the month the run hands over to.
+-- A run rebuilds its month and every month computed after it (macros/months.sql, months_onward):
+-- a month run out of order can move the start of an interval that runs on through later months.
 {%- set policy = rule('policy') %}
 with tier_months as (
     select customer_id, month, final_tier
     from {{ ref('int_customer_tier_months') }}
-    where month <= {{ month_start() }}
 ),
 
 interval_starts as (
@@ -19,28 +21,29 @@ interval_starts as (
     from tier_months
 ),
 
--- the start of the interval each customer's tier is in at the month
+-- the start of the interval each customer's tier is in at each month (the latest start up to it)
 tier_starts as (
-    select customer_id, max(month) as tier_since
+    select
+        customer_id,
+        month,
+        final_tier,
+        max(case when starts_interval then month end) over (
+            partition by customer_id order by month rows between unbounded preceding and current row
+        ) as tier_since
     from interval_starts
-    where starts_interval
-    group by customer_id
 ),
 
--- the customers of the month (a constant filter: the other months' rows are skipped)
-this_month as (
-    select
-        tier_months.customer_id,
-        tier_months.final_tier,
-        tier_starts.tier_since
-    from {{ ref('int_customer_tier_months') }} as tier_months
-    inner join tier_starts on tier_starts.customer_id = tier_months.customer_id
-    where tier_months.month = {{ month_start() }}
+-- the customers of the months rebuilt (a constant filter)
+months_rebuilt as (
+    select customer_id, month, final_tier, tier_since
+    from tier_starts
+    where month in ({{ months_onward() }})
 ),
 
 with_cadence as (
     select
         customer_id,
+        month,
         final_tier,
         tier_since,
         case final_tier
@@ -48,8 +51,8 @@ with_cadence as (
             when '{{ tier }}' then {{ p['review_cadence_months'] }}
         {%- endfor %}
         end as review_cadence_months,
-        {{ dbt.datediff('tier_since', month_start(), 'month') }} as months_in_tier
-    from this_month
+        {{ dbt.datediff('tier_since', 'month', 'month') }} as months_in_tier
+    from months_rebuilt
 ),
 
 scheduled as (
@@ -58,17 +61,18 @@ scheduled as (
         -- first multiple of the cadence strictly after the month (a cadence of 0 means no review)
         cast({{ dbt.dateadd('month',
             'cast((floor(months_in_tier / nullif(review_cadence_months, 0)) + 1) * review_cadence_months as integer)',
-            'tier_since') }} as date) as next_review_date
+            'tier_since') }} as date) as next_review_date,
+        cast({{ dbt.dateadd('month', 1, 'month') }} as date) as next_month
     from with_cadence
 )
 
 select
     customer_id,
-    {{ month_start() }} as month,
+    month,
     final_tier,
     tier_since,
     months_in_tier,
     review_cadence_months,
     next_review_date,
-    coalesce(next_review_date = {{ next_month_start() }}, false) as review_due
+    coalesce(next_review_date = next_month, false) as review_due
 from scheduled

@@ -1,4 +1,6 @@
-{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='month') }}
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='month',
+          pre_hook="{{ delete_months_onward() }}") }}
+-- depends_on: {{ ref('int_customer_tier_months') }}
 -- The CRM hand-off: one row per action the tier policy calls for, per customer and month (kept for
 -- every month computed; `tiering crm-export` writes a month of it for a CRM bulk import). The month's
 -- actions are produced after the month closed and are due from the first day of the next month:
@@ -12,10 +14,12 @@
 --   growth_outreach         growth candidate: value tier B or C with potential tier A
 -- Identifies customers by customer_id (inside the warehouse) and customer_key (pseudonymous, the
 -- only identifier exported); upsert_key is stable per customer and action across months and reruns.
+-- A run rebuilds its month and every month computed after it (macros/months.sql, months_onward),
+-- as int_customer_review_schedule does: their rows read the tier rows and review clock of their month.
 {%- set contact_actions = {'weekly': 'weekly_contact', 'twice-monthly': 'twice_monthly_contact'} %}
 with tier_month as (
     select * from {{ ref('customer_tier_monthly') }}
-    where month = {{ month_start() }}
+    where month in ({{ months_onward() }})
 ),
 
 policy as (
@@ -23,14 +27,14 @@ policy as (
 ),
 
 potential as (
-    select customer_id, potential_tier, growth_candidate, expected_revenue_12m
+    select customer_id, month, potential_tier, growth_candidate, expected_revenue_12m
     from {{ ref('customer_potential_monthly') }}
-    where month = {{ month_start() }}
+    where month in ({{ months_onward() }})
 ),
 
 reviews as (
     select * from {{ ref('int_customer_review_schedule') }}
-    where month = {{ month_start() }}
+    where month in ({{ months_onward() }})
 ),
 
 customer_keys as (
@@ -40,6 +44,11 @@ customer_keys as (
 customers as (
     select
         tier_month.customer_id,
+        tier_month.month,
+        cast({{ dbt.dateadd('month', 1, 'tier_month.month') }} as date) as next_month_start,
+        cast({{ dbt.dateadd('day', -1, dbt.dateadd('month', 1, 'tier_month.month')) }} as date) as month_last_day,
+        tier_month.rule_version,
+        tier_month.run_id,
         customer_keys.customer_key,
         tier_month.final_tier,
         tier_month.previous_final_tier,
@@ -60,8 +69,8 @@ customers as (
         reviews.review_due
     from tier_month
     left join policy as previous_policy on previous_policy.tier = tier_month.previous_final_tier
-    left join potential on potential.customer_id = tier_month.customer_id
-    left join reviews on reviews.customer_id = tier_month.customer_id
+    left join potential on potential.customer_id = tier_month.customer_id and potential.month = tier_month.month
+    left join reviews on reviews.customer_id = tier_month.customer_id and reviews.month = tier_month.month
     left join customer_keys on customer_keys.customer_id = tier_month.customer_id
 ),
 
@@ -69,7 +78,7 @@ actions as (
     select
         *,
         'assign_account_manager' as action,
-        {{ next_month_start() }} as due_date,
+        next_month_start as due_date,
         'tier ' || final_tier || ' calls for a ' || account_manager || ' account manager'
             || coalesce(' (was tier ' || previous_final_tier || ', ' || previous_account_manager || ')', ' (new customer)')
             as reason
@@ -83,7 +92,7 @@ actions as (
     select
         *,
         '{{ action }}' as action,
-        cast({{ dbt.dateadd('day', 'cast(contact_days as integer)', month_last_day()) }} as date) as due_date,
+        cast({{ dbt.dateadd('day', 'cast(contact_days as integer)', 'month_last_day') }} as date) as due_date,
         'tier ' || final_tier || ' policy: {{ cadence }} contact (every ' || contact_days || ' days)' as reason
     from customers
     where contact_cadence = {{ lit(cadence) }}
@@ -105,7 +114,7 @@ actions as (
     select
         *,
         'credit_hold' as action,
-        {{ next_month_start() }} as due_date,
+        next_month_start as due_date,
         'credit grade ' || credit_grade || ': hold new credit until the balance is settled' as reason
     from customers
     where credit_hold
@@ -115,7 +124,7 @@ actions as (
     select
         *,
         'win_back' as action,
-        {{ next_month_start() }} as due_date,
+        next_month_start as due_date,
         'lapsed: no completed order in the value window' || coalesce(' (was tier ' || previous_final_tier || ')', '')
             as reason
     from customers
@@ -126,7 +135,7 @@ actions as (
     select
         *,
         'growth_outreach' as action,
-        {{ next_month_start() }} as due_date,
+        next_month_start as due_date,
         'value tier ' || value_tier || ' with potential tier ' || potential_tier || ' (expected revenue '
             || cast(round(expected_revenue_12m) as bigint) || ' over the potential horizon)' as reason
     from customers
@@ -134,7 +143,7 @@ actions as (
 )
 
 select
-    {{ month_start() }} as month,
+    month,
     customer_id,
     customer_key,
     'crm_' || left({{ sha256_hex("customer_key || '|' || action") }}, 24) as upsert_key,
@@ -144,6 +153,6 @@ select
     potential_tier,
     due_date,
     reason,
-    {{ lit(var('rule_version')) }} as rule_version,
-    {{ lit(var('run_id')) }} as run_id
+    rule_version,
+    run_id
 from actions
