@@ -39,7 +39,9 @@ from tiering.warehouse import connect
 
 # The marts kept per month whose other months a run never changes, and which months of them a run
 # rebuilds: customer_tier_monthly and tier_alerts_monthly rebuild the run's month and the next month
-# computed (macros/months.sql); the others write the run's month only (unique_key month). Any other
+# computed, crm_actions_monthly the run's month and every month computed after it (macros/months.sql);
+# the others write the run's month only (unique_key month). A publish by month replaces the run's
+# month and every month computed after it in all of them (in order: the run's month only). Any other
 # marts table is copied whole (the aggregates kept per month too: a few hundred rows a month). tests/integration/test_publish.py compares a copy made by month with
 # the marts after runs in and out of order.
 BY_MONTH = ("customer_tier_monthly", "tier_alerts_monthly", "customer_credit_monthly",
@@ -106,10 +108,12 @@ def _why_full_of_copy(con, columns: dict) -> str | None:
 
 
 def _months_rebuilt(con, spec: RunSpec) -> list[date]:
-    """The run's month and the next month computed (what macros/months.sql rebuilds)."""
-    following = con.execute("select min(month) from intermediate.int_customer_tier_months where month > ?",
-                            [spec.month]).fetchone()[0]
-    return [spec.month] + ([following] if following else [])
+    """The run's month and every month computed after it: what the marts kept per month rebuild at
+    most (macros/months.sql; a run out of order rebuilds later months of crm_actions_monthly)."""
+    following = [r[0] for r in con.execute(
+        "select distinct month from intermediate.int_customer_tier_months where month > ? order by 1",
+        [spec.month]).fetchall()]
+    return [spec.month] + following
 
 
 def publish_duckdb(spec: RunSpec, full: bool = False) -> dict:
