@@ -59,9 +59,10 @@
     {%- endif -%}
 {%- endmacro %}
 
-{% macro delete_months_rebuilt() -%}
+{#- (onward: the months of months_onward, for the models that rebuild every later month) -#}
+{% macro delete_months_rebuilt(onward=false) -%}
     {%- if is_incremental() -%}
-        delete from {{ this }} where month in ({{ months_rebuilt() }})
+        delete from {{ this }} where month in ({{ months_onward() if onward else months_rebuilt() }})
     {%- else -%}
         select 1
     {%- endif -%}
@@ -83,14 +84,4 @@
         {%- set later = run_query(query).columns[0].values() -%}
     {%- endif -%}
     {{ month_start() }}{% for month in later or [] %}, date '{{ month }}'{% endfor %}
-{%- endmacro %}
-
-{#- Pre-hook of those models: the months they rebuild are emptied first (a month may have no row
-    any more, e.g. no CRM action, so a delete by the new rows' months would miss it). -#}
-{% macro delete_months_onward() -%}
-    {%- if is_incremental() -%}
-        delete from {{ this }} where month in ({{ months_onward() }})
-    {%- else -%}
-        select 1
-    {%- endif -%}
 {%- endmacro %}

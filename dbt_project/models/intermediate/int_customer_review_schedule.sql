@@ -1,5 +1,5 @@
 {{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='month',
-          pre_hook="{{ delete_months_onward() }}") }}
+          pre_hook="{{ delete_months_rebuilt(onward=true) }}") }}
 -- Next tier review per customer and month (kept for every month computed). Deterministic from the
 -- facts: the review clock starts when the customer's current final tier started (the first month
 -- of its current tier interval) and rolls forward by the tier's review_cadence_months (rules file

@@ -1,5 +1,5 @@
 {{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='month',
-          pre_hook="{{ delete_months_onward() }}") }}
+          pre_hook="{{ delete_months_rebuilt(onward=true) }}") }}
 -- depends_on: {{ ref('int_customer_tier_months') }}
 -- The CRM hand-off: one row per action the tier policy calls for, per customer and month (kept for
 -- every month computed; `tiering crm-export` writes a month of it for a CRM bulk import). The month's
