@@ -220,13 +220,10 @@ class _CustomerKeys:
     def __init__(self, con):
         import pyarrow as pa
 
-        from tiering.pseudonym import customer_key
+        from tiering.pseudonym import stored_keys_current
 
         self.ids, self.keys = pa.array([], pa.string()), pa.array([], pa.string())
-        stored = _columns(con, "potential", "customer_keys")
-        probe = next(iter(con.execute("select customer_id, customer_key from potential.customer_keys "
-                                      "order by customer_id limit 1").fetchall()), None) if stored else None
-        if probe is not None and customer_key(probe[0]) == probe[1]:
+        if _columns(con, "potential", "customer_keys") and stored_keys_current(con):
             known = con.sql("select customer_id, customer_key from potential.customer_keys").to_arrow_table()
             self.ids = known.column("customer_id").combine_chunks()
             self.keys = known.column("customer_key").combine_chunks()

@@ -230,11 +230,9 @@ def refresh_customer_keys(con: duckdb.DuckDBPyConnection) -> int:
     (one HMAC per customer in Python: 1M customers took 5.9 s every month), unless a stored key
     is not the one the current secret gives (the secret was changed): then every key is
     written again. Returns how many keys were written."""
-    from tiering.pseudonym import customer_key, customer_keys
+    from tiering.pseudonym import customer_keys, stored_keys_current
 
-    probe = next(iter(con.execute("select customer_id, customer_key from potential.customer_keys "
-                                  "order by customer_id limit 1").fetchall()), None)
-    same_secret = probe is not None and customer_key(probe[0]) == probe[1]
+    same_secret = stored_keys_current(con)
     ids = [r[0] for r in con.execute(
         "select distinct customer_id from staging.stg_raw__customers "
         + ("where customer_id not in (select customer_id from potential.customer_keys) " if same_secret else "")

@@ -34,3 +34,11 @@ def customer_keys(customer_ids) -> list[str]:
     secret = _secret()
     return [PREFIX + hmac.new(secret, str(c).encode(), hashlib.sha256).hexdigest()[:HEX_CHARS]
             for c in customer_ids]
+
+
+def stored_keys_current(con, table: str = "potential.customer_keys") -> bool:
+    """Whether the keys stored in `table` (customer_id, customer_key; kept by the potential step)
+    are the current secret's: one of them is computed again. False when none is stored."""
+    probe = next(iter(con.execute(f"select customer_id, customer_key from {table} "
+                                  "order by customer_id limit 1").fetchall()), None)
+    return probe is not None and customer_key(probe[0]) == probe[1]

@@ -42,8 +42,9 @@ from tiering.warehouse import connect
 # computed, crm_actions_monthly the run's month and every month computed after it (macros/months.sql);
 # the others write the run's month only (unique_key month). A publish by month replaces the run's
 # month and every month computed after it in all of them (in order: the run's month only). Any other
-# marts table is copied whole (the aggregates kept per month too: a few hundred rows a month). tests/integration/test_publish.py compares a copy made by month with
-# the marts after runs in and out of order.
+# marts table is copied whole (the aggregates kept per month too: a few hundred rows a month).
+# tests/integration/test_publish.py compares a copy made by month with the marts after runs in and
+# out of order.
 BY_MONTH = ("customer_tier_monthly", "tier_alerts_monthly", "customer_credit_monthly",
             "customer_potential_monthly", "crm_actions_monthly")
 

@@ -209,6 +209,9 @@ def _as_of_filter(spec: TableSpec, cutoff: str, delta: Delta | None = None) -> s
 
 
 _CARRIED = "carried_lines"
+# (a Parquet source: its carried rows by row number; DuckDB pushes the semi join into the scan as a
+# filter, so only their row groups are read)
+_CARRIED_ROWS = f"file_row_number in (select unnest(${_CARRIED}) - 1)"
 
 
 def _parquet_columns(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
@@ -302,10 +305,7 @@ def _delta_rows(spec: TableSpec, path: Path, delta: Delta) -> str:
     outside = [line for line in delta.carried_lines
                if not any(first <= line <= last for first, last in delta.line_ranges)]
     if outside:
-        # (the carried lines are the query's parameter; a semi join on file_row_number is pushed
-        # into the scan as a filter, so only their row groups are read)
-        rows += (" union all " + _parquet_rows(
-            spec, path, f"file_row_number in (select unnest(${_CARRIED}) - 1) and not ({in_ranges})"))
+        rows += " union all " + _parquet_rows(spec, path, f"{_CARRIED_ROWS} and not ({in_ranges})")
     return rows
 
 
@@ -414,8 +414,7 @@ def carried_collisions(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Pa
         return 0
     key = ", ".join(spec.key)
     with _rows_of(con, spec, path, rows) as source:
-        carried = (_parquet_rows(spec, path, f"file_row_number in (select unnest(${_CARRIED}) - 1)")
-                   if path.suffix == ".parquet" else
+        carried = (_parquet_rows(spec, path, _CARRIED_ROWS) if path.suffix == ".parquet" else
                    f"select * from ({source}) where _source_line in (select unnest(${_CARRIED}))")
         return _run(con, path, f"""
             with carried as (

@@ -17,9 +17,10 @@
 -- A run rebuilds its month and every month computed after it (macros/months.sql, months_onward),
 -- as int_customer_review_schedule does: their rows read the tier rows and review clock of their month.
 {%- set contact_actions = {'weekly': 'weekly_contact', 'twice-monthly': 'twice_monthly_contact'} %}
+{%- set months = months_onward() %}
 with tier_month as (
     select * from {{ ref('customer_tier_monthly') }}
-    where month in ({{ months_onward() }})
+    where month in ({{ months }})
 ),
 
 policy as (
@@ -29,12 +30,12 @@ policy as (
 potential as (
     select customer_id, month, potential_tier, growth_candidate, expected_revenue_12m
     from {{ ref('customer_potential_monthly') }}
-    where month in ({{ months_onward() }})
+    where month in ({{ months }})
 ),
 
 reviews as (
     select * from {{ ref('int_customer_review_schedule') }}
-    where month in ({{ months_onward() }})
+    where month in ({{ months }})
 ),
 
 customer_keys as (
