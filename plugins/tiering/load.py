@@ -22,6 +22,7 @@ The rules, in the order they are checked (the first broken rule is the reason):
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -270,6 +271,20 @@ def _scratch(spec: RunSpec) -> Path:
     return path
 
 
+@contextmanager
+def _uncompressed_writes(con: duckdb.DuckDBPyConnection):
+    """While the scratch tables are written: no compression. The scratch file lives for one load,
+    and choosing a compression for each block of its text columns (hashes, which do not compress)
+    cost more than writing them as they are: building one month's checked orders at 1M customers
+    (3M rows, 1 GB) 31-33 s -> 21-24 s. DuckDB's setting is the database instance's
+    (force_compression), so it is set back before the rows are written to raw."""
+    con.execute("set force_compression = 'uncompressed'")
+    try:
+        yield
+    finally:
+        con.execute("reset force_compression")
+
+
 def _remove(path: Path) -> None:
     for leftover in (path, Path(f"{path}.wal")):
         leftover.unlink(missing_ok=True)
@@ -287,14 +302,15 @@ def load_raw(spec: RunSpec, rules: Rules) -> dict:
         ensure_schema(con)
         con.execute(f"attach {_q(str(scratch))} as {SCRATCH}")
         inherited = _inherited(con, manifest)
-        for name in LOAD_ORDER:
-            table_spec = TABLES[name]
-            landed = manifest["tables"].get(name)
-            if landed is None:
-                _empty_valid(con, table_spec)
-                continue
-            _validate_table(con, table_spec, str(spec.landing_dir / landed["landed_file"]), rules, month_end,
-                            inherited)
+        with _uncompressed_writes(con):
+            for name in LOAD_ORDER:
+                table_spec = TABLES[name]
+                landed = manifest["tables"].get(name)
+                if landed is None:
+                    _empty_valid(con, table_spec)
+                    continue
+                _validate_table(con, table_spec, str(spec.landing_dir / landed["landed_file"]), rules, month_end,
+                                inherited)
         with transaction(con):
             for name in LOAD_ORDER:
                 landed = manifest["tables"].get(name)
@@ -330,6 +346,39 @@ def _inherited(con: duckdb.DuckDBPyConnection, manifest: dict) -> dict[str, Inhe
     return inherited
 
 
+def _held_rows(con: duckdb.DuckDBPyConnection, spec: TableSpec, inherited: Inherited | None) -> str:
+    """SQL: the row keys of the batch's valid rows that raw holds already.
+
+    A batch landed in full may hold any raw row: raw is probed with all its keys (a scan of every
+    row key raw holds). A delta's rows updated at or after `since` (its base's cutoff) can only
+    have been added by a batch whose cutoff is later: a run of a month from `since` on (this
+    month's earlier runs, this run's own interrupted load, a later month run first) or a
+    restatement, which audit.load_batches lists (written in the same transaction as the rows) with
+    audit.runs; their rows are found by `_first_batch_id`, whose row groups DuckDB skips by their
+    min/max. Only the delta's older
+    rows (the carried ones, once quarantined, now valid) are looked up in all of raw, and when
+    there are none the scan is skipped. One month's orders at 1M customers: 6.2 s -> about 0.1 s."""
+    name = spec.name
+    everything = (f"select held._row_key from raw.{name} as held "
+                  f"where held._row_key in (select _row_key from valid_{name}{{}})")
+    if inherited is None:
+        return everything.format("")
+    since = f"timestamptz {_q(inherited.since)}"
+    # (and every restatement's: its as-of cutoff may be later than its month's end)
+    batches = [r[0] for r in con.execute("""
+        select distinct lb.run_id from audit.load_batches lb left join audit.runs r on r.run_id = lb.run_id
+        where lb.source_table = ? and lb.new_raw_rows > 0
+          and (lb.month >= cast(? as date) or r.run_id is null or coalesce(r.restatement, true))
+        order by 1""", [name, inherited.since]).fetchall()]
+    older = everything.format(f" where coalesce(_updated_ts < {since}, true)")
+    if not batches:
+        return older
+    return (f"select held._row_key from raw.{name} as held "
+            f"where held._first_batch_id in ({', '.join(map(_q, batches))}) "
+            f"and held._row_key in (select _row_key from valid_{name} where _updated_ts >= {since}) "
+            f"union all {older}")
+
+
 def _load_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed: dict, run: RunSpec,
                 now: datetime, inherited: Inherited | None) -> dict[str, int]:
     cols = ", ".join(spec.columns)
@@ -341,8 +390,7 @@ def _load_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed: dict, r
         insert into raw.{name} ({cols}, _row_key, _source_file, _source_line, _first_batch_id, _loaded_at)
         select {cols}, _row_key, _source_file, _source_line, ?, ?
         from valid_{name} v
-        where v._row_key not in (
-            select held._row_key from raw.{name} as held where held._row_key in (select _row_key from valid_{name}))
+        where v._row_key not in ({_held_rows(con, spec, inherited)})
     """, [run.run_id, now]).fetchone()[0]
     con.execute("delete from raw.batch_rows where batch_id = ? and source_table = ?", [run.run_id, name])
     loaded = con.execute(f"insert into raw.batch_rows select ?, ?, _row_key from valid_{name}",
