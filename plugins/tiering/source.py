@@ -276,6 +276,11 @@ def _run(con: duckdb.DuckDBPyConnection, path: Path, sql: str, params: dict | No
         raise SourceError(f"{path}: cannot be read ({str(exc).splitlines()[0]}); fix or replace the file") from exc
 
 
+# zstd at its fastest level: 15% faster to write than the default level 3 and no larger here
+# (one month's changed orders at 1M customers: 3M rows of text in 46 MB)
+LANDED_PARQUET = "format parquet, compression zstd, compression_level 1"
+
+
 def extract_as_of_to(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path, cutoff: str,
                      out: Path, delta: Delta | None = None, rows: str | None = None) -> int:
     """Write the rows of one source file visible before `cutoff` (the month end; see the module
@@ -287,13 +292,13 @@ def extract_as_of_to(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path
     if delta is not None and delta.line_ranges is not None and path.suffix == ".parquet":
         # only the row groups that can hold the delta's rows, and the carried rows wherever they are
         query = f"select * from ({_delta_rows(spec, path, delta)}) where {where} order by _source_line"
-        return _run(con, path, f"copy ({query}) to {sql_literal(str(out))} (format parquet, compression zstd)",
+        return _run(con, path, f"copy ({query}) to {sql_literal(str(out))} ({LANDED_PARQUET})",
                     params)[0][0]
     with _rows_of(con, spec, path, rows) as source:
         # COPY keeps a Parquet scan's file order; the CSV's arrow rows are put back in line order
         order = "" if path.suffix == ".parquet" else " order by _source_line"
         query = f"select * from ({source}) where {where}{order}"
-        return _run(con, path, f"copy ({query}) to {sql_literal(str(out))} (format parquet, compression zstd)",
+        return _run(con, path, f"copy ({query}) to {sql_literal(str(out))} ({LANDED_PARQUET})",
                     params)[0][0]
 
 
