@@ -272,8 +272,10 @@ def score_month(spec: RunSpec, rules) -> dict:
             status, message = "skipped", "potential.enabled is false in the rules file"
         else:
             try:
+                # amount_reporting is decimal(18, 4) already, the type the summary sums in (through
+                # a double and back it gave the same sums, 2 s slower over 47M orders at 1M customers)
                 con.execute("""create or replace temp view orders as
-                    select customer_id, ordered_at, cast(amount_reporting as double) as amount
+                    select customer_id, ordered_at, amount_reporting as amount
                     from intermediate.int_orders__in_reporting_currency
                     where order_status = 'completed'""")
                 summary = summarise(con, spec.next_month)
