@@ -271,13 +271,23 @@ def _scratch(spec: RunSpec) -> Path:
     return path
 
 
+# Up to this many landed rows (a month's changes at 1M customers are 9.5M), the scratch tables are
+# written uncompressed; a larger batch (a first month lands the whole history: 137M rows at 1M
+# customers, about 3x the disk uncompressed, some 35 GB) is compressed.
+UNCOMPRESSED_SCRATCH_MAX_ROWS = 20_000_000
+
+
 @contextmanager
-def _uncompressed_writes(con: duckdb.DuckDBPyConnection):
-    """While the scratch tables are written: no compression. The scratch file lives for one load,
-    and choosing a compression for each block of its text columns (hashes, which do not compress)
-    cost more than writing them as they are: building one month's checked orders at 1M customers
-    (3M rows, 1 GB) 31-33 s -> 21-24 s. DuckDB's setting is the database instance's
-    (force_compression), so it is set back before the rows are written to raw."""
+def _uncompressed_writes(con: duckdb.DuckDBPyConnection, landed_rows: int):
+    """While the scratch tables of a batch of at most UNCOMPRESSED_SCRATCH_MAX_ROWS rows are
+    written: no compression. The scratch file lives for one load, and choosing a compression for
+    each block of its text columns (hashes, which do not compress) cost more than writing them as
+    they are: one month's checked orders at 1M customers (3M rows, 1 GB) 31-33 s -> 21-24 s, for
+    a scratch file of 2.0 GB for the month's 9.5M rows. DuckDB's setting is the database
+    instance's (force_compression), so it is set back before the rows are written to raw."""
+    if landed_rows > UNCOMPRESSED_SCRATCH_MAX_ROWS:
+        yield
+        return
     con.execute("set force_compression = 'uncompressed'")
     try:
         yield
@@ -302,7 +312,8 @@ def load_raw(spec: RunSpec, rules: Rules) -> dict:
         ensure_schema(con)
         con.execute(f"attach {_q(str(scratch))} as {SCRATCH}")
         inherited = _inherited(con, manifest)
-        with _uncompressed_writes(con):
+        landed_rows = sum(t["rows"] for t in manifest["tables"].values())
+        with _uncompressed_writes(con, landed_rows):
             for name in LOAD_ORDER:
                 table_spec = TABLES[name]
                 landed = manifest["tables"].get(name)
