@@ -102,9 +102,17 @@ def transform_staging(run: dict) -> dict:
     result = run_dbt("build", spec, load_rules(spec.rules_path), "--select", "staging",
                      *KEPT_WITH_STAGING, "--indirect-selection", "cautious", *PRODUCTION_BUILD,
                      *([] if increment else ["--full-refresh"]),
-                     extra_vars={"staging_increment": increment, "own_rows_new": _own_rows_new(spec) if increment else []})
+                     extra_vars={"staging_increment": increment, "own_rows_new": _own_rows_new(spec) if increment else [],
+                                 "delta_since": _delta_since(manifest) if increment else {}})
     record_staging_state(spec.warehouse, spec.run_id, code, increment)
     return {**result, "staging_increment": increment}
+
+
+def _delta_since(manifest: dict) -> dict[str, str]:
+    """Per table landed as a delta, the base run's cutoff: every row staging holds was updated
+    before it, so an own row updated from then on is an id's latest version (macros/staging.sql:
+    union_held_versions)."""
+    return {name: table["since"] for name, table in manifest["tables"].items() if table.get("landing") == "delta"}
 
 
 def _own_rows_new(spec: RunSpec) -> list[str]:

@@ -270,6 +270,31 @@ def test_a_quarantined_row_beside_a_loaded_version_lands_the_table_in_full(tmp_p
     assert results["incremental"] == results["full"]
 
 
+def test_a_carried_row_is_compared_with_the_version_staging_holds(tmp_path):
+    """Carried rows (quarantined in January, valid in February) are older than February's delta,
+    so staging's update in place looks up the version it holds of their ids
+    (macros/staging.sql: union_held_versions): O7's carried row is older than the held one and must
+    not replace it; O8's is newer and does."""
+    orders = _orders() + [order("O7", "K1", "25.00", "2024-01-08T10:00:00", updated="2024-01-12T10:00:00"),
+                          order("O7", "K2", "35.00", "2024-01-08T10:00:00", updated="2024-01-10T10:00:00"),
+                          order("O8", "K1", "15.00", "2024-01-08T10:00:00", updated="2024-01-11T10:00:00"),
+                          order("O8", "K2", "16.00", "2024-01-08T10:00:00", updated="2024-01-14T10:00:00")]
+    results = {}
+    for mode in ("incremental", "full"):
+        source, warehouse = tmp_path / mode / "source", tmp_path / mode / "wh" / "tiering.duckdb"
+        _source(source, orders=orders)
+        _run(source, warehouse, "2024-01", mode)
+        february = _run(source, warehouse, "2024-02", mode)
+        results[mode] = _results(warehouse)
+        if mode == "incremental":
+            assert _manifest(warehouse, february)["tables"]["orders"]["carried_rows"] == 5
+            assert query(warehouse, "select updated_in_place from audit.staging_state") == [(True,)]
+        assert query(warehouse, "select order_id, customer_id, amount from staging.stg_raw__orders "
+                                "where order_id in ('O7', 'O8') order by 1") == [
+            ("O7", "K1", 25), ("O8", "K2", 16)]
+    assert results["incremental"] == results["full"]
+
+
 def test_rows_already_in_raw_are_found_by_key_when_staging_is_updated_in_place(tmp_path):
     """January, March, January again, then February: February's base is the January rerun, whose
     batch staging holds, so staging is updated in place; but February's rows were loaded into raw
