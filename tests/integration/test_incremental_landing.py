@@ -77,12 +77,15 @@ def _orders(o1_amount: str = "100.00") -> list[dict]:
     ]
 
 
+CUSTOMERS = [customer("K1"), customer("K2", created="2024-02-03T00:00:00")]
+
+
 def _source(directory: Path, o1_amount: str = "100.00", orders: list[dict] | None = None,
-            row_group_size: int | None = None) -> Path:
+            row_group_size: int | None = None, customers: list[dict] = CUSTOMERS) -> Path:
     """The source as CSV, or as Parquet in row groups of `row_group_size` rows (a delta then reads
     only the row groups that can hold its rows: tiering.landing)."""
     source = write_source(directory,
-                          customers=[customer("K1"), customer("K2", created="2024-02-03T00:00:00")],
+                          customers=customers,
                           orders=orders or _orders(o1_amount), invoices=INVOICES + FILLER_INVOICES,
                           payments=PAYMENTS + FILLER_PAYMENTS)
     if row_group_size:
@@ -100,6 +103,7 @@ COMPARED = {
     "marts.customer_credit_monthly": "customer_id, month, invoice_count, on_time_rate, overdue_balance, credit_grade",
     "staging.stg_raw__orders": "order_id, customer_id, order_status, amount, updated_at",
     "staging.stg_raw__payments": "payment_id, invoice_id, amount",
+    "staging.stg_raw__customers": "customer_id, region, first_seen_at, updated_at",
     "intermediate.int_orders__in_reporting_currency": "order_id, customer_id, order_status, amount_reporting",
     "intermediate.int_invoices__settlement": "invoice_id, amount_due, paid_to_date, settled_on",
 }
@@ -274,7 +278,9 @@ def test_a_carried_row_is_compared_with_the_version_staging_holds(tmp_path):
     """Carried rows (quarantined in January, valid in February) are older than February's delta,
     so staging's update in place looks up the version it holds of their ids
     (macros/staging.sql: union_held_versions): O7's carried row is older than the held one and must
-    not replace it; O8's is newer and does."""
+    not replace it; O8's is newer and does. A customer's new version keeps the first version's
+    first_seen_at (customer codes are numbered by it)."""
+    customers = [*CUSTOMERS, customer("K1", region="South", updated="2024-02-05T00:00:00")]
     orders = _orders() + [order("O7", "K1", "25.00", "2024-01-08T10:00:00", updated="2024-01-12T10:00:00"),
                           order("O7", "K2", "35.00", "2024-01-08T10:00:00", updated="2024-01-10T10:00:00"),
                           order("O8", "K1", "15.00", "2024-01-08T10:00:00", updated="2024-01-11T10:00:00"),
@@ -282,7 +288,7 @@ def test_a_carried_row_is_compared_with_the_version_staging_holds(tmp_path):
     results = {}
     for mode in ("incremental", "full"):
         source, warehouse = tmp_path / mode / "source", tmp_path / mode / "wh" / "tiering.duckdb"
-        _source(source, orders=orders)
+        _source(source, orders=orders, customers=customers)
         _run(source, warehouse, "2024-01", mode)
         february = _run(source, warehouse, "2024-02", mode)
         results[mode] = _results(warehouse)
@@ -292,6 +298,8 @@ def test_a_carried_row_is_compared_with_the_version_staging_holds(tmp_path):
         assert query(warehouse, "select order_id, customer_id, amount from staging.stg_raw__orders "
                                 "where order_id in ('O7', 'O8') order by 1") == [
             ("O7", "K1", 25), ("O8", "K2", 16)]
+        assert query(warehouse, "select region, cast(first_seen_at as varchar) from staging.stg_raw__customers "
+                                "where customer_id = 'K1'") == [("South", "2023-01-01 00:00:00")]
     assert results["incremental"] == results["full"]
 
 

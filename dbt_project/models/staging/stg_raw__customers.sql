@@ -25,8 +25,9 @@ renamed as (
 ),
 
 candidates as (
+    -- every touched id's held version: its first_seen_at is the customer's, however old
     select * from renamed
-    {{- union_held_versions('customer_id', columns) }}
+    {{- union_held_versions('customer_id', columns, every_id=true) }}
 ),
 
 versioned as (
