@@ -421,16 +421,18 @@ def carried_collisions(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Pa
     with _rows_of(con, spec, path, rows) as source:
         carried = (_parquet_rows(spec, path, _CARRIED_ROWS) if path.suffix == ".parquet" else
                    f"select * from ({source}) where _source_line in (select unnest(${_CARRIED}))")
+        # both CTEs materialized and joined: with `(id, updated_at) in (select ...)` DuckDB parsed
+        # updated_at of every source row (one month's orders at 1M customers: 6.2 s -> 3 s)
+        same = " and ".join(f"same_id.{k} = carried.{k}" for k in spec.key)
         return _run(con, path, f"""
-            with carried as (
+            with carried as materialized (
                 select {key}, _source_line, {UPDATED_TS} as ts from ({carried})
             ),
-            same_id as (
-                select {key}, _source_line, updated_at from ({source})
+            same_id as materialized (
+                select {key}, _source_line, {UPDATED_TS} as ts from ({source})
                 where ({key}) in (select ({key}) from carried)
             )
-            select count(*) from same_id
-            where {UPDATED_TS} < timestamptz '{delta.since}'
-              and ({key}, {UPDATED_TS}) in (select ({key}, ts) from carried)
-              and _source_line not in (select _source_line from carried)
+            select count(*) from same_id inner join carried on {same} and same_id.ts = carried.ts
+            where same_id.ts < timestamptz '{delta.since}'
+              and same_id._source_line not in (select _source_line from carried)
         """, {_CARRIED: list(delta.carried_lines)})[0][0]
