@@ -9,7 +9,9 @@ audit.load_batches).
 When the staging build updated the tables in place (audit.staging_state.updated_in_place: the
 run's batch is a delta on the batch they held, which passed this gate in its own successful
 run), the row checks read only the ids the run's own rows touch: every other row is the one
-that passed then (ids are never removed, and an earlier month end is before this one).
+that passed then (ids are never removed, and an earlier month end is before this one). The
+update in place wrote those ids' rows with the run's staged_before (macros/staging.sql), so a
+constant filter finds them.
 
 Checks (all severity error):
   <table>.not_empty                  customers and orders have rows when the load loaded some
@@ -32,7 +34,6 @@ from great_expectations.expectations.row_conditions import Column
 
 from tiering.load import REFERENCES
 from tiering.source import TABLES
-from tiering.warehouse import own_rows_sql, tables_loaded_all_new
 
 E = gx.expectations
 
@@ -55,7 +56,6 @@ def build(b) -> None:
                              [b.spec.run_id]))
     if in_place:
         b.note("staging was updated in place: the row checks read the ids this run's own rows touch")
-    all_new = set(tables_loaded_all_new(b.con, b.spec.run_id)) if in_place else set()
     for name, columns in available.items():
         if not columns:
             b.note(f"staging.{staging_table(name)} does not exist: not checked")
@@ -64,8 +64,7 @@ def build(b) -> None:
         # the rows checked: every row, or after an update in place those of the touched ids
         rows = f"staging.{staging_table(name)}"
         if in_place and len(key) == 1 and name not in STAGING_KEYS:
-            own = own_rows_sql(name, b.spec.run_id, name in all_new)
-            rows = f"(select * from {rows} where {key[0]} in (select {key[0]} from ({own}) as own_rows))"
+            rows = f"(select * from {rows} where staged_before = date '{b.spec.next_month:%Y-%m-%d}')"
         select = [f"t.{c}" for c in key]
         suspicious = ["duplicates._copies is not null"] if key else []
         if "updated_at" in columns:

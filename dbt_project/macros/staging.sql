@@ -123,7 +123,7 @@ latest as (
     group by {{ key }}
 )
 
-select distinct {% for column in columns %}in_effect.{{ column }}{{ ", " if not loop.last }}{% endfor %}
+select distinct {% for column in columns %}in_effect.{{ column }}, {% endfor %}{{ staged_before() }}
 from in_effect
 inner join latest
     on latest.{{ key }} = in_effect.{{ key }}
@@ -137,10 +137,20 @@ versioned as (
     from in_effect
 )
 
-select {{ columns | join(', ') }}
+select {{ columns | join(', ') }}, {{ staged_before() }}
 from versioned
 where version_rank = 1
 {%- endif %}
+{%- endmacro %}
+
+{#- The column `staged_before` of a versioned staging model: the first day of the month after the
+    one the build that wrote the row was for. An update in place appends the rows of the ids it
+    touches with its own month's value, so they are found by a constant filter, which skips the
+    row groups of the rows held before by their min/max (the staging gate, and
+    int_orders__in_reporting_currency), instead of looking the run's own rows up in the whole
+    table (one month's orders at 1M customers: 2.7 s per look-up). -#}
+{% macro staged_before() -%}
+    {{ next_month_start() }} as staged_before
 {%- endmacro %}
 
 

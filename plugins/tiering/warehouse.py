@@ -79,20 +79,10 @@ def batch_rows_sql(table: str) -> str:
 
 def tables_loaded_all_new(con: duckdb.DuckDBPyConnection, run_id: str) -> list[str]:
     """The tables whose rows loaded by run `run_id` were all new to raw (loaded_rows = new_raw_rows):
-    its own rows of them are then the rows it added to raw (own_rows_sql)."""
+    its own rows of them are then the rows it added to raw (dbt's run_batch_rows finds them by
+    raw._first_batch_id)."""
     return [r[0] for r in con.execute("select source_table from audit.load_batches where run_id = ? "
                                       "and loaded_rows = new_raw_rows order by 1", [run_id]).fetchall()]
-
-
-def own_rows_sql(table: str, run_id: str, all_new: bool) -> str:
-    """SQL: the raw rows of `table` that run `run_id` loaded itself (not those its batch inherits;
-    as dbt's staging macro run_batch_rows reads them in an incremental build). When all of them
-    were new to raw they are the rows it added: raw is only appended to, so the filter on
-    _first_batch_id skips older row groups by their statistics; else they are looked up by key."""
-    run = "'" + run_id.replace("'", "''") + "'"
-    own = (f"_first_batch_id = {run}" if all_new else
-           f"_row_key in (select row_key from raw.batch_rows where batch_id = {run} and source_table = '{table}')")
-    return f"select * from raw.{table} where {own}"
 
 
 def take_staging_state(path: Path | str) -> tuple[str | None, str | None]:

@@ -2,12 +2,13 @@
 -- Orders as of the month end with amount and cost in the reporting currency
 -- (rate of the order's month; the load quarantines orders without a rate). Built with staging and
 -- kept the same way (macros/staging.sql): in an incremental build only the orders the run's own
--- rows touch are converted again (the rates of earlier months are unchanged in such a run), and
--- converted_before tells the rows a build wrote from the others.
+-- rows touch are converted again (the rates of earlier months are unchanged in such a run): the
+-- rows staging's update in place wrote, by their staged_before; converted_before tells the rows a
+-- build wrote from the others.
 with orders as (
     select * from {{ ref('stg_raw__orders') }}
 {%- if staging_increment() %}
-    where order_id in (select order_id from ({{ run_batch_rows('orders') }}) as own_rows)
+    where staged_before = {{ next_month_start() }}
 {%- endif %}
 ),
 

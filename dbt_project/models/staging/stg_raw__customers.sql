@@ -39,6 +39,6 @@ versioned as (
     where updated_at < {{ as_of_cutoff() }}
 )
 
-select {{ columns | join(', ') }}
+select {{ columns | join(', ') }}, {{ staged_before() }}
 from versioned
 where version_rank = 1
