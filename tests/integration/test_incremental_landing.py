@@ -285,22 +285,16 @@ def test_a_carried_row_is_compared_with_the_version_staging_holds(tmp_path):
                           order("O7", "K2", "35.00", "2024-01-08T10:00:00", updated="2024-01-10T10:00:00"),
                           order("O8", "K1", "15.00", "2024-01-08T10:00:00", updated="2024-01-11T10:00:00"),
                           order("O8", "K2", "16.00", "2024-01-08T10:00:00", updated="2024-01-14T10:00:00")]
-    results = {}
-    for mode in ("incremental", "full"):
-        source, warehouse = tmp_path / mode / "source", tmp_path / mode / "wh" / "tiering.duckdb"
-        _source(source, orders=orders, customers=customers)
-        _run(source, warehouse, "2024-01", mode)
-        february = _run(source, warehouse, "2024-02", mode)
-        results[mode] = _results(warehouse)
-        if mode == "incremental":
-            assert _manifest(warehouse, february)["tables"]["orders"]["carried_rows"] == 5
-            assert query(warehouse, "select updated_in_place from audit.staging_state") == [(True,)]
-        assert query(warehouse, "select order_id, customer_id, amount from staging.stg_raw__orders "
-                                "where order_id in ('O7', 'O8') order by 1") == [
-            ("O7", "K1", 25), ("O8", "K2", 16)]
-        assert query(warehouse, "select region, cast(first_seen_at as varchar) from staging.stg_raw__customers "
-                                "where customer_id = 'K1'") == [("South", "2023-01-01 00:00:00")]
-    assert results["incremental"] == results["full"]
+    source, warehouse = tmp_path / "source", tmp_path / "wh" / "tiering.duckdb"
+    _source(source, orders=orders, customers=customers)
+    _run(source, warehouse, "2024-01", "incremental")
+    february = _run(source, warehouse, "2024-02", "incremental")   # (its dbt tests check the customer codes)
+    assert _manifest(warehouse, february)["tables"]["orders"]["carried_rows"] == 5
+    assert query(warehouse, "select updated_in_place from audit.staging_state") == [(True,)]
+    assert query(warehouse, "select order_id, customer_id, amount from staging.stg_raw__orders "
+                            "where order_id in ('O7', 'O8') order by 1") == [("O7", "K1", 25), ("O8", "K2", 16)]
+    assert query(warehouse, "select region, cast(first_seen_at as varchar) from staging.stg_raw__customers "
+                            "where customer_id = 'K1'") == [("South", "2023-01-01 00:00:00")]
 
 
 def test_rows_already_in_raw_are_found_by_key_when_staging_is_updated_in_place(tmp_path):
