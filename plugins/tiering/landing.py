@@ -144,7 +144,7 @@ def _skipping_old_row_groups(con: duckdb.DuckDBPyConnection, spec: TableSpec, pa
     entry["row_groups_read"] = sum(1 for first, count, *_ in entry["row_group_times"]
                                    if any(low <= first <= high for low, high in ranges)
                                    or any(first <= line < first + count for line in delta.carried_lines))
-    return replace(delta, line_ranges=ranges)
+    return replace(delta, line_ranges=ranges, unparseable_ranges=delta_line_ranges(entry["row_group_times"], None))
 
 
 def read_manifest(spec: RunSpec) -> dict:

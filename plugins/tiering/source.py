@@ -190,6 +190,9 @@ class Delta:
     # a Parquet source: the only lines (first, last; 1-based) that can hold a row updated from
     # `since` on or an unparseable one, by its row groups' times (row_group_times); None: all
     line_ranges: tuple[tuple[int, int], ...] | None = None
+    # ... and of them, the lines of the row groups that hold an unparseable updated_at; None: the
+    # same as line_ranges
+    unparseable_ranges: tuple[tuple[int, int], ...] | None = None
 
 
 UPDATED_TS = "try_cast(updated_at as timestamptz)"
@@ -287,13 +290,13 @@ def extract_as_of_to(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path
     docstring), or of them only the `delta` ones, to the Parquet file `out`: the source columns
     as text, `_source_line` and `_source_file`, in file order (read, filter and write in one
     pass). Returns the row count."""
-    where = _as_of_filter(spec, cutoff, delta)
     params = {_CARRIED: list(delta.carried_lines)} if delta is not None and delta.carried_lines else None
     if delta is not None and delta.line_ranges is not None and path.suffix == ".parquet":
         # only the row groups that can hold the delta's rows, and the carried rows wherever they are
-        query = f"select * from ({_delta_rows(spec, path, delta)}) where {where} order by _source_line"
+        query = f"{_delta_rows(spec, path, cutoff, delta)} order by _source_line"
         return _run(con, path, f"copy ({query}) to {sql_literal(str(out))} ({LANDED_PARQUET})",
                     params)[0][0]
+    where = _as_of_filter(spec, cutoff, delta)
     with _rows_of(con, spec, path, rows) as source:
         # COPY keeps a Parquet scan's file order; the CSV's arrow rows are put back in line order
         order = "" if path.suffix == ".parquet" else " order by _source_line"
@@ -302,16 +305,30 @@ def extract_as_of_to(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path
                     params)[0][0]
 
 
-def _delta_rows(spec: TableSpec, path: Path, delta: Delta) -> str:
-    """SQL: the rows of a Parquet source in `delta.line_ranges`, and its carried rows outside them."""
-    in_ranges = " or ".join(f"file_row_number between {first - 1} and {last - 1}"
-                            for first, last in delta.line_ranges) or "false"
-    rows = _parquet_rows(spec, path, f"({in_ranges})")
-    outside = [line for line in delta.carried_lines
-               if not any(first <= line <= last for first, last in delta.line_ranges)]
-    if outside:
-        rows += " union all " + _parquet_rows(spec, path, f"{_CARRIED_ROWS} and not ({in_ranges})")
-    return rows
+def _in_lines(ranges: tuple[tuple[int, int], ...]) -> str:
+    """SQL: a Parquet row (`file_row_number`, 0-based) is in one of the line ranges (1-based)."""
+    return "(" + (" or ".join(f"file_row_number between {first - 1} and {last - 1}" for first, last in ranges)
+                  or "false") + ")"
+
+
+def _delta_rows(spec: TableSpec, path: Path, cutoff: str, delta: Delta) -> str:
+    """SQL: the rows of a Parquet source that `_as_of_filter` keeps for `delta`, read from the
+    row groups in `delta.line_ranges` and the carried rows wherever they are, as three disjoint
+    parts, each with a filter DuckDB checks in the scan (the other columns of a row are read
+    only when it passes): the rows updated from `since` on and before the cutoff (in the
+    ranges), the unparseable ones (in the row groups that hold one) and the carried rows updated
+    before `since`. The `or` of the single filter would be checked after reading and casting
+    every column of every row. One month's copies at 1M customers, the same bytes landed:
+    orders 12.3-13.8 s -> 11.0 s, payments 8.4-9.6 s -> 4.9-5.4 s."""
+    parts = [f"select * from ({_parquet_rows(spec, path, _in_lines(delta.line_ranges))}) "
+             f"where {UPDATED_TS} >= timestamptz '{delta.since}' and {UPDATED_TS} < timestamptz '{cutoff}'"]
+    unparseable = delta.line_ranges if delta.unparseable_ranges is None else delta.unparseable_ranges
+    if unparseable:
+        parts.append(f"select * from ({_parquet_rows(spec, path, _in_lines(unparseable))}) where {UPDATED_TS} is null")
+    if delta.carried_lines:
+        parts.append(f"select * from ({_parquet_rows(spec, path, _CARRIED_ROWS)}) "
+                     f"where {UPDATED_TS} < timestamptz '{delta.since}' and {UPDATED_TS} < timestamptz '{cutoff}'")
+    return " union all ".join(parts)
 
 
 def row_group_times(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path) -> list[list]:
@@ -348,12 +365,13 @@ def row_group_times(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path)
         return list(pool.map(lambda group: times(*group), starts))
 
 
-def delta_line_ranges(groups: list[list], since_us: int) -> tuple[tuple[int, int], ...]:
+def delta_line_ranges(groups: list[list], since_us: int | None) -> tuple[tuple[int, int], ...]:
     """The line ranges (merged) of the row groups that may hold a row updated at or after
-    `since_us` (microseconds since the epoch) or an unparseable one."""
+    `since_us` (microseconds since the epoch) or an unparseable one; with `since_us` None, of
+    those that hold an unparseable one."""
     ranges: list[tuple[int, int]] = []
     for first, count, _, latest, bad in groups:
-        if bad or latest is None or latest >= since_us:
+        if bad or (since_us is not None and (latest is None or latest >= since_us)):
             if ranges and ranges[-1][1] == first - 1:
                 ranges[-1] = (ranges[-1][0], first + count - 1)
             else:

@@ -124,13 +124,18 @@ def test_a_delta_read_from_some_row_groups_lands_what_a_whole_read_lands(tmp_pat
     path = _parquet_in_row_groups(tmp_path, con, rows, 2048)
     since = "2024-01-03T12:00:00"
     delta = Delta(since=since, carried_lines=(7, 2050, 5000))
-    ranges = delta_line_ranges(row_group_times(con, ORDERS, path), _us(con, since))
+    groups = row_group_times(con, ORDERS, path)
+    ranges = delta_line_ranges(groups, _us(con, since))
     assert ranges == ((1, 4096), (6145, 6148))   # group 3 (January 3, before `since`) is skipped
-    whole, some = tmp_path / "whole.parquet", tmp_path / "some.parquet"
+    unparseable = delta_line_ranges(groups, None)
+    assert unparseable == ((2049, 4096),)        # only group 2 holds an unparseable updated_at
+    whole, some, fewer = tmp_path / "whole.parquet", tmp_path / "some.parquet", tmp_path / "fewer.parquet"
     assert extract_as_of_to(con, ORDERS, path, FEB, whole, delta) == \
-        extract_as_of_to(con, ORDERS, path, FEB, some, Delta(since, delta.carried_lines, ranges)) == 8
+        extract_as_of_to(con, ORDERS, path, FEB, some, Delta(since, delta.carried_lines, ranges)) == \
+        extract_as_of_to(con, ORDERS, path, FEB, fewer, Delta(since, delta.carried_lines, ranges, unparseable)) == 8
     landed = pq.read_table(some).to_pylist()
     assert landed == sorted(pq.read_table(whole).to_pylist(), key=lambda r: r["_source_line"])
+    assert pq.read_table(fewer).to_pylist() == landed
     assert [r["_source_line"] for r in landed] == [7, 11, 2050, 2054, 5000, 6145, 6146, 6148]
 
 
