@@ -26,6 +26,10 @@ its own while this process samples the child's whole process tree in /proc (peak
             connections through TIERING_DUCKDB_*): it must finish, and the temp directory's
             peak size shows the spill
 
+Each pipeline month also records the CPU time (user + system) of every step. A speed probe (a
+fixed single-threaded DuckDB aggregation) runs before the scenarios and after each one: on a
+shared machine the same run's wall time drifts with the machine's load (see bench/RESULTS.md).
+
 The agreement check compares every customer's value_tier between the pipeline
 (marts.customer_tier_monthly), the single query and pandas; any mismatch makes the
 benchmark exit 1. Results: <out>/<scale>.json and a section of bench/RESULTS.md.
@@ -183,18 +187,19 @@ def _instrument(progress_file: Path | None) -> dict:
     from tiering import pipeline
     from tiering.steps import STEPS
 
-    timings: dict = {"current": {}}
+    timings: dict = {"current": {}, "cpu": {}}
 
     def wrap(name, fn):
         def timed(*args, **kwargs):
             if progress_file:
                 with open(progress_file, "a") as fh:
                     fh.write(f"start {name}\n")
-            t0 = time.monotonic()
+            t0, cpu0 = time.monotonic(), _cpu_seconds()
             try:
                 return fn(*args, **kwargs)
             finally:
                 timings["current"][name] = round(time.monotonic() - t0, 3)
+                timings["cpu"][name] = round(_cpu_seconds() - cpu0, 3)
                 if progress_file:
                     with open(progress_file, "a") as fh:
                         fh.write(f"end {name}\n")
@@ -203,6 +208,37 @@ def _instrument(progress_file: Path | None) -> dict:
     for name in ("start_run", *STEPS):
         setattr(pipeline, name, wrap(name, getattr(pipeline, name)))
     return timings
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process (all its threads: DuckDB's, dbt's) and its waited-for children."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+SPEED_PROBE_SQL = "select sum(hash(i % 1000003)), count(distinct i % 200003) from range(10000000) t(i)"
+
+
+def speed_probe() -> float:
+    """Seconds of a fixed single-threaded DuckDB aggregation (median of 3 runs of about 0.3 s each on the
+    2-core machines used here). Figures measured on a shared machine drift with its load: the same
+    month's run has taken 209 s and 291 s back to back at L, its CPU time rising with it. The probe,
+    run before the scenarios and after each one, says how fast the machine was around them."""
+    import statistics
+
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.execute("set threads = 1")
+        seconds = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            con.execute(SPEED_PROBE_SQL).fetchall()
+            seconds.append(time.perf_counter() - t0)
+    finally:
+        con.close()
+    return round(statistics.median(seconds), 3)
 
 
 def _stage_totals(steps: dict) -> dict:
@@ -238,7 +274,7 @@ def child_pipeline(spec: dict) -> dict:
         out["airflow_startup_s"] = round(time.monotonic() - t0, 2)
     for i, month in enumerate(spec["months"]):
         via = last_via if i == len(spec["months"]) - 1 else spec["via"]
-        timings["current"] = {}
+        timings["current"], timings["cpu"] = {}, {}
         conf = {"month": month, "source_dir": spec["source"], "warehouse": spec["warehouse"]}
         t0 = time.monotonic()
         if via == "airflow":
@@ -252,7 +288,8 @@ def child_pipeline(spec: dict) -> dict:
         if len(steps) < len(STEPS) + 1:
             raise RuntimeError(f"only {len(steps)} steps were timed: are the DAG's tasks run in this process?")
         entry = {"month": month, "via": via, "wall_s": wall, "steps_s": steps, "stages_s": _stage_totals(steps),
-                 "steps_total_s": round(sum(steps.values()), 3)}
+                 "steps_total_s": round(sum(steps.values()), 3), "steps_cpu_s": dict(timings["cpu"]),
+                 "steps_cpu_total_s": round(sum(timings["cpu"].values()), 3)}
         if via == "airflow":
             entry["stages_s"]["airflow_overhead"] = round(wall - entry["steps_total_s"], 3)
         out["months"].append(entry)
@@ -571,7 +608,8 @@ def run_bench(args: argparse.Namespace) -> int:
     results: dict = {"scale": args.scale, "customers": customers, "months_of_history": months, "month": last,
                      "machine": machine(), "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                      "duckdb_settings": {"threads": args.threads, "memory_limit": args.duckdb_memory},
-                     "source": source_info, "scenarios": dict(previous.get("scenarios", {}))}
+                     "source": source_info, "scenarios": dict(previous.get("scenarios", {})),
+                     "speed_probe_s": {"start": speed_probe()}}
     timeout = args.timeout or None
 
     def fresh(name: str) -> Path:
@@ -589,6 +627,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
     def record(name: str, result: dict) -> dict:
         results["scenarios"][name] = result
+        results["speed_probe_s"][f"after {name}"] = speed_probe()
         if result.get("failed"):
             log(f"{name}: FAILED (exit {result['exit_code']}, timed out: {result['timed_out']}, "
                 f"after {result['wall_s']} s, peak RSS {result['peak_rss_mb']} MB)")
@@ -786,7 +825,8 @@ def summarise(results: dict) -> dict:
     if run:
         m = s[run]["months"][-1]
         out.update(month_wall_s=m["wall_s"], month_stages_s=m["stages_s"], month_peak_rss_mb=s[run]["peak_rss_mb"],
-                   airflow_startup_s=s[run].get("airflow_startup_s"), ratios_from=run)
+                   airflow_startup_s=s[run].get("airflow_startup_s"), ratios_from=run, month=m["month"],
+                   month_steps_s=m["steps_total_s"], month_steps_cpu_s=m.get("steps_cpu_total_s"))
         dbt = m["stages_s"]["dbt"]
         if "sql" in s:
             out["dbt_over_single_query"] = round(dbt / s["sql"]["seconds"], 2)
@@ -883,6 +923,15 @@ def markdown(results: dict) -> str:
                      f"whole month / pandas: {summary['month_over_pandas']}x")
     startup = next((s[n]["airflow_startup_s"] for n in ("month", "steady") if s.get(n, {}).get("airflow_startup_s")),
                    None)
+    if summary.get("month_steps_cpu_s"):
+        facts.append(f"CPU time of month {summary['month']}'s steps (user + system, every thread): "
+                     f"{_fmt(summary['month_steps_cpu_s'], ' s')} in {_fmt(summary['month_steps_s'], ' s')}, "
+                     f"{summary['month_steps_cpu_s'] / summary['month_steps_s']:.2f} cores busy on average "
+                     f"(DuckDB threads: {results['duckdb_settings']['threads']})")
+    probes = results.get("speed_probe_s") or {}
+    if probes:
+        facts.append("machine speed probe (a fixed single-threaded DuckDB aggregation, median of 3; lower is "
+                     "faster; figures measured when it read differently are not comparable one to one): " + ", ".join(f"{k} {v:.3f} s" for k, v in probes.items()))
     if startup is not None:
         facts.append(f"Airflow start-up (DagBag + metadata DB, once per process): {_fmt(startup, ' s')}")
     if "mid" in s:

@@ -64,6 +64,12 @@ def test_xs_bench_agreement_and_fields(xs_results):
     assert all(v >= 0 for k, v in stages.items() if k != "airflow_overhead")
     assert steady["peak_rss_mb"] > 50 and steady["months"][-1]["wall_s"] > stages["dbt"] > 0
     assert steady["airflow_startup_s"] > 0
+    last = steady["months"][-1]
+    assert set(last["steps_cpu_s"]) == set(last["steps_s"]) and last["steps_cpu_total_s"] > 0
+    probes = results["speed_probe_s"]
+    assert {"start", "after steady", "after sql", "after pandas", "after kill"} <= set(probes)
+    assert all(0 < seconds < 60 for seconds in probes.values())
+    assert "machine speed probe" in xs_results["md"] and "cores busy on average" in xs_results["md"]
     assert results["scenarios"]["sql"]["seconds"] > 0 and results["scenarios"]["pandas"]["seconds"] > 0
     assert results["scenarios"]["parse"]["dags"] == ["customer_tiering_monthly"]
     assert results["scenarios"]["parse"]["dag_parse_s"] < 1.0
