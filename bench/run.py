@@ -27,7 +27,7 @@ its own while this process samples the child's whole process tree in /proc (peak
             peak size shows the spill
 
 Each pipeline month also records the CPU time (user + system) of every step. A speed probe (a
-fixed single-threaded DuckDB aggregation) runs before the scenarios and after each one: on a
+fixed DuckDB aggregation on the runs' threads) runs before the scenarios and after each one: on a
 shared machine the same run's wall time drifts with the machine's load (see bench/RESULTS.md).
 
 The agreement check compares every customer's value_tier between the pipeline
@@ -219,18 +219,19 @@ def _cpu_seconds() -> float:
 SPEED_PROBE_SQL = "select sum(hash(i % 1000003)), count(distinct i % 200003) from range(10000000) t(i)"
 
 
-def speed_probe() -> float:
-    """Seconds of a fixed single-threaded DuckDB aggregation (median of 3 runs of about 0.3 s each on the
-    2-core machines used here). Figures measured on a shared machine drift with its load: the same
-    month's run has taken 209 s and 291 s back to back at L, its CPU time rising with it. The probe,
-    run before the scenarios and after each one, says how fast the machine was around them."""
+def speed_probe(threads: int) -> float:
+    """Seconds of a fixed DuckDB aggregation on `threads` threads, the measured runs' (median of 3
+    runs of a fraction of a second each). Figures measured on a shared machine drift with its
+    load: the same month's run has taken 209 s and 291 s back to back at L, its CPU time rising
+    with it. The probe, run before the scenarios and after each one, says how fast the machine
+    was around them."""
     import statistics
 
     import duckdb
 
     con = duckdb.connect()
     try:
-        con.execute("set threads = 1")
+        con.execute(f"set threads = {int(threads)}")
         seconds = []
         for _ in range(3):
             t0 = time.perf_counter()
@@ -609,7 +610,7 @@ def run_bench(args: argparse.Namespace) -> int:
                      "machine": machine(), "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                      "duckdb_settings": {"threads": args.threads, "memory_limit": args.duckdb_memory},
                      "source": source_info, "scenarios": dict(previous.get("scenarios", {})),
-                     "speed_probe_s": {"start": speed_probe()}}
+                     "speed_probe_s": {"start": speed_probe(args.threads)}}
     timeout = args.timeout or None
 
     def fresh(name: str) -> Path:
@@ -627,7 +628,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
     def record(name: str, result: dict) -> dict:
         results["scenarios"][name] = result
-        results["speed_probe_s"][f"after {name}"] = speed_probe()
+        results["speed_probe_s"][f"after {name}"] = speed_probe(args.threads)
         if result.get("failed"):
             log(f"{name}: FAILED (exit {result['exit_code']}, timed out: {result['timed_out']}, "
                 f"after {result['wall_s']} s, peak RSS {result['peak_rss_mb']} MB)")
@@ -930,7 +931,8 @@ def markdown(results: dict) -> str:
                      f"(DuckDB threads: {results['duckdb_settings']['threads']})")
     probes = results.get("speed_probe_s") or {}
     if probes:
-        facts.append("machine speed probe (a fixed single-threaded DuckDB aggregation, median of 3; lower is "
+        facts.append(f"machine speed probe (a fixed DuckDB aggregation on {results['duckdb_settings']['threads']} "
+                     "threads, median of 3; lower is "
                      "faster; figures measured when it read differently are not comparable one to one): " + ", ".join(f"{k} {v:.3f} s" for k, v in probes.items()))
     if startup is not None:
         facts.append(f"Airflow start-up (DagBag + metadata DB, once per process): {_fmt(startup, ' s')}")
