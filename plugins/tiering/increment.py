@@ -50,6 +50,9 @@ class Base:
     cutoff: str
     tables: dict = field(default_factory=dict)       # its manifest's tables
     quarantined_lines: dict = field(default_factory=dict)   # table -> (line, ...)
+    # table -> how many of its quarantined rows share id and updated_at with a row it loaded
+    # (audit.load_batches.quarantined_clashes; absent: not counted, the source is scanned instead)
+    clashes: dict = field(default_factory=dict)
 
 
 def find_base(spec: RunSpec, rule_version: str) -> tuple[Base | None, str]:
@@ -82,8 +85,11 @@ def find_base(spec: RunSpec, rule_version: str) -> tuple[Base | None, str]:
                     "select source_table, source_line from quarantine.rejected_rows where run_id = ? "
                     "and source_line is not null order by source_table, source_line", [run_id]).fetchall():
                 lines.setdefault(table, []).append(line)
+            clashes = dict(con.execute(
+                "select source_table, quarantined_clashes from audit.load_batches where run_id = ? "
+                "and quarantined_clashes is not null", [run_id]).fetchall())
             return Base(run_id=run_id, cutoff=f"{add_months(month, 1)}", tables=manifest["tables"],
-                        quarantined_lines={t: tuple(v) for t, v in lines.items()}), ""
+                        quarantined_lines={t: tuple(v) for t, v in lines.items()}, clashes=clashes), ""
     finally:
         con.close()
     return None, "no earlier successful run under these rules"

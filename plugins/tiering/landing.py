@@ -114,11 +114,15 @@ def _land_table(con: duckdb.DuckDBPyConnection, spec: RunSpec, name: str, path: 
     if delta is not None and not table_spec.versioned:
         delta, why_full = None, "not versioned (no updated_at): always landed in full"
         incremental.add(name)     # ... but unchanged, so the tables depending on it may be deltas
-    if delta is not None and carried_collisions(con, table_spec, path, delta, rows):
+    if delta is not None and _carried_rows_clash(con, table_spec, path, delta, rows, base):
         delta, why_full = None, ("a row the base run quarantined shares its id and updated_at with a "
                                  "loaded row: landed in full, so that the conflicting-versions rule sees both")
     if delta is None:
         entry["full_reason"] = why_full
+        if table_spec.versioned and path.suffix == ".parquet":
+            # its row groups' times too, for a delta on this run that reads the same file
+            # (_skipping_old_row_groups): that run then reads only the newer row groups
+            entry["row_group_times"] = row_group_times(con, table_spec, path)
     else:
         incremental.add(name)
         entry.update(landing="delta", base_run_id=base.run_id, since=delta.since,
@@ -137,11 +141,26 @@ def _land_table(con: duckdb.DuckDBPyConnection, spec: RunSpec, name: str, path: 
     return entry
 
 
+def _carried_rows_clash(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path, delta: Delta, rows: str,
+                        base: Base) -> bool:
+    """Whether a row the base run quarantined (carried by `delta`) shares its id and updated_at with
+    a row of the base's batch that was loaded. The base run's load counted that among the rows it
+    landed (Base.clashes; its inherited rows were checked against its carried ones when it
+    landed); a base loaded before that count was kept has its source scanned (carried_collisions)."""
+    if not delta.carried_lines:
+        return False
+    counted = base.clashes.get(spec.name)
+    if counted is not None:
+        return counted > 0
+    return carried_collisions(con, spec, path, delta, rows) > 0
+
+
 def _skipping_old_row_groups(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path, delta: Delta,
                              base: Base, entry: dict) -> Delta:
     """`delta` reading only the row groups of the Parquet source that can hold its rows (and the
     carried rows): the row groups' times (tiering.source.row_group_times) are the base run's
-    when it kept them for this very file (same SHA-256), else read once now and kept in the
+    when it kept them for this very file (same SHA-256; a run keeps them when it lands a Parquet
+    table in full, and passes them on when it lands a delta), else read once now and kept in the
     manifest for the next run. A source exported once and landed month after month (a backfill,
     a rerun) is then read from its newer row groups only."""
     kept = base.tables[spec.name].get("row_group_times")

@@ -390,6 +390,24 @@ def _held_rows(con: duckdb.DuckDBPyConnection, spec: TableSpec, inherited: Inher
     return f"{newer} union all {older}"
 
 
+def _quarantined_clashes(con: duckdb.DuckDBPyConnection, spec: TableSpec, quarantined: int) -> int | None:
+    """How many of the batch's quarantined rows share their id and updated_at with one of its
+    valid rows (None: not a versioned table). Such a row, carried into the next month's delta
+    (tiering.increment) and valid then, would be a second version at the same moment, which the
+    conflicting-versions rule must see beside the loaded one: the next landing lands the table in
+    full. It reads this count instead of every id of the source (one month's orders at 1M
+    customers: 3.6 s). The count covers the rows this run landed; the rows it inherits were
+    checked against the carried ones when this run landed (by its base's count, or a scan)."""
+    if not spec.versioned or not quarantined:
+        return None if not spec.versioned else 0
+    name, same = spec.name, " and ".join(f"v.{k} = q.{k}" for k in spec.key)
+    return con.execute(f"""
+        select count(*) from {SCRATCH}.checked_{name} q
+        where q.rule is not null
+          and exists (select 1 from valid_{name} v where {same} and v._updated_ts = q._updated_ts)
+    """).fetchone()[0]
+
+
 def _load_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed: dict, run: RunSpec,
                 now: datetime, inherited: Inherited | None) -> dict[str, int]:
     cols = ", ".join(spec.columns)
@@ -420,10 +438,12 @@ def _load_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed: dict, r
     con.execute("delete from audit.load_batches where run_id = ? and source_table = ?", [run.run_id, name])
     con.execute("""insert into audit.load_batches (run_id, month, source_table, source_file, source_sha256,
                        landed_sha256, extracted_rows, loaded_rows, new_raw_rows, quarantined_rows, loaded_at,
-                       snapshot_rows, base_run_id) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                       snapshot_rows, base_run_id, quarantined_clashes)
+                   values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 [run.run_id, run.month, name, landed["source_file"], landed["source_sha256"],
                  landed["landed_sha256"], landed["rows"], loaded, new_rows, quarantined, now,
-                 landed.get("snapshot_rows", landed["rows"]), landed.get("base_run_id")])
+                 landed.get("snapshot_rows", landed["rows"]), landed.get("base_run_id"),
+                 _quarantined_clashes(con, spec, quarantined)])
     if loaded + quarantined != landed["rows"]:  # cannot happen; refuse to continue if it ever does
         raise RuntimeError(f"{name}: {loaded} loaded + {quarantined} quarantined != {landed['rows']} extracted")
     return {"extracted": landed["rows"], "loaded": loaded, "new_raw_rows": new_rows, "quarantined": quarantined}

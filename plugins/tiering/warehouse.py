@@ -62,6 +62,10 @@ DDL = [
     "alter table audit.load_batches add column if not exists base_run_id varchar",
     # ... and whether the build updated them in place (the staging gate then checks the touched ids)
     "alter table audit.staging_state add column if not exists updated_in_place boolean",
+    # of a versioned table: how many of the run's quarantined rows share their id and updated_at with
+    # a row the run loaded (tiering.load); the next run's landing reads it instead of the source
+    # (tiering.increment: a delta's carried rows); NULL: not counted (a load by older code)
+    "alter table audit.load_batches add column if not exists quarantined_clashes bigint",
 ]
 
 

@@ -25,6 +25,7 @@ import json
 import os
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -186,6 +187,10 @@ def test_february_lands_only_the_changes_and_the_quarantined_rows(both_modes):
     assert [february["tables"][t]["row_groups_read"] for t in ("orders", "customers", "payments")] == [2, 1, 1]
     assert len(february["tables"]["payments"]["row_group_times"]) == 4
     assert len(orders["row_group_times"]) == 7
+    # January landed the tables in full and kept their row groups' times; February took them
+    # from there (the same file) instead of reading the updated_at columns again
+    assert {t: january["tables"][t]["row_group_times"] for t in ("orders", "payments")} == \
+        {t: february["tables"][t]["row_group_times"] for t in ("orders", "payments")}
     # in full mode the same month lands every row
     full_february = both_modes["full"]["manifests"][1]["tables"]["orders"]
     assert (full_february["landing"], full_february["rows"]) == ("full", 26)
@@ -255,23 +260,49 @@ def test_the_audit_counts_the_snapshot_and_names_the_base(both_modes):
     assert sorted(r[0] for r in lineage) == sorted([february["run_id"], february["base_run_id"]])
 
 
-def test_a_quarantined_row_beside_a_loaded_version_lands_the_table_in_full(tmp_path):
+def test_a_quarantined_row_beside_a_loaded_version_lands_the_table_in_full(tmp_path, monkeypatch):
     """O6 has two rows at the same updated_at: one valid, one in an unknown currency (quarantined).
-    A delta could not let the conflicting-versions rule see both, so orders are landed in full."""
+    A delta could not let the conflicting-versions rule see both, so orders are landed in full.
+    January's load counted the clash (audit.load_batches.quarantined_clashes), so February's
+    landing reads the count, not the source's ids (carried_collisions is not called)."""
     orders = _orders() + [order("O6", "K1", "10.00", "2024-01-25T10:00:00"),
                           order("O6", "K1", "12.00", "2024-01-25T10:00:00", currency="GBP")]
     results = {}
+
+    def no_scan(*args, **kwargs):
+        raise AssertionError("the base run counted its clashes: the source must not be scanned for them")
+
     for mode in ("incremental", "full"):
         source, warehouse = tmp_path / mode / "source", tmp_path / mode / "wh" / "tiering.duckdb"
         _source(source, orders=orders)
-        _run(source, warehouse, "2024-01", mode)
-        february = _manifest(warehouse, _run(source, warehouse, "2024-02", mode))
+        january = _run(source, warehouse, "2024-01", mode)
+        with monkeypatch.context() as patched:
+            patched.setattr("tiering.landing.carried_collisions", no_scan)
+            february = _manifest(warehouse, _run(source, warehouse, "2024-02", mode))
         results[mode] = _results(warehouse)
         if mode == "incremental":
+            assert query(warehouse, "select source_table, quarantined_clashes from audit.load_batches "
+                                    "where run_id = ? order by 1", [january["run_id"]]) == \
+                [("customers", 0), ("invoices", 0), ("orders", 1), ("payments", 0)]
             assert february["tables"]["orders"]["landing"] == "full"
             assert "shares its id and updated_at" in february["tables"]["orders"]["full_reason"]
             assert february["tables"]["payments"]["landing"] == "delta"
     assert results["incremental"] == results["full"]
+
+
+def test_a_base_loaded_without_the_clash_count_has_its_source_scanned(tmp_path):
+    """A base run loaded by code that kept no clash count (quarantined_clashes NULL) still gets
+    the collision check, by a scan of the source's ids (tiering.source.carried_collisions)."""
+    orders = _orders() + [order("O6", "K1", "10.00", "2024-01-25T10:00:00"),
+                          order("O6", "K1", "12.00", "2024-01-25T10:00:00", currency="GBP")]
+    source, warehouse = tmp_path / "source", tmp_path / "wh" / "tiering.duckdb"
+    _source(source, orders=orders)
+    _run(source, warehouse, "2024-01", "incremental")
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("update audit.load_batches set quarantined_clashes = null")
+    february = _manifest(warehouse, _run(source, warehouse, "2024-02", "incremental"))
+    assert february["tables"]["orders"]["landing"] == "full"
+    assert "shares its id and updated_at" in february["tables"]["orders"]["full_reason"]
 
 
 def test_a_carried_row_is_compared_with_the_version_staging_holds(tmp_path):
