@@ -144,28 +144,29 @@ def _validate_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed_file
     cols = ", ".join(spec.columns)
     content = "concat_ws(chr(31), " + ", ".join(f"coalesce({c}, chr(0))" for c in spec.columns) + ")"
     checks = _intrinsic_checks(spec, rules.data["reporting_currency"], month_end)
-    # _row_key = content hash + occurrence number among identical lines; the window that numbers
-    # the occurrences runs only over the (few) repeated contents, not over every row
+    # _row_key = content hash + occurrence number among identical lines: every row is written as
+    # the first occurrence in one pass over the landed file, then the (few) repeated contents are
+    # numbered in the written table. (Numbering them in the same statement read the landed rows
+    # three times: one month's orders at 1M customers, 3.6M rows, 6.7 s -> 4.9 s + 0.5 s.)
     con.execute(f"""
         create or replace table {SCRATCH}.checked_{spec.name} as
-        with keyed as (
-            select *, md5({content}) as _content_hash from read_parquet({_q(landed_file)})
-        ),
-        repeated as (
-            select _content_hash from keyed group by _content_hash having count(*) > 1
-        ),
-        numbered as (
-            select *, _content_hash || '-1' as _row_key
-            from keyed where _content_hash not in (select _content_hash from repeated)
-            union all
-            select *, _content_hash || '-' || row_number() over (partition by _content_hash order by _source_line)
-            from keyed where _content_hash in (select _content_hash from repeated)
-        )
         select {cols}, _source_file, _source_line, _content_hash,
                {_parsed("updated_at") if spec.versioned else "timestamptz '1970-01-01'"} as _updated_ts,
-               _row_key, {_by_index(checks, 0)} as rule, {_by_index(checks, 2)} as reason
+               _content_hash || '-1' as _row_key, {_by_index(checks, 0)} as rule, {_by_index(checks, 2)} as reason
         from (select *, {_first_broken(checks)} as _broken
-              from (select {_parse_columns(spec)} from numbered) parsed) src
+              from (select {_parse_columns(spec)}
+                    from (select *, md5({content}) as _content_hash from read_parquet({_q(landed_file)})) keyed
+                   ) parsed) src
+    """)
+    con.execute(f"""
+        update {SCRATCH}.checked_{spec.name} c set _row_key = n._content_hash || '-' || n.occurrence
+        from (select _source_line, _content_hash,
+                     row_number() over (partition by _content_hash order by _source_line) as occurrence
+              from {SCRATCH}.checked_{spec.name}
+              -- (candidates by a 64-bit hash of the content hash: grouping by it is the cheaper)
+              where hash(_content_hash) in (select hash(_content_hash) from {SCRATCH}.checked_{spec.name}
+                                            group by 1 having count(*) > 1)) n
+        where c._source_line = n._source_line and n.occurrence > 1
     """)
     key = ", ".join(spec.key)
     own = spec.name in inherited   # a delta batch: its base run's rows are part of it (tiering.increment)

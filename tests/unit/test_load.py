@@ -67,3 +67,38 @@ def test_a_small_batch_is_checked_uncompressed_and_the_setting_set_back(rows, in
     with _uncompressed_writes(con, rows):
         assert con.execute(setting).fetchone()[0] == inside
     assert con.execute(setting).fetchone()[0] == "auto"
+
+
+def test_identical_lines_get_their_occurrence_number_in_line_order(tmp_path):
+    """Each landed row's key is the hash of its values and its occurrence among identical lines
+    (numbered by source line), so identical lines are distinct rows of raw and a rerun finds them
+    again; the numbering happens after the checked rows are written (tiering.load._validate_table)."""
+    import hashlib
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tests.fixtures.sources import customer
+    from tiering.load import SCRATCH, _validate_table
+    from tiering.rules import load_rules
+    from tiering.settings import DEFAULT_RULES
+
+    spec = TABLES["customers"]
+    rows = [customer("K1"), customer("K2"), customer("K1"), customer("K3"), customer("K1"), customer("K2")]
+    columns = {c: [r.get(c) for r in rows] for c in spec.columns}   # (absent: NULL)
+    landed = tmp_path / "customers.parquet"
+    pq.write_table(pa.table({**columns, "_source_file": ["customers.csv"] * len(rows),
+                             "_source_line": list(range(2, 2 + len(rows)))}), landed)
+    con = duckdb.connect()
+    con.execute("set TimeZone = 'UTC'")
+    con.execute(f"attach '{tmp_path / 'scratch.duckdb'}' as {SCRATCH}")
+    con.execute("create temp view valid_fx_rates as select 'EUR' as currency, '2024-01' as month where false")
+    _validate_table(con, spec, str(landed), load_rules(DEFAULT_RULES), "2024-02-01 00:00:00+00", {})
+    keys = con.execute(f"select _source_line, _row_key, rule from {SCRATCH}.checked_customers order by 1").fetchall()
+
+    def content(r):
+        return hashlib.md5(chr(31).join(chr(0) if r.get(c) is None else r[c] for c in spec.columns).encode()).hexdigest()
+
+    assert keys == [(2, f"{content(rows[0])}-1", None), (3, f"{content(rows[1])}-1", None),
+                    (4, f"{content(rows[0])}-2", None), (5, f"{content(rows[3])}-1", None),
+                    (6, f"{content(rows[0])}-3", None), (7, f"{content(rows[1])}-2", None)]
