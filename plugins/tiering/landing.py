@@ -26,6 +26,7 @@ from tiering.source import (LOAD_ORDER, TABLES, Delta, TableSpec, carried_collis
 from tiering.warehouse import apply_settings
 
 MANIFEST = "_manifest.json"
+BASE_WAREHOUSE = "base_warehouse"   # the warehouse, attached read-only to the landing's connection
 
 
 class LandingError(TieringError):
@@ -50,6 +51,8 @@ def extract_and_land(spec: RunSpec) -> dict:
     staging.mkdir(parents=True, exist_ok=False)
     base, no_base = find_base(spec, load_rules(spec.rules_path).version)
     con = apply_settings(duckdb.connect())
+    if base is not None:   # (its quarantine records: the carried rows of a byte-identical file)
+        con.execute(f"attach {sql_literal(str(spec.warehouse))} as {BASE_WAREHOUSE} (read_only)")
     tables: dict[str, dict] = {}
     incremental: set[str] = set()   # tables whose rows before the base's cutoff are the base's
     paths = {name: TABLES[name].path_in(spec.source_dir) for name in LOAD_ORDER}
@@ -167,11 +170,27 @@ def _skipping_old_row_groups(con: duckdb.DuckDBPyConnection, spec: TableSpec, pa
     entry["row_group_times"] = kept if kept is not None else row_group_times(con, spec, path)
     since_us = con.execute(f"select epoch_us(timestamptz {sql_literal(delta.since)})").fetchone()[0]
     ranges = delta_line_ranges(entry["row_group_times"], since_us)
-    # (the row groups read: those in the ranges, and those holding a carried row)
+    # (the row groups read: those in the ranges)
     entry["row_groups_read"] = sum(1 for first, count, *_ in entry["row_group_times"]
-                                   if any(low <= first <= high for low, high in ranges)
-                                   or any(first <= line < first + count for line in delta.carried_lines))
-    return replace(delta, line_ranges=ranges, unparseable_ranges=delta_line_ranges(entry["row_group_times"], None))
+                                   if any(low <= first <= high for low, high in ranges))
+    if delta.carried_lines:
+        entry["carried_rows_from"] = f"quarantine.rejected_rows of run {base.run_id}"
+    return replace(delta, line_ranges=ranges, unparseable_ranges=delta_line_ranges(entry["row_group_times"], None),
+                   carried_rows=_quarantined_records(spec, path, base))
+
+
+def _quarantined_records(spec: TableSpec, path: Path, base: Base) -> str:
+    """SQL: the rows of `spec`'s table the base run quarantined, as landed (the source columns as
+    text, `_source_line`, `_source_file`), from their records in the warehouse's quarantine.
+    Taken for a delta on a byte-identical source file: they are then the source's lines
+    (tests/integration/test_incremental_landing.py compares every result with a full landing),
+    read without the row groups they are spread over (one month's orders at 1M customers:
+    233,383 carried rows in all 59 row groups, 2.2 s of the delta's copy)."""
+    columns = ", ".join(f"json_extract_string(record, {sql_literal('$.' + c)}) as {c}" for c in spec.columns)
+    return (f"select {columns}, source_line as _source_line, {sql_literal(path.name)} as _source_file "
+            f"from {BASE_WAREHOUSE}.quarantine.rejected_rows "
+            f"where run_id = {sql_literal(base.run_id)} and source_table = {sql_literal(spec.name)} "
+            f"and source_line is not null")
 
 
 def read_manifest(spec: RunSpec) -> dict:
