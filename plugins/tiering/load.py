@@ -33,7 +33,7 @@ from tiering.errors import TieringError
 from tiering.landing import read_manifest
 from tiering.rules import Rules
 from tiering.runspec import RunSpec
-from tiering.source import LOAD_ORDER, REFERENCES, TABLES, TableSpec, sql_literal as _q
+from tiering.source import LOAD_ORDER, REFERENCES, TABLES, TableSpec, record_of, sql_literal as _q
 from tiering.warehouse import connect, ensure_schema, transaction
 
 SCRATCH = "load_scratch"   # the batch's checked rows: an attached database file, deleted after the load
@@ -432,10 +432,9 @@ def _load_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed: dict, r
     con.executemany("insert into raw.batch_lineage values (?, ?, ?)",
                     [[run.run_id, name, member] for member in [run.run_id, *(inherited.batch_ids if inherited else [])]])
     con.execute("delete from quarantine.rejected_rows where run_id = ? and source_table = ?", [run.run_id, name])
-    record = "to_json({" + ", ".join(f"'{c}': {c}" for c in spec.columns) + "})"
     quarantined = con.execute(f"""
         insert into quarantine.rejected_rows
-        select ?, ?, ?, _source_file, _source_line, _row_key, rule, reason, {record}, ?
+        select ?, ?, ?, _source_file, _source_line, _row_key, rule, reason, {record_of(spec)}, ?
         from {SCRATCH}.checked_{name} where rule is not null
     """, [run.run_id, run.month, name, now]).fetchone()[0]
     con.execute("delete from audit.load_batches where run_id = ? and source_table = ?", [run.run_id, name])

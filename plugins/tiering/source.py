@@ -30,6 +30,17 @@ def sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def record_of(spec: "TableSpec") -> str:
+    """SQL: a landed row's source columns as the JSON record quarantine.rejected_rows keeps
+    (tiering.load); `columns_of_record` reads them back."""
+    return "to_json({" + ", ".join(f"{sql_literal(c)}: {c}" for c in spec.columns) + "})"
+
+
+def columns_of_record(spec: "TableSpec", record: str = "record") -> str:
+    """SQL: the source columns (text, as landed) from a quarantine record (`record_of`)."""
+    return ", ".join(f"json_extract_string({record}, {sql_literal('$.' + c)}) as {c}" for c in spec.columns)
+
+
 @dataclass(frozen=True)
 class TableSpec:
     name: str
@@ -296,7 +307,8 @@ def extract_as_of_to(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path
     pass). Returns the row count."""
     params = {_CARRIED: list(delta.carried_lines)} if delta is not None and delta.carried_lines else None
     if delta is not None and delta.line_ranges is not None and path.suffix == ".parquet":
-        # only the row groups that can hold the delta's rows, and the carried rows wherever they are
+        # only the row groups that can hold the delta's rows, and the carried rows (wherever they
+        # are, or from the base run's quarantine records)
         query = f"{_delta_rows(spec, path, cutoff, delta)} order by _source_line"
         return _run(con, path, f"copy ({query}) to {sql_literal(str(out))} ({LANDED_PARQUET})",
                     params if f"${_CARRIED}" in query else None)[0][0]
