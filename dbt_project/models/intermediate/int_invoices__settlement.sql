@@ -15,11 +15,15 @@ touched_invoices as (
     from {{ source('raw', 'payments') }} as payment_versions
     where payment_versions.payment_id in (select payment_id from ({{ run_batch_rows('payments') }}) as own_payments)
     union all
-    -- the invoices paid between the month the table was computed for and this month's end
+    -- the invoices paid between the month the table was computed for and this month's end, by a
+    -- payment staging held before this build (a payment this build wrote, staged_before = this
+    -- month's, is one of the run's own payments above: at 1M customers, 2.8M payment rows
+    -- fewer to look the invoices up with)
     select invoice_id
     from {{ ref('stg_raw__payments') }}
     where paid_at >= (select max(paid_before) from {{ this }})
         and paid_at < {{ next_month_start() }}
+        and staged_before < {{ next_month_start() }}
 ),
 {%- endif %}
 
