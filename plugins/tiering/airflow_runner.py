@@ -85,6 +85,29 @@ def get_dag():
     return _DAG
 
 
+_EXECUTION_API_READY = False
+
+
+def start_execution_api() -> None:
+    """Start Airflow's in-process Execution API, which `dag.test()` runs its task instances
+    through, by asking it for its health. Building that FastAPI app is a one-off of a process
+    (~5-8 s here, like an API server's start in a deployment): the first `dag.test()` would
+    otherwise pay it inside its first task. Later calls return at once."""
+    global _EXECUTION_API_READY
+    if _EXECUTION_API_READY:
+        return
+    import httpx
+    from airflow.sdk.execution_time.supervisor import in_process_api_server
+
+    api = in_process_api_server()  # cached per process; dag.test() uses the same instance
+    with httpx.Client(transport=api.transport, base_url="http://in-process.invalid/") as client:
+        response = client.get("health")
+    if response.status_code != 200:
+        raise TieringError(f"Airflow's in-process Execution API is not healthy: HTTP {response.status_code} "
+                           f"{response.text[:200]}")
+    _EXECUTION_API_READY = True
+
+
 def run_month(spec: RunSpec) -> dict:
     """Run the DAG for `spec.month`; return the month summary or raise TieringError with the reason."""
     from tiering.pipeline import month_summary, run_status
@@ -92,6 +115,7 @@ def run_month(spec: RunSpec) -> dict:
     home = configure_environment()
     with home_lock(home):
         dag = get_dag()
+        start_execution_api()
         logical_date = datetime(spec.month.year, spec.month.month, 1, tzinfo=timezone.utc)
         dag_run = dag.test(logical_date=logical_date, run_conf=spec.to_conf())
     state = str(getattr(dag_run.state, "value", dag_run.state))

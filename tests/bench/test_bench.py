@@ -128,4 +128,4 @@ def test_markdown_of_the_opt_in_month_scenario():
     assert results["summary"]["ratios_from"] == "month" and results["summary"]["dbt_over_single_query"] == 3.0
     text = bench.markdown(results)
     assert "| one month (2024-12) via Airflow | 14.0 |" in text
-    assert "Airflow start-up (DagBag + metadata DB, once per process): 1.50 s" in text
+    assert "Airflow start-up (DagBag, metadata DB, in-process Execution API; once per process): 1.50 s" in text

@@ -116,3 +116,20 @@ def test_customer_codes_are_valid_unique_and_keep_their_sequence(in_order):
         sequences.setdefault(customer_id, set()).add(code.split("-")[3])
     assert all(len(s) == 1 for s in sequences.values())
     assert len({next(iter(s)) for s in sequences.values()}) == len(sequences)
+
+
+def test_the_execution_api_is_started_once_per_process(in_order):
+    """run_month starts Airflow's in-process Execution API before its first dag.test() (a one-off
+    of the process, timed apart by the bench); dag.test() then uses that same instance."""
+    import time
+
+    from airflow.sdk.execution_time.supervisor import in_process_api_server
+
+    from tiering import airflow_runner
+
+    assert airflow_runner._EXECUTION_API_READY
+    api = in_process_api_server()
+    started = time.monotonic()
+    airflow_runner.start_execution_api()
+    assert time.monotonic() - started < 0.5
+    assert in_process_api_server() is api
