@@ -38,20 +38,38 @@ bad_codes as (
         or cast(substr(all_digits, {{ 6 + seq_digits }}, 1) as integer) <> {{ luhn_check_digit('payload', 5 + seq_digits) }})
 ),
 
+-- (a group holds two different values <=> its min and max differ: the groups are found by min and
+-- max, and the distinct values listed for those few groups only; counting distinct values in
+-- every group cost 2.0-2.3 s at 1M customers, this 1.2-1.3 s)
+customers_with_several_sequences as (
+    select customer_id
+    from codes
+    group by customer_id
+    having min(sequence_part) <> max(sequence_part)
+),
+
 unstable_sequences as (
     select customer_id, cast(null as date) as month, {{ distinct_list('sequence_part') }} as customer_code,
            'customer has several sequence numbers' as problem
     from codes
+    where customer_id in (select customer_id from customers_with_several_sequences)
     group by customer_id
-    having count(distinct sequence_part) > 1
+),
+
+sequences_of_several_customers as (
+    select month, sequence_part
+    from codes
+    group by month, sequence_part
+    having min(customer_id) <> max(customer_id)
 ),
 
 shared_sequences as (
-    select {{ distinct_list('customer_id') }} as customer_id, month, sequence_part as customer_code,
+    select {{ distinct_list('codes.customer_id') }} as customer_id, codes.month, codes.sequence_part as customer_code,
            'sequence number shared by several customers' as problem
     from codes
-    group by month, sequence_part
-    having count(distinct customer_id) > 1
+    inner join sequences_of_several_customers as shared
+        on shared.month = codes.month and shared.sequence_part = codes.sequence_part
+    group by codes.month, codes.sequence_part
 )
 
 select * from bad_codes
