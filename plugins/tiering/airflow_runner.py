@@ -2,7 +2,8 @@
 
 Sets up an Airflow home (default `<project>/.airflow`, or $AIRFLOW_HOME) with a
 SQLite metadata DB on first use. The first `dag.test()` in a process costs a few
-seconds; later ones are fast, so a backfill runs all its months in one process.
+seconds more (the DagBag, and the in-process Execution API that runs its task instances:
+start_execution_api); later ones are fast, so a backfill runs all its months in one process.
 """
 from __future__ import annotations
 
