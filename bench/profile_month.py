@@ -1,0 +1,240 @@
+"""Where one month's run spends its time: every step (wall and CPU seconds), every dbt node, every
+SQL statement over a threshold and, on request, any function.
+
+    .venv/bin/python bench/profile_month.py --month 2024-12 --source /tmp/tiering-bench/L/source \\
+        --warehouse /tmp/prof/a/tiering.duckdb --copy-from /tmp/prof/base/tiering.duckdb \\
+        --duckdb-memory 1GB --threads 2 --out /tmp/prof/a.json
+
+`--copy-from` runs the month on a copy of a warehouse that holds the month before (built once,
+e.g. a cold run of that month with this script; at L that takes 20-30 minutes): the copy gets the
+base's published BI copy (its modification time kept, so publishing replaces the month as in a
+real next month) and links to its landed batches (immutable), and the copied audit tables point
+at the copy. Every profile of the same base then measures the same steady-state month, which is
+how changes were compared in bench/RESULTS.md. With `--keep-staging-state`, the staging tables the
+base holds are taken as built by the code being profiled (else a change of a staging model or
+macro rebuilds them in full, as the pipeline does): only for a change that leaves their columns and
+contents as they were.
+
+The steps run in this process without Airflow (the bench's `steady` scenario gives the Airflow
+overhead). The timers are the bench's (`bench/run.py _instrument`); dbt nodes are timed by dbt
+itself; SQL statements are timed on the connections of tiering.warehouse.connect and of the
+landing and potential steps; `--functions module:name,...` times any module-level function
+(total seconds over its calls), named in the module that calls it (a name imported with `from`
+is that module's own), e.g. `tiering.quality:build_gate,tiering.landing:sha256_of`.
+The report is printed and written as JSON (`--out`).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import shutil
+import sys
+import time
+import types
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "plugins"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+# modules whose DuckDB connections are timed statement by statement (they call duckdb.connect)
+TIMED_CONNECTION_MODULES = ("tiering.warehouse", "tiering.landing", "tiering.potential")
+
+
+class _TimedConnection:
+    """A DuckDB connection whose execute() and sql() record statements slower than the threshold."""
+
+    def __init__(self, con, statements: list, threshold: float):
+        self._con, self._statements, self._threshold = con, statements, threshold
+
+    def __getattr__(self, name):
+        return getattr(self._con, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return self._con.__exit__(*exc)
+
+    def _timed(self, method, query, args, kwargs):
+        started = time.monotonic()
+        result = getattr(self._con, method)(query, *args, **kwargs)
+        seconds = time.monotonic() - started
+        if seconds >= self._threshold:
+            self._statements.append([round(seconds, 2), " ".join(str(query).split())[:200]])
+        return result
+
+    def execute(self, query, *args, **kwargs):
+        import duckdb
+
+        result = self._timed("execute", query, args, kwargs)
+        # (execute returns the connection: keep timing what is chained on it)
+        return self if isinstance(result, duckdb.DuckDBPyConnection) else result
+
+    def sql(self, query, *args, **kwargs):
+        return self._timed("sql", query, args, kwargs)
+
+
+def _time_sql(statements: list, threshold: float) -> None:
+    import duckdb
+
+    def connect(*args, **kwargs):
+        return _TimedConnection(duckdb.connect(*args, **kwargs), statements, threshold)
+
+    shim = types.ModuleType("duckdb_timed")
+    shim.__dict__.update(duckdb.__dict__)
+    shim.connect = connect
+    for name in TIMED_CONNECTION_MODULES:
+        importlib.import_module(name).duckdb = shim
+
+
+def _time_functions(specs: list[str], totals: dict) -> None:
+    for spec in specs:
+        module_name, _, attr = spec.partition(":")
+        module = importlib.import_module(module_name)
+        if not attr or not callable(getattr(module, attr, None)):
+            raise SystemExit(f"--functions: {spec!r} is no function (expected module:name, e.g. tiering.load:load_raw)")
+
+        def timed(*args, __fn=getattr(module, attr), __name=spec, **kwargs):
+            started = time.monotonic()
+            try:
+                return __fn(*args, **kwargs)
+            finally:
+                totals[__name] = round(totals.get(__name, 0.0) + time.monotonic() - started, 3)
+
+        setattr(module, attr, timed)
+
+
+def _time_dbt_nodes(nodes: list) -> None:
+    from dbt.cli.main import dbtRunner
+
+    invoke = dbtRunner.invoke
+
+    def timed_invoke(self, args, **kwargs):
+        result = invoke(self, args, **kwargs)
+        for node in getattr(result.result, "results", None) or []:
+            nodes.append([round(node.execution_time, 2), node.node.name])
+        return result
+
+    dbtRunner.invoke = timed_invoke
+
+
+def copy_warehouse(base: Path, warehouse: Path, keep_staging_state: bool = False) -> None:
+    """`warehouse` (a file in a new folder) made a copy of `base`: file, published BI copy (mtime
+    kept), links to the landed batches, and its audit tables' paths rewritten."""
+    import duckdb
+
+    base, warehouse = base.resolve(), warehouse.resolve()
+    if not base.is_file():
+        raise SystemExit(f"--copy-from {base}: no such warehouse file (build the base month first)")
+    if warehouse.exists():
+        raise SystemExit(f"--warehouse {warehouse} exists: profile on a new path (a copy is made there)")
+    warehouse.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(base, warehouse)
+    if (base.parent / "published").is_dir():
+        shutil.copytree(base.parent / "published", warehouse.parent / "published", copy_function=shutil.copy2)
+    (warehouse.parent / "landing").mkdir(exist_ok=True)
+    for batch in sorted((base.parent / "landing").glob("*")):
+        (warehouse.parent / "landing" / batch.name).symlink_to(batch)
+    old, new = f"{base.parent}/", f"{warehouse.parent}/"
+    con = duckdb.connect(str(warehouse))
+    try:
+        con.execute("update audit.runs set landing_dir = replace(landing_dir, ?, ?)", [old, new])
+        if con.execute("select count(*) from information_schema.tables where table_schema = 'audit' "
+                       "and table_name = 'publish_state'").fetchone()[0]:
+            con.execute("update audit.publish_state set path = replace(path, ?, ?)", [old, new])
+        if keep_staging_state:
+            from tiering.pipeline import staging_code_version
+
+            con.execute("update audit.staging_state set code_version = ?", [staging_code_version()])
+    finally:
+        con.close()
+
+
+def profile_month(month: str, source: Path, warehouse: Path, sql_threshold: float = 0.3,
+                  functions: list[str] | None = None) -> dict:
+    """Run every step of `month` on `warehouse`; the timings."""
+    from run import _cpu_seconds, _instrument
+
+    statements: list = []
+    nodes: list = []
+    function_totals: dict = {}
+    _time_sql(statements, sql_threshold)
+    timings = _instrument(None)
+    _time_functions(functions or [], function_totals)
+    _time_dbt_nodes(nodes)
+    from tiering import pipeline
+    from tiering.quality import import_gx
+    from tiering.steps import STEPS
+
+    import_gx()   # a one-off import of the process, as in the bench
+    started, cpu = time.monotonic(), _cpu_seconds()
+    run = pipeline.start_run({"month": month, "source_dir": str(source), "warehouse": str(warehouse)})
+    for step in STEPS:
+        getattr(pipeline, step)(run)
+        print(f"[profile] {step}: {timings['current'][step]:.1f} s", flush=True)
+    import resource
+
+    return {"month": month, "warehouse": str(warehouse), "run_id": run["run_id"],
+            "wall_s": round(time.monotonic() - started, 2), "cpu_s": round(_cpu_seconds() - cpu, 2),
+            "steps_s": dict(timings["current"]), "steps_cpu_s": dict(timings["cpu"]),
+            "dbt_nodes_s": sorted(nodes, reverse=True), "dbt_nodes_total_s": round(sum(n[0] for n in nodes), 2),
+            "sql_statements_s": sorted(statements, reverse=True), "functions_s": function_totals,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}
+
+
+def report(result: dict, top: int) -> str:
+    lines = [f"month {result['month']} on {result['warehouse']}: {result['wall_s']} s, "
+             f"{result['cpu_s']} CPU s ({result['cpu_s'] / max(result['wall_s'], 1e-9):.2f} cores busy), "
+             f"peak RSS {result['peak_rss_mb']} MB", "", "step                   wall s   CPU s"]
+    lines += [f"{step:<22} {wall:>6.1f} {result['steps_cpu_s'].get(step, 0):>7.1f}"
+              for step, wall in result["steps_s"].items()]
+    lines += ["", f"dbt nodes ({result['dbt_nodes_total_s']} s in all), the {top} slowest:"]
+    lines += [f"  {seconds:>6.2f}  {name}" for seconds, name in result["dbt_nodes_s"][:top]]
+    lines += ["", f"SQL statements, the {top} slowest:"]
+    lines += [f"  {seconds:>6.2f}  {text[:150]}" for seconds, text in result["sql_statements_s"][:top]]
+    if result["functions_s"]:
+        lines += ["", "functions (total over their calls):"]
+        lines += [f"  {seconds:>6.2f}  {name}" for name, seconds in sorted(result["functions_s"].items(),
+                                                                         key=lambda kv: -kv[1])]
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Profile one month's run step by step (bench/profile_month.py).")
+    parser.add_argument("--month", required=True, help="YYYY-MM")
+    parser.add_argument("--source", required=True, type=Path, help="source folder (e.g. the bench's)")
+    parser.add_argument("--warehouse", required=True, type=Path, help="warehouse file the month runs on")
+    parser.add_argument("--copy-from", type=Path, help="make --warehouse a copy of this warehouse first")
+    parser.add_argument("--keep-staging-state", action="store_true",
+                        help="with --copy-from: take the kept staging tables as built by this code")
+    parser.add_argument("--duckdb-memory", default=os.environ.get("TIERING_DUCKDB_MEMORY_LIMIT", "4GB"))
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("TIERING_DUCKDB_THREADS", os.cpu_count() or 2)))
+    parser.add_argument("--sql-threshold", type=float, default=0.3, help="seconds from which a statement is listed")
+    parser.add_argument("--functions", default="", help="module:name,... to time as well")
+    parser.add_argument("--top", type=int, default=25, help="how many nodes and statements to print")
+    parser.add_argument("--out", type=Path, help="JSON file of the full result")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.keep_staging_state and not args.copy_from:
+        raise SystemExit("--keep-staging-state needs --copy-from")
+    os.environ["TIERING_DUCKDB_MEMORY_LIMIT"] = args.duckdb_memory
+    os.environ["TIERING_DUCKDB_THREADS"] = str(args.threads)
+    if args.copy_from:
+        copy_warehouse(args.copy_from, args.warehouse, args.keep_staging_state)
+    result = profile_month(args.month, args.source, args.warehouse, args.sql_threshold,
+                           [f for f in args.functions.split(",") if f.strip()])
+    print(report(result, args.top))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

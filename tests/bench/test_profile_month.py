@@ -1,0 +1,72 @@
+"""bench/profile_month.py: a month profiled on a copy of the session's demo warehouse (the month
+rerun after the months before), every step, dbt node and SQL statement timed; the base untouched."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.warehouse import query
+from tiering.steps import STEPS
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "bench" / "profile_month.py"
+
+
+def _profile(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def profiled(demo_warehouse: Path, demo_source: Path, tmp_path_factory) -> dict:
+    work = tmp_path_factory.mktemp("profile")
+    runs_before = query(demo_warehouse, "select count(*) from audit.runs")[0][0]
+    proc = _profile("--month", "2024-04", "--source", str(demo_source), "--warehouse", str(work / "copy" / "tiering.duckdb"),
+                    "--copy-from", str(demo_warehouse), "--sql-threshold", "0", "--top", "3",
+                    "--functions", "tiering.quality:build_gate", "--out", str(work / "profile.json"))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return {"result": json.loads((work / "profile.json").read_text()), "stdout": proc.stdout, "work": work,
+            "runs_before": runs_before, "base": demo_warehouse}
+
+
+def test_every_step_dbt_node_and_statement_is_timed(profiled):
+    result = profiled["result"]
+    assert list(result["steps_s"]) == ["start_run", *STEPS]
+    assert set(result["steps_cpu_s"]) == set(result["steps_s"])
+    assert result["wall_s"] >= sum(result["steps_s"].values()) * 0.99
+    names = {name for _, name in result["dbt_nodes_s"]}
+    assert {"stg_raw__orders", "int_invoices__settlement", "customer_tier_monthly"} <= names
+    assert result["dbt_nodes_total_s"] > 0
+    statements = " ".join(text for _, text in result["sql_statements_s"])
+    assert "load_scratch.checked_orders" in statements      # tiering.load, via tiering.warehouse.connect
+    assert "purchase_days" in statements                     # tiering.potential's own connection
+    assert result["functions_s"]["tiering.quality:build_gate"] > 0
+    out = profiled["stdout"]
+    assert "step                   wall s   CPU s" in out and "dbt nodes (" in out and "cores busy" in out
+
+
+def test_the_month_ran_on_the_copy_and_the_base_is_untouched(profiled):
+    copy = profiled["work"] / "copy" / "tiering.duckdb"
+    status, landing_dir = query(copy, "select status, landing_dir from audit.runs where run_id = ?",
+                                [profiled["result"]["run_id"]])[0]
+    assert status == "success" and landing_dir.startswith(str(copy.parent))
+    # the base's landed batches are linked (immutable), the month's own batch is landed in the copy
+    batches = {p.name: p for p in (copy.parent / "landing").iterdir()}
+    run_id = profiled["result"]["run_id"]
+    assert not batches.pop(run_id).is_symlink() and batches and all(p.is_symlink() for p in batches.values())
+    assert query(copy, "select mode, path from audit.publish_state")[0] == (
+        "by month", str(copy.parent / "published" / "tiering_bi.duckdb"))
+    assert query(profiled["base"], "select count(*) from audit.runs")[0][0] == profiled["runs_before"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--keep-staging-state"], "--keep-staging-state needs --copy-from"),
+    (["--copy-from", "/nonexistent/tiering.duckdb"], "no such warehouse file"),
+    (["--functions", "tiering.load:no_such_function"], "is no function"),
+])
+def test_usage_errors_say_what_to_do(tmp_path, args, message):
+    proc = _profile("--month", "2024-04", "--source", str(tmp_path), "--warehouse", str(tmp_path / "w.duckdb"), *args)
+    assert proc.returncode != 0 and message in proc.stderr
