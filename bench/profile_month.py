@@ -81,7 +81,11 @@ def _time_sql(statements: list, threshold: float) -> None:
     import duckdb
 
     def connect(*args, **kwargs):
-        return _TimedConnection(duckdb.connect(*args, **kwargs), statements, threshold)
+        con = duckdb.connect(*args, **kwargs)
+        # DuckDB finds a Python object a query names (a DataFrame: tiering.potential) in the frame
+        # that called execute(), which is now _TimedConnection's: let it look further up the stack
+        con.execute("set python_scan_all_frames = true")
+        return _TimedConnection(con, statements, threshold)
 
     shim = types.ModuleType("duckdb_timed")
     shim.__dict__.update(duckdb.__dict__)

@@ -3,12 +3,14 @@ rerun after the months before), every step, dbt node and SQL statement timed; th
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.fixtures.rules import rules_file
 from tests.fixtures.warehouse import query
 from tiering.steps import STEPS
 
@@ -16,17 +18,22 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "bench" / "profile_month.py"
 
 
-def _profile(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=600)
+def _profile(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **(env or {})})
 
 
 @pytest.fixture(scope="module")
 def profiled(demo_warehouse: Path, demo_source: Path, tmp_path_factory) -> dict:
     work = tmp_path_factory.mktemp("profile")
     runs_before = query(demo_warehouse, "select count(*) from audit.runs")[0][0]
+    # the potential fitted on a sample of the customers: the step whose query names a DataFrame of
+    # the calling function (DuckDB's replacement scan), which the timed connections must not hide
+    rules = rules_file(work / "rules", **{"potential.max_customers": 100})
     proc = _profile("--month", "2024-04", "--source", str(demo_source), "--warehouse", str(work / "copy" / "tiering.duckdb"),
                     "--copy-from", str(demo_warehouse), "--sql-threshold", "0", "--top", "3",
-                    "--functions", "tiering.quality:build_gate", "--out", str(work / "profile.json"))
+                    "--functions", "tiering.quality:build_gate", "--out", str(work / "profile.json"),
+                    env={"TIERING_RULES": str(rules)})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return {"result": json.loads((work / "profile.json").read_text()), "stdout": proc.stdout, "work": work,
             "runs_before": runs_before, "base": demo_warehouse}
@@ -53,6 +60,8 @@ def test_the_month_ran_on_the_copy_and_the_base_is_untouched(profiled):
     status, landing_dir = query(copy, "select status, landing_dir from audit.runs where run_id = ?",
                                 [profiled["result"]["run_id"]])[0]
     assert status == "success" and landing_dir.startswith(str(copy.parent))
+    fit = query(copy, "select status, message from potential.fit_log where run_id = ?", [profiled["result"]["run_id"]])
+    assert fit[0][0] == "ok" and "fitted on 100 of" in fit[0][1], fit
     # the base's landed batches are linked (immutable), the month's own batch is landed in the copy
     batches = {p.name: p for p in (copy.parent / "landing").iterdir()}
     run_id = profiled["result"]["run_id"]
