@@ -94,21 +94,23 @@ def _time_sql(statements: list, threshold: float) -> None:
         importlib.import_module(name).duckdb = shim
 
 
+def _timed_function(fn, name: str, totals: dict):
+    def timed(*args, **kwargs):
+        started = time.monotonic()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            totals[name] = round(totals.get(name, 0.0) + time.monotonic() - started, 3)
+    return timed
+
+
 def _time_functions(specs: list[str], totals: dict) -> None:
     for spec in specs:
         module_name, _, attr = spec.partition(":")
         module = importlib.import_module(module_name)
         if not attr or not callable(getattr(module, attr, None)):
             raise SystemExit(f"--functions: {spec!r} is no function (expected module:name, e.g. tiering.load:load_raw)")
-
-        def timed(*args, __fn=getattr(module, attr), __name=spec, **kwargs):
-            started = time.monotonic()
-            try:
-                return __fn(*args, **kwargs)
-            finally:
-                totals[__name] = round(totals.get(__name, 0.0) + time.monotonic() - started, 3)
-
-        setattr(module, attr, timed)
+        setattr(module, attr, _timed_function(getattr(module, attr), spec, totals))
 
 
 def _time_dbt_nodes(nodes: list) -> None:

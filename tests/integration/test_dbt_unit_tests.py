@@ -7,7 +7,11 @@ import json
 import shutil
 from pathlib import Path
 
+import duckdb
+import pytest
+
 from tiering.dbt_runner import latest_run_spec, run_dbt
+from tiering.errors import DbtError
 from tiering.pipeline import PRODUCTION_BUILD
 from tiering.rules import load_rules
 from tiering.settings import DEFAULT_RULES, dbt_target_dir
@@ -31,11 +35,6 @@ def test_every_dbt_unit_test_passes(demo_warehouse: Path, tmp_path: Path):
 def test_a_null_in_a_listed_column_fails_its_models_not_null_test(demo_warehouse: Path, tmp_path: Path):
     """The model-level not_null_columns test (one query per model, tests/generic/) fails on one
     null, names itself and the rows it found, and passes on the untouched warehouse."""
-    import duckdb
-    import pytest
-
-    from tiering.errors import DbtError
-
     warehouse = tmp_path / "tiering.duckdb"
     shutil.copy(demo_warehouse, warehouse)
     spec = latest_run_spec(warehouse, DEFAULT_RULES)
@@ -53,11 +52,6 @@ def test_the_customer_code_test_finds_a_sequence_number_given_to_another_custome
     """assert_customer_tier_monthly_customer_code_valid: one customer given another's code (same
     tier, same month) is one sequence number shared by two customers and one customer whose
     number changed since the month before: two rows, each naming what is wrong."""
-    import duckdb
-    import pytest
-
-    from tiering.errors import DbtError
-
     warehouse = tmp_path / "tiering.duckdb"
     shutil.copy(demo_warehouse, warehouse)
     spec = latest_run_spec(warehouse, DEFAULT_RULES)
