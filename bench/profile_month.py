@@ -21,6 +21,8 @@ itself; SQL statements are timed on the connections of tiering.warehouse.connect
 landing and potential steps; `--functions module:name,...` times any module-level function
 (total seconds over its calls), named in the module that calls it (a name imported with `from`
 is that module's own), e.g. `tiering.quality:build_gate,tiering.landing:sha256_of`.
+The bench's machine speed probe runs before and after the month (`--no-speed-probe` skips it):
+the machine's speed drifts, and profiles compare only beside it.
 The report is printed and written as JSON (`--out`).
 """
 from __future__ import annotations
@@ -160,9 +162,14 @@ def copy_warehouse(base: Path, warehouse: Path, keep_staging_state: bool = False
 
 
 def profile_month(month: str, source: Path, warehouse: Path, sql_threshold: float = 0.3,
-                  functions: list[str] | None = None) -> dict:
-    """Run every step of `month` on `warehouse`; the timings."""
-    from run import _cpu_seconds, _instrument
+                  functions: list[str] | None = None, probe_threads: int = 0) -> dict:
+    """Run every step of `month` on `warehouse`; the timings. With `probe_threads`, the bench's
+    machine speed probe runs before and after the month: the same code's month has differed by 7%
+    within an hour with the probe reading 0.13-0.15 s and then 0.17-0.18 s, so profiles of two
+    variants compare only beside the probe."""
+    from run import _cpu_seconds, _instrument, speed_probe
+
+    probes = {"before": speed_probe(probe_threads)} if probe_threads else {}
 
     statements: list = []
     nodes: list = []
@@ -181,10 +188,13 @@ def profile_month(month: str, source: Path, warehouse: Path, sql_threshold: floa
     for step in STEPS:
         getattr(pipeline, step)(run)
         print(f"[profile] {step}: {timings['current'][step]:.1f} s", flush=True)
+    wall_s, cpu_s = round(time.monotonic() - started, 2), round(_cpu_seconds() - cpu, 2)
+    if probe_threads:
+        probes["after"] = speed_probe(probe_threads)
     import resource
 
     return {"month": month, "warehouse": str(warehouse), "run_id": run["run_id"],
-            "wall_s": round(time.monotonic() - started, 2), "cpu_s": round(_cpu_seconds() - cpu, 2),
+            "wall_s": wall_s, "cpu_s": cpu_s, "speed_probe_s": probes,
             "steps_s": dict(timings["current"]), "steps_cpu_s": dict(timings["cpu"]),
             "dbt_nodes_s": sorted(nodes, reverse=True), "dbt_nodes_total_s": round(sum(n[0] for n in nodes), 2),
             "sql_statements_s": sorted(statements, reverse=True), "functions_s": function_totals,
@@ -194,7 +204,11 @@ def profile_month(month: str, source: Path, warehouse: Path, sql_threshold: floa
 def report(result: dict, top: int) -> str:
     lines = [f"month {result['month']} on {result['warehouse']}: {result['wall_s']} s, "
              f"{result['cpu_s']} CPU s ({result['cpu_s'] / max(result['wall_s'], 1e-9):.2f} cores busy), "
-             f"peak RSS {result['peak_rss_mb']} MB", "", "step                   wall s   CPU s"]
+             f"peak RSS {result['peak_rss_mb']} MB"]
+    if result.get("speed_probe_s"):
+        lines.append("machine speed probe (bench/run.py speed_probe; lower is faster): "
+                     + ", ".join(f"{when} {seconds:.3f} s" for when, seconds in result["speed_probe_s"].items()))
+    lines += ["", "step                   wall s   CPU s"]
     lines += [f"{step:<22} {wall:>6.1f} {result['steps_cpu_s'].get(step, 0):>7.1f}"
               for step, wall in result["steps_s"].items()]
     lines += ["", f"dbt nodes ({result['dbt_nodes_total_s']} s in all), the {top} slowest:"]
@@ -222,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--functions", default="", help="module:name,... to time as well")
     parser.add_argument("--top", type=int, default=25, help="how many nodes and statements to print")
     parser.add_argument("--out", type=Path, help="JSON file of the full result")
+    parser.add_argument("--no-speed-probe", action="store_true",
+                        help="skip the machine speed probe before and after the month (about 1 s each)")
     return parser
 
 
@@ -234,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.copy_from:
         copy_warehouse(args.copy_from, args.warehouse, args.keep_staging_state)
     result = profile_month(args.month, args.source, args.warehouse, args.sql_threshold,
-                           [f for f in args.functions.split(",") if f.strip()])
+                           [f for f in args.functions.split(",") if f.strip()],
+                           0 if args.no_speed_probe else args.threads)
     print(report(result, args.top))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -51,7 +51,9 @@ def test_every_step_dbt_node_and_statement_is_timed(profiled):
     assert "load_scratch.checked_orders" in statements      # tiering.load, via tiering.warehouse.connect
     assert "purchase_days" in statements                     # tiering.potential's own connection
     assert result["functions_s"]["tiering.quality:build_gate"] > 0
+    assert set(result["speed_probe_s"]) == {"before", "after"} and all(s > 0 for s in result["speed_probe_s"].values())
     out = profiled["stdout"]
+    assert "machine speed probe" in out
     assert "step                   wall s   CPU s" in out and "dbt nodes (" in out and "cores busy" in out
 
 
