@@ -1,9 +1,10 @@
 {#- Staging: the latest version of each id in the current run's batch.
 
     raw keeps every distinct row ever loaded; raw.batch_rows lists each run's own loaded rows by
-    row key, and raw.batch_lineage the runs whose rows make up a run's batch of a table: the run
-    itself and, for a table landed as a delta on an earlier run (tiering.increment), that run's
-    batch.
+    row key (unless they were all new to raw: then they are the raw rows the run added, found by
+    _first_batch_id, and the lineage row says member_rows_added), and raw.batch_lineage the runs
+    whose rows make up a run's batch of a table: the run itself and, for a table landed as a
+    delta on an earlier run (tiering.increment), that run's batch.
 
     On DuckDB the versioned staging tables are kept incrementally: when the run's batch is a
     delta on the very batch the tables hold (the pipeline checks that and passes the var
@@ -67,6 +68,17 @@
             and lineage.source_table = batch_rows.source_table
         where lineage.batch_id = {{ lit(var('batch_id')) }} and lineage.source_table = '{{ table }}'
     {%- endif %}
+    )
+    {#- the rows of a member batch whose rows were all new to raw are the raw rows it added: they
+        are not listed in raw.batch_rows (tiering.load) -#}
+    or {{ table }}._first_batch_id in (
+        select lineage.member_batch_id
+        from {{ source('raw', 'batch_lineage') }} as lineage
+        where lineage.batch_id = {{ lit(var('batch_id')) }} and lineage.source_table = '{{ table }}'
+            and lineage.member_rows_added
+        {%- if own_rows_only %}
+            and lineage.member_batch_id = lineage.batch_id
+        {%- endif %}
     )
     {%- endif %}
 {%- endmacro %}

@@ -324,7 +324,7 @@ def _read_pii(con, run_id: str, keys: _CustomerKeys) -> Table:
         select customer_id, name, email, phone, updated_at
         from latest_versions
         where version_rank = 1
-        order by customer_id""", params=[run_id]).to_arrow_table()
+        order by customer_id""", params=[run_id, run_id]).to_arrow_table()
     rows = rows.add_column(1, "customer_key", keys.of(rows.column("customer_id")))
     columns = [("customer_id", "text"), ("customer_key", "text"), ("name", "text"), ("email", "text"),
                ("phone", "text"), ("updated_at", "timestamptz")]

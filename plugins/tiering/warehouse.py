@@ -26,6 +26,20 @@ def _raw_ddl() -> list[str]:
     return statements
 
 
+def _batch_members_ddl() -> str:
+    """The view raw.batch_members: each run's own loaded rows of each table (batch_id, source_table,
+    row_key), wherever they are recorded: in raw.batch_rows, or, for a batch whose rows were all
+    new to raw (its lineage row says member_rows_added), as the raw rows it added."""
+    added = [f"""select lineage.batch_id, lineage.source_table, {name}._row_key as row_key
+        from raw.batch_lineage as lineage
+        inner join raw.{name} as {name} on {name}._first_batch_id = lineage.member_batch_id
+        where lineage.source_table = '{name}' and lineage.batch_id = lineage.member_batch_id
+            and lineage.member_rows_added""" for name in TABLES]
+    return ("create or replace view raw.batch_members as\n"
+            "select batch_id, source_table, row_key from raw.batch_rows\nunion all\n"
+            + "\nunion all\n".join(added))
+
+
 DDL = [
     "create schema if not exists raw",
     "create schema if not exists quarantine",
@@ -66,19 +80,29 @@ DDL = [
     # a row the run loaded (tiering.load); the next run's landing reads it instead of the source
     # (tiering.increment: a delta's carried rows); NULL: not counted (a load by older code)
     "alter table audit.load_batches add column if not exists quarantined_clashes bigint",
+    # whether a member batch's rows are the raw rows it added (raw._first_batch_id = member_batch_id):
+    # a batch whose loaded rows were all new to raw lists none of them in raw.batch_rows (tiering.load;
+    # at 1M customers 9.5M keys a month, 137M for a first month). NULL (older loads): listed there.
+    "alter table raw.batch_lineage add column if not exists member_rows_added boolean",
+    _batch_members_ddl(),
 ]
 
 
 def batch_rows_sql(table: str) -> str:
-    """SQL with one parameter, a run id: the raw rows of `table` in that run's as-of batch (the
-    rows it loaded itself and, for a delta, those of its base run's batch; as dbt's staging macro
-    run_batch_rows reads them)."""
+    """SQL with two parameters, both the run id: the raw rows of `table` in that run's as-of batch
+    (the rows it loaded itself and, for a delta, those of its base run's batch; as dbt's staging
+    macro run_batch_rows reads them): the member batches' rows listed in raw.batch_rows, and the
+    raw rows added by the members whose rows were all new."""
     return f"""select * from raw.{table} where _row_key in (
         select batch_rows.row_key
         from raw.batch_rows as batch_rows
         inner join raw.batch_lineage as lineage
             on lineage.member_batch_id = batch_rows.batch_id and lineage.source_table = batch_rows.source_table
-        where lineage.batch_id = ? and lineage.source_table = '{table}')"""
+        where lineage.batch_id = ? and lineage.source_table = '{table}')
+    or _first_batch_id in (
+        select lineage.member_batch_id
+        from raw.batch_lineage as lineage
+        where lineage.batch_id = ? and lineage.source_table = '{table}' and lineage.member_rows_added)"""
 
 
 def tables_loaded_all_new(con: duckdb.DuckDBPyConnection, run_id: str) -> list[str]:

@@ -55,14 +55,14 @@ def test_raw_plus_quarantine_equals_extracted(in_order):
         manifest = json.loads((spec.landing_dir / "_manifest.json").read_text())
         for table, meta in manifest["tables"].items():
             landed = _rows(warehouse, f"select count(*) from read_parquet('{spec.landing_dir / meta['landed_file']}')")[0][0]
-            in_batch = _rows(warehouse, "select count(*) from raw.batch_rows where batch_id = ? and source_table = ?",
+            in_batch = _rows(warehouse, "select count(*) from raw.batch_members where batch_id = ? and source_table = ?",
                              [spec.run_id, table])[0][0]
             quarantined = _rows(warehouse, "select count(*) from quarantine.rejected_rows where run_id = ? "
                                            "and source_table = ?", [spec.run_id, table])[0][0]
             assert landed == meta["rows"] == in_batch + quarantined, (spec.month, table)
             manifest_rows[table] = landed
         # every batch row points at a raw row
-        orphans = _rows(warehouse, """select count(*) from raw.batch_rows b where batch_id = ? and not exists (
+        orphans = _rows(warehouse, """select count(*) from raw.batch_members b where batch_id = ? and not exists (
             select 1 from raw.orders o where o._row_key = b.row_key) and source_table = 'orders'""", [spec.run_id])
         assert orphans[0][0] == 0
 

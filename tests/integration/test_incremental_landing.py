@@ -351,6 +351,40 @@ def test_rows_already_in_raw_are_found_by_key_when_staging_is_updated_in_place(t
     assert results["incremental"] == results["full"]
 
 
+def test_rows_all_new_to_raw_are_the_rows_the_run_added_not_listed_by_key(tmp_path):
+    """A run whose loaded rows of a table were all new to raw lists none of their keys in
+    raw.batch_rows: they are the raw rows it added (_first_batch_id), and its lineage row says so.
+    A reload of the same run finds them in raw already and lists them. raw.batch_members holds the
+    run's own rows either way, and the next month (a delta on it) still sees its batch."""
+    from tiering.pipeline import load_raw
+
+    source, warehouse = tmp_path / "source", tmp_path / "wh" / "tiering.duckdb"
+    _source(source)
+    january = _run(source, warehouse, "2024-01", "incremental")
+    loaded = dict(query(warehouse, "select source_table, loaded_rows from audit.load_batches where run_id = ? "
+                                   "and loaded_rows = new_raw_rows", [january["run_id"]]))
+    assert loaded["orders"] > 0 and loaded["customers"] > 0
+
+    def listed() -> int:
+        return query(warehouse, "select count(*) from raw.batch_rows where batch_id = ?", [january["run_id"]])[0][0]
+
+    def members() -> dict:
+        return dict(query(warehouse, "select source_table, count(*) from raw.batch_members where batch_id = ? "
+                                     "group by 1", [january["run_id"]]))
+
+    def flags() -> set:
+        return {r[0] for r in query(warehouse, "select member_rows_added from raw.batch_lineage where batch_id = ?",
+                                    [january["run_id"]])}
+
+    assert listed() == 0 and flags() == {True}
+    assert {t: n for t, n in members().items() if t in loaded} == {t: n for t, n in loaded.items() if n}
+    load_raw(january)   # the same run loaded again: its rows are in raw already
+    assert listed() == sum(loaded.values()) and flags() == {False}
+    assert {t: n for t, n in members().items() if t in loaded} == {t: n for t, n in loaded.items() if n}
+    february = _run(source, warehouse, "2024-02", "incremental")
+    assert _manifest(warehouse, february)["delta_on"] == january["run_id"]
+
+
 def test_tests_of_a_model_updated_in_place_check_the_rows_the_build_wrote(tmp_path):
     """The tests of the models kept with staging read, after an update in place, only the rows the
     build may have written (where: __rows_updated_in_place__, macros/staging.sql): a duplicate

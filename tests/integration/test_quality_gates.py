@@ -59,7 +59,7 @@ def append_rows(path: Path, *rows: dict) -> None:
 def assert_raw_plus_quarantine_is_extracted(warehouse: Path, run_id: str) -> None:
     batches = query(warehouse, """
         select b.source_table, b.extracted_rows, b.loaded_rows, b.quarantined_rows,
-               (select count(*) from raw.batch_rows r where r.batch_id = b.run_id and r.source_table = b.source_table),
+               (select count(*) from raw.batch_members r where r.batch_id = b.run_id and r.source_table = b.source_table),
                (select count(*) from quarantine.rejected_rows q where q.run_id = b.run_id
                                                               and q.source_table = b.source_table)
         from audit.load_batches b where b.run_id = ?""", [run_id])

@@ -25,7 +25,7 @@ def test_the_staging_gate_finds_a_duplicate_id_and_an_unknown_customer(demo_ware
                                     "order by month desc, finished_at desc limit 1").fetchone()
         assert con.execute("select batch_id from audit.staging_state").fetchall() == [(run_id,)]
         con.execute("update audit.staging_state set updated_in_place = ?", [in_place])
-        own_orders = """select order_id from raw.orders where _row_key in (select row_key from raw.batch_rows
+        own_orders = """select order_id from raw.orders where _row_key in (select row_key from raw.batch_members
                         where batch_id = ? and source_table = 'orders')"""
         touched, other = con.execute(f"""
             select min(order_id) filter (where order_id in ({own_orders})),

@@ -42,11 +42,31 @@ def _held(con, inherited) -> set[str]:
 
 
 def test_a_delta_finds_its_newer_rows_in_later_batches_and_its_carried_rows_anywhere(con):
-    inherited = Inherited(table="orders", since=SINCE, batch_ids=["jan"], all_new=True)
+    inherited = Inherited(table="orders", since=SINCE, batch_ids=["jan"], added_ids=["jan"])
     assert _held(con, inherited) == {"feb-1", "feb-2", "carried-1"}
     sql = _held_rows(con, TABLES["orders"], inherited)
     # January's batch (cutoff = the base's) is not searched for the newer rows
     assert "_first_batch_id in ('jan-restated', 'mar')" in sql
+
+
+def test_inherited_batches_are_found_by_the_rows_they_added_or_by_their_listed_keys(con):
+    """A batch whose rows were all new to raw is found by _first_batch_id (its keys are not listed in
+    raw.batch_rows); another batch by its keys; a mix of both by either."""
+    con.execute("insert into raw.orders (_row_key, _first_batch_id) values ('jan-2', 'jan'), ('mar-2', 'feb')")
+    con.execute("insert into raw.batch_rows values ('mar', 'orders', 'feb-1'), ('mar', 'orders', 'mar-2')")
+
+    def members(inherited) -> set[str]:
+        return {r[0] for r in con.execute(f"select _row_key from raw.orders where {inherited.members_filter()}").fetchall()}
+
+    added = Inherited(table="orders", since=SINCE, batch_ids=["jan"], added_ids=["jan"])
+    assert added.all_new and added.members_filter() == "_first_batch_id in ('jan')"
+    assert members(added) == {"old-1", "carried-1", "jan-2"}
+    listed = Inherited(table="orders", since=SINCE, batch_ids=["mar"])
+    assert not listed.all_new and "_first_batch_id" not in listed.members_filter()
+    assert members(listed) == {"feb-1", "mar-2"}
+    mixed = Inherited(table="orders", since=SINCE, batch_ids=["jan", "mar"], added_ids=["jan"])
+    assert not mixed.all_new
+    assert members(mixed) == {"old-1", "carried-1", "jan-2", "feb-1", "mar-2"}
 
 
 def test_a_batch_landed_in_full_probes_all_of_raw(con):
@@ -55,7 +75,7 @@ def test_a_batch_landed_in_full_probes_all_of_raw(con):
 
 def test_without_later_batches_only_the_carried_rows_are_looked_up(con):
     con.execute("delete from audit.load_batches where run_id <> 'jan'")
-    inherited = Inherited(table="orders", since=SINCE, batch_ids=["jan"], all_new=True)
+    inherited = Inherited(table="orders", since=SINCE, batch_ids=["jan"], added_ids=["jan"])
     assert _held(con, inherited) == {"carried-1"}
     assert "_first_batch_id" not in _held_rows(con, TABLES["orders"], inherited)
 
