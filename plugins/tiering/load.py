@@ -228,7 +228,7 @@ class Inherited:
     table: str
     since: str
     batch_ids: list[str]
-    added_ids: list[str] = ()   # the batches whose loaded rows were all new to raw
+    added_ids: tuple[str, ...] = ()   # the batches whose loaded rows were all new to raw
 
     @property
     def all_new(self) -> bool:
@@ -361,9 +361,9 @@ def _inherited(con: duckdb.DuckDBPyConnection, manifest: dict) -> dict[str, Inhe
         if not batch_ids:
             raise LoadError(f"{name}: landed as a delta on run {base}, but raw.batch_lineage has no batch of that "
                             f"run: start a new run of the month with TIERING_LANDING=full")
-        added_ids = [r[0] for r in con.execute(
+        added_ids = tuple(r[0] for r in con.execute(
             "select distinct run_id from audit.load_batches where source_table = ? and loaded_rows = new_raw_rows "
-            "and run_id in (select unnest(?)) order by 1", [name, batch_ids]).fetchall()]
+            "and run_id in (select unnest(?)) order by 1", [name, batch_ids]).fetchall())
         inherited[name] = Inherited(table=name, since=landed["since"], batch_ids=batch_ids, added_ids=added_ids)
     return inherited
 
