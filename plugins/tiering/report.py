@@ -30,6 +30,7 @@ from pathlib import Path
 
 from tiering.errors import TieringError
 from tiering.export import open_published, require_month
+from tiering.files import atomic_write
 from tiering.publish import published_path
 from tiering.runspec import parse_month
 
@@ -526,11 +527,8 @@ def write_report(warehouse: Path, month: date, out: Path) -> dict:
     data = load_report_data(Path(warehouse), month)
     html = render_html(data)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    partial.write_text(html, encoding="utf-8")
-    os.replace(partial, out)
-    return {"path": str(out), "bytes": len(html.encode()), "month": f"{month:%Y-%m}",
+    size = atomic_write(out, html)
+    return {"path": str(out), "bytes": size, "month": f"{month:%Y-%m}",
             "rule_versions": data.rule_versions, "run_ids": data.run_ids,
             "key_accounts": len(data.key_accounts), "alerts": len(data.alerts)}
 
