@@ -45,7 +45,6 @@ from tiering.settings import EXPECTATIONS_DIR
 from tiering.warehouse import connect, ensure_schema
 
 GATES = ("landed", "staging", "marts")
-SEVERITIES = ("error", "warn")
 CONFIG_FILE = "gates.yml"
 RESULT_FORMAT = "BASIC"          # counts plus up to 20 unexpected values per expectation
 MAX_OBSERVED_CHARS = 600
@@ -117,8 +116,6 @@ class GatesFile(BaseModel):
 
 PATTERN_HELP[r"^[A-Za-z0-9_]+$"] = "a word (letters, digits, '_')"
 DEFAULT_THRESHOLDS = Thresholds().model_dump()
-SHARE_THRESHOLDS = tuple(name for name, field in Thresholds.model_fields.items()
-                         if any(getattr(m, "le", None) == 1 for m in field.metadata))
 
 
 @dataclass(frozen=True)
