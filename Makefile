@@ -18,9 +18,10 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
 
-# one virtualenv from the lock file; bytecode compiled once so that every process starts fast
+# one virtualenv from the lock file; bytecode compiled once so that every process starts fast.
+# The optional `postgres` group (dbt-postgres) is installed too, so the PostgreSQL tests run in CI.
 $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --locked --python $(PYTHON) --compile-bytecode --quiet
+	$(UV) sync --locked --group postgres --python $(PYTHON) --compile-bytecode --quiet
 	@touch $@
 
 setup: $(VENV)/.synced

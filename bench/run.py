@@ -5,7 +5,7 @@
 
 For a scale it generates (once, cached under --work, default /tmp/tiering-bench/<scale>) a
 Parquet source with `tiering.demo.generate`, then runs each scenario in a child process of
-its own while this process samples the child's whole process tree in /proc (peak RSS):
+its own while this process samples the child's whole process tree with psutil (peak RSS):
 
   month     the last month of the source through the real Airflow DAG (`run_month`, dag.test),
             on an empty warehouse: wall time per stage (every step function is timed in the
@@ -48,6 +48,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import psutil
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
 
@@ -88,27 +90,18 @@ def log(message: str) -> None:
 
 
 def _tree_rss_bytes(root_pid: int) -> int:
-    """Sum of the resident set sizes of root_pid and all its descendants (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
+    """Sum of the resident set sizes of root_pid and all its descendants (psutil)."""
+    try:
+        root = psutil.Process(root_pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for proc in tree:
         try:
-            with open(f"/proc/{entry.name}/stat", "rb") as fh:
-                stat = fh.read().decode(errors="replace")
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry.name))
-    total, todo, page = 0, [root_pid], os.sysconf("SC_PAGE_SIZE")
-    while todo:
-        pid = todo.pop()
-        try:
-            with open(f"/proc/{pid}/statm") as fh:
-                total += int(fh.read().split()[1]) * page
-        except (OSError, IndexError, ValueError):
+            total += proc.memory_info().rss
+        except psutil.Error:   # ended between the listing and the reading
             pass
-        todo.extend(children.get(pid, ()))
     return total
 
 
@@ -212,7 +205,7 @@ def _instrument(progress_file: Path | None) -> dict:
 
 def _cpu_seconds() -> float:
     """User + system CPU time of this process (all its threads: DuckDB's, dbt's) and its waited-for children."""
-    t = os.times()
+    t = psutil.Process().cpu_times()
     return t.user + t.system + t.children_user + t.children_system
 
 
@@ -565,12 +558,19 @@ def tier_counts(tiers: dict) -> dict:
     return dict(sorted(counts.items()))
 
 
+def _cpu_model() -> str:
+    """The CPU's model name (psutil does not report it: Linux's cpuinfo, else the platform's)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            return next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "?")
+    except OSError:
+        return platform.processor() or "?"
+
+
 def machine() -> dict:
-    mem_kb = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal"))
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     import duckdb
 
-    return {"cpus": os.cpu_count(), "cpu_model": model, "ram_gb": round(mem_kb / 2**20, 1),
+    return {"cpus": os.cpu_count(), "cpu_model": _cpu_model(), "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
             "python": platform.python_version(), "duckdb": duckdb.__version__, "platform": platform.platform()}
 
 

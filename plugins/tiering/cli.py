@@ -234,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         COMMANDS[args.command](args)
     except TieringError as exc:
-        print(f"tiering: error: {exc}", file=sys.stderr)
+        # one line: a message with one line per problem (an invalid rules file) is joined
+        print(f"tiering: error: {'; '.join(str(exc).splitlines())}", file=sys.stderr)
         return 1
     except FileNotFoundError as exc:
         print(f"tiering: error: {exc}", file=sys.stderr)

@@ -16,11 +16,11 @@ import csv
 import io
 import json
 import os
-import tempfile
 from collections import Counter
 from pathlib import Path
 
 from tiering.errors import TieringError
+from tiering.files import atomic_write
 from tiering.runspec import add_months, parse_month
 
 SCHEMA_PATH = Path(__file__).with_name("crm_action.schema.json")
@@ -113,25 +113,10 @@ def render(records: list[dict], fmt: str, include_contact: bool = False) -> str:
     return buffer.getvalue()
 
 
-def write_atomically(out: Path, text: str) -> None:
-    """Write `text` to `out` so that a reader never sees a partial file."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def export(warehouse: Path, month_text: str, fmt: str, out: Path, include_contact: bool = False) -> dict:
     records = read_actions(warehouse, month_text, include_contact)
-    write_atomically(out, render(records, fmt, include_contact))
+    # readable by the owner only, as the file may hold contact data (--include-contact)
+    atomic_write(out, render(records, fmt, include_contact), mode=0o600)
     return {"month": month_text, "rows": len(records), "file": str(out),
             "actions": dict(sorted(Counter(r["action"] for r in records).items())),
             "contact": include_contact}

@@ -19,8 +19,6 @@ replaces its folder atomically.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -29,6 +27,7 @@ import duckdb
 import pyarrow.parquet as pq
 
 from tiering.errors import TieringError
+from tiering.files import replace_atomically
 from tiering.publish import published_path
 from tiering.runspec import parse_month
 from tiering.warehouse import connect
@@ -122,12 +121,9 @@ def export_month(warehouse: Path, month: date, out_dir: Path) -> dict:
     month_text = f"{month:%Y-%m}"
     source = published_path(warehouse)
     target = Path(out_dir) / month_text
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / f".{month_text}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
     duckdb_name = f"tiering_{month_text}.duckdb"
-    try:
+    with replace_atomically(target) as staging:   # an earlier export of the month is swapped out
+        staging.mkdir()
         con = open_published(warehouse)
         try:
             rule_versions, run_ids = require_month(con, month, source)
@@ -142,23 +138,8 @@ def export_month(warehouse: Path, month: date, out_dir: Path) -> dict:
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         (staging / "README.md").write_text(_readme(month_text, manifest))
         (staging / duckdb_name).chmod(0o444)  # a snapshot: readers open it read-only
-        _replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     manifest["path"] = str(target)
     return manifest
-
-
-def _replace(staging: Path, target: Path) -> None:
-    """Move the finished export into place; an earlier export of the month is swapped out first."""
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
-        os.replace(target, old)
-        os.replace(staging, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staging, target)
 
 
 def cli_export(args) -> None:

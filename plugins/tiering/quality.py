@@ -32,18 +32,19 @@ import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import BaseModel, Field, field_validator
 
 from tiering.errors import QualityGateError, TieringError
 from tiering.rules import load_rules
+from tiering.validation import PATTERN_HELP, STRICT, validate
 from tiering.runspec import RunSpec, parse_month
 from tiering.settings import EXPECTATIONS_DIR
 from tiering.warehouse import connect, ensure_schema
 
 GATES = ("landed", "staging", "marts")
-SEVERITIES = ("error", "warn")
 CONFIG_FILE = "gates.yml"
 RESULT_FORMAT = "BASIC"          # counts plus up to 20 unexpected values per expectation
 MAX_OBSERVED_CHARS = 600
@@ -72,16 +73,49 @@ class QualityConfigError(TieringError, ValueError):
 
 # --- configuration -------------------------------------------------------------
 
-DEFAULT_THRESHOLDS = {
-    "max_row_count_drop_share": 0.5,
-    "row_validity_mostly": 0.99,
-    "ids_not_null_mostly": 0.99,
-    "max_quarantined_share": 0.2,
-    "revenue_share_tolerance": 1e-9,
-    "max_landed_rows_validated": 1_000_000,
-}
-SHARE_THRESHOLDS = ("max_row_count_drop_share", "row_validity_mostly", "ids_not_null_mostly",
-                    "max_quarantined_share")
+Share = Annotated[float, Field(ge=0, le=1)]
+
+
+class Thresholds(BaseModel):
+    """`thresholds:` of gates.yml; a threshold not given keeps its default."""
+    model_config = STRICT
+    max_row_count_drop_share: Share = Field(
+        0.5, description="landed: a table's as-of rows may drop at most this share against the previous month's run")
+    same_month_row_count_drop: Share = Field(
+        0.10, description="landed: a rerun of the same month may drop at most this share of the rows of its "
+                          "latest successful run")
+    row_validity_mostly: Share = Field(0.99, description="landed: row-level valid_* checks pass at this share")
+    ids_not_null_mostly: Share = Field(0.99, description="landed: id columns filled in at this share")
+    max_quarantined_share: Share = Field(0.2, description="staging: at most this share of as-of rows quarantined")
+    revenue_share_tolerance: Annotated[float, Field(ge=0)] = Field(
+        1e-9, description="marts: revenue shares sum to 1 within this")
+    max_landed_rows_validated: Annotated[float, Field(ge=0)] = Field(
+        1_000_000, description="landed: row-level checks read at most this many rows per table")
+
+
+class GatesFile(BaseModel):
+    """expectations/gates.yml: severities, thresholds, PII tokens, Data Docs (docs/quality.md)."""
+    model_config = STRICT
+    severities: dict[str, Literal["error", "warn"]] = Field(
+        default_factory=lambda: {"*": "error"},
+        description="check-id patterns (fnmatch) -> error | warn; the last matching pattern wins")
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    pii_column_tokens: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_]+$")]] = Field(
+        default_factory=lambda: ["name", "email", "phone"], min_length=1,
+        description="a marts column whose name holds one of these words is personal data")
+    data_docs: bool = Field(True, description="build Great Expectations Data Docs per run")
+
+    @field_validator("severities", "thresholds", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value, info):
+        """An empty `severities:` or `thresholds:` (null in YAML) means the defaults."""
+        if value is None or value == {}:
+            return {"*": "error"} if info.field_name == "severities" else {}
+        return value
+
+
+PATTERN_HELP[r"^[A-Za-z0-9_]+$"] = "a word (letters, digits, '_')"
+DEFAULT_THRESHOLDS = Thresholds().model_dump()
 
 
 @dataclass(frozen=True)
@@ -106,39 +140,14 @@ class GateConfig:
 
 
 def parse_gate_config(data: Any, where: str = CONFIG_FILE) -> GateConfig:
-    """Validate the content of gates.yml; a mistake names the key."""
-    if not isinstance(data, dict):
-        raise QualityConfigError(f"{where}: must be a mapping")
-    unknown = set(data) - {"severities", "thresholds", "pii_column_tokens", "data_docs"}
-    if unknown:
-        raise QualityConfigError(f"{where}: unknown key '{sorted(unknown)[0]}'")
-    severities = data.get("severities") or {"*": "error"}
-    if not isinstance(severities, dict):
-        raise QualityConfigError(f"{where}: 'severities' must map check-id patterns to error | warn")
-    for pattern, severity in severities.items():
-        if severity not in SEVERITIES:
-            raise QualityConfigError(f"{where}: 'severities.{pattern}' must be error or warn, got {severity!r}")
-    thresholds = dict(DEFAULT_THRESHOLDS)
-    given = data.get("thresholds") or {}
-    if not isinstance(given, dict):
-        raise QualityConfigError(f"{where}: 'thresholds' must be a mapping")
-    for key, value in given.items():
-        if key not in DEFAULT_THRESHOLDS:
-            raise QualityConfigError(f"{where}: unknown threshold 'thresholds.{key}'")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise QualityConfigError(f"{where}: 'thresholds.{key}' must be a non-negative number, got {value!r}")
-        if key in SHARE_THRESHOLDS and value > 1:
-            raise QualityConfigError(f"{where}: 'thresholds.{key}' is a share and must be within [0, 1], got {value}")
-        thresholds[key] = float(value)
-    tokens = data.get("pii_column_tokens", GateConfig.pii_column_tokens)
-    if not isinstance(tokens, list | tuple) or not tokens or not all(
-            isinstance(t, str) and t.replace("_", "").isalnum() for t in tokens):
-        raise QualityConfigError(f"{where}: 'pii_column_tokens' must be a non-empty list of words")
-    docs = data.get("data_docs", True)
-    if not isinstance(docs, bool):
-        raise QualityConfigError(f"{where}: 'data_docs' must be true or false")
-    return GateConfig(severities=tuple((str(p), s) for p, s in severities.items()), thresholds=thresholds,
-                      pii_column_tokens=tuple(t.lower() for t in tokens), data_docs=docs)
+    """Validate the content of gates.yml (GatesFile); one line per problem, naming the key."""
+    model, found = validate(GatesFile, data)
+    if found:
+        raise QualityConfigError("\n".join(f"{where}: {problem}" for problem in found))
+    return GateConfig(severities=tuple(model.severities.items()),
+                      thresholds={k: float(v) for k, v in model.thresholds.model_dump().items()},
+                      pii_column_tokens=tuple(t.lower() for t in model.pii_column_tokens),
+                      data_docs=model.data_docs)
 
 
 def load_gate_config(path: Path | None = None) -> GateConfig:

@@ -14,8 +14,13 @@ inline SVG drawn here from the published read-only copy BI reads. What is on the
 - the credit grade distribution;
 - the key accounts (customer_id and customer_code only: no personal data) and the alerts.
 
-Every figure has a stable id and a `data-chart` attribute (tests check they render); every text
-taken from the data is escaped.
+The page is the Jinja2 template `tiering/templates/report.html.j2`, rendered with autoescape:
+every value taken from the data is escaped by the template, none by hand. The charts are SVG
+written by the template too; this module only computes their geometry (`Chart`: numbers, colours
+and label texts), so the page needs no JavaScript. When the month is provisional (the column
+`is_provisional` of marts.customer_tier_monthly, where the copy has it), a banner says so.
+
+Every figure has a stable id and a `data-chart` attribute (tests check they render).
 """
 from __future__ import annotations
 
@@ -25,18 +30,21 @@ import os
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from html import escape
+from functools import lru_cache
 from pathlib import Path
+
+import jinja2
 
 from tiering.errors import TieringError
 from tiering.export import open_published, require_month
+from tiering.files import atomic_write
 from tiering.publish import published_path
 from tiering.runspec import parse_month
 
 TIER_COLOURS = {"A": "#1f5fa8", "B": "#4f9bd9", "C": "#a9cbe8", "D": "#d9d9d9"}
 GRADE_COLOURS = {"A": "#2e7d32", "B": "#8bc34a", "C": "#f9a825", "D": "#c62828", "unrated": "#9e9e9e"}
 GRADES = ("A", "B", "C", "D", "unrated")
-FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
+TEMPLATE = "report.html.j2"
 
 
 # --------------------------------------------------------------------------------------------
@@ -60,6 +68,7 @@ class ReportData:
     key_accounts: list[dict] = field(default_factory=list)
     alerts: list[dict] = field(default_factory=list)
     totals: dict = field(default_factory=dict)
+    provisional: bool = False                       # the month had not ended when it was computed
 
 
 def _dicts(con, sql: str, params: list) -> list[dict]:
@@ -92,6 +101,19 @@ def _rules_content(con, warehouse: Path, rule_version: str) -> dict:
     return json.loads(row[0]) if row and row[0] else {}
 
 
+def _is_provisional(con, month: date) -> bool:
+    """Whether the month's rows are provisional (computed before the month ended): the column
+    is_provisional of marts.customer_tier_monthly; a copy without that column is final."""
+    has_column = con.execute("""select count(*) from information_schema.columns
+                                where table_schema = 'marts' and table_name = 'customer_tier_monthly'
+                                  and column_name = 'is_provisional' and table_catalog = current_database()
+                             """).fetchone()[0]
+    if not has_column:
+        return False
+    return bool(con.execute("select coalesce(bool_or(is_provisional), false) from marts.customer_tier_monthly "
+                            "where month = ?", [month]).fetchone()[0])
+
+
 def load_report_data(warehouse: Path, month: date) -> ReportData:
     """Read the month's marts from the published copy; TieringError if the month is absent."""
     source = published_path(warehouse)
@@ -103,6 +125,7 @@ def load_report_data(warehouse: Path, month: date) -> ReportData:
             "select distinct rule_set from marts.customer_tier_monthly where month = ? order by 1",
             [month]).fetchall()]
         data.rule_set = rule_sets[0] if len(rule_sets) == 1 else None
+        data.provisional = _is_provisional(con, month)
         data.rules = _rules_content(con, Path(warehouse), rule_versions[-1])
         data.summary = _dicts(con, """
             select final_tier, customer_count, active_customer_count, key_account_count,
@@ -176,46 +199,69 @@ def _nice_max(value: float) -> float:
     return 10 * power
 
 
-def _text(x: float, y: float, content: str, size: int = 12, anchor: str = "middle", weight: str = "normal",
-          fill: str = "#333", extra: str = "") -> str:
-    return (f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}" '
-            f'font-weight="{weight}" fill="{fill}"{extra}>{escape(str(content))}</text>')
+# A chart is data: the template (macro `chart`) writes its SVG elements, escaping every text.
+# Each mark is a dict with a `kind` (text, line, rect, circle, polyline, polygon, gradient) and
+# the numbers, colours and texts the template's macro of that kind needs.
+
+@dataclass
+class Chart:
+    id: str
+    width: int
+    height: int
+    label: str
+    marks: list[dict]
 
 
-def _svg(chart_id: str, width: int, height: int, label: str, body: list[str]) -> str:
-    return (f'<svg id="{chart_id}-svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-            f'role="img" aria-label="{escape(label)}" xmlns="http://www.w3.org/2000/svg" '
-            f'font-family="{escape(FONT)}">' + "".join(body) + "</svg>")
+def _text(x: float, y: float, content, size: int = 12, anchor: str = "middle", weight: str = "normal",
+          fill: str = "#333", rotate: bool = False) -> dict:
+    """A label; rotate: turned -90 degrees about its own position (a vertical axis title)."""
+    return {"kind": "text", "x": x, "y": y, "content": str(content), "size": size, "anchor": anchor,
+            "weight": weight, "fill": fill, "rotate": rotate}
+
+
+def _line(x1: float, y1: float, x2: float, y2: float, stroke: str, dash: str | None = None,
+          width: float | None = None) -> dict:
+    return {"kind": "line", "x1": x1, "y1": y1, "x2": x2, "y2": y2, "stroke": stroke, "dash": dash, "width": width}
+
+
+def _rect(x: float, y: float, width: float, height: float, fill: str, title: str | None = None,
+          stroke: str | None = None, stroke_width: float | None = None) -> dict:
+    return {"kind": "rect", "x": x, "y": y, "w": width, "h": height, "fill": fill, "title": title,
+            "stroke": stroke, "stroke_width": stroke_width}
+
+
+def _circle(x: float, y: float, r: float, fill: str, title: str | None = None, stroke: str | None = None,
+            stroke_width: float | None = None) -> dict:
+    return {"kind": "circle", "x": x, "y": y, "r": r, "fill": fill, "title": title, "stroke": stroke,
+            "stroke_width": stroke_width}
 
 
 def bar_chart(chart_id: str, title: str, bars: list[tuple[str, float, str, str]], y_label: str,
-              x_label: str, axis_format=_num, width: int = 520, height: int = 300) -> str:
+              x_label: str, axis_format=_num, width: int = 520, height: int = 300) -> Chart:
     """Vertical bars: (category, value, colour, value label). Axes, gridlines and value labels."""
     left, right, top, bottom = 70, 16, 34, 56
     plot_w, plot_h = width - left - right, height - top - bottom
     y_max = _nice_max(max([b[1] for b in bars] or [0]))
-    body = [_text(width / 2, 20, title, 14, weight="600")]
+    marks = [_text(width / 2, 20, title, 14, weight="600")]
     for i in range(5):  # gridlines and y ticks
         value = y_max * i / 4
         y = top + plot_h - plot_h * i / 4
-        body.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e3e3e3"/>')
-        body.append(_text(left - 6, y + 4, axis_format(value), 11, anchor="end", fill="#666"))
+        marks.append(_line(left, y, left + plot_w, y, "#e3e3e3"))
+        marks.append(_text(left - 6, y + 4, axis_format(value), 11, anchor="end", fill="#666"))
     slot = plot_w / max(len(bars), 1)
     bar_w = min(70, slot * 0.6)
     for i, (category, value, colour, label) in enumerate(bars):
         h = plot_h * (value / y_max) if y_max else 0
         x = left + slot * i + (slot - bar_w) / 2
         y = top + plot_h - h
-        body.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{h:.1f}" fill="{colour}">'
-                    f'<title>{escape(f"{category}: {label}")}</title></rect>')
-        body.append(_text(x + bar_w / 2, y - 5, label, 11, weight="600"))
-        body.append(_text(x + bar_w / 2, top + plot_h + 16, category, 12))
-    body.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{top + plot_h}" y2="{top + plot_h}" stroke="#999"/>')
-    body.append(f'<line x1="{left}" x2="{left}" y1="{top}" y2="{top + plot_h}" stroke="#999"/>')
-    body.append(_text(left + plot_w / 2, height - 12, x_label, 12, fill="#555"))
-    body.append(_text(16, top + plot_h / 2, y_label, 12, fill="#555",
-                      extra=f' transform="rotate(-90 16 {top + plot_h / 2:.1f})"'))
-    return _svg(chart_id, width, height, title, body)
+        marks.append(_rect(x, y, bar_w, h, colour, title=f"{category}: {label}"))
+        marks.append(_text(x + bar_w / 2, y - 5, label, 11, weight="600"))
+        marks.append(_text(x + bar_w / 2, top + plot_h + 16, category, 12))
+    marks.append(_line(left, top + plot_h, left + plot_w, top + plot_h, "#999"))
+    marks.append(_line(left, top, left, top + plot_h, "#999"))
+    marks.append(_text(left + plot_w / 2, height - 12, x_label, 12, fill="#555"))
+    marks.append(_text(16, top + plot_h / 2, y_label, 12, fill="#555", rotate=True))
+    return Chart(chart_id, width, height, title, marks)
 
 
 def _thresholds(data: ReportData) -> list[tuple[str, str, float]]:
@@ -232,7 +278,7 @@ def _thresholds(data: ReportData) -> list[tuple[str, str, float]]:
     return []
 
 
-def pareto_chart(data: ReportData, width: int = 560, height: int = 420) -> str:
+def pareto_chart(data: ReportData, width: int = 560, height: int = 420) -> Chart:
     """Cumulative revenue share against cumulative customer share, rule thresholds and cut points."""
     left, right, top, bottom = 64, 24, 34, 58
     plot_w, plot_h = width - left - right, height - top - bottom
@@ -243,60 +289,55 @@ def pareto_chart(data: ReportData, width: int = 560, height: int = 420) -> str:
     def py(share: float) -> float:
         return top + plot_h - plot_h * float(share)
 
-    body = [_text(width / 2, 20, "Pareto curve: revenue held by the top customers", 14, weight="600")]
+    marks = [_text(width / 2, 20, "Pareto curve: revenue held by the top customers", 14, weight="600")]
     for i in range(0, 11, 2):
         s = i / 10
-        body.append(f'<line x1="{px(s):.1f}" x2="{px(s):.1f}" y1="{top}" y2="{top + plot_h}" stroke="#eee"/>')
-        body.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{py(s):.1f}" y2="{py(s):.1f}" stroke="#eee"/>')
-        body.append(_text(px(s), top + plot_h + 16, _pct(s, 0), 11, fill="#666"))
-        body.append(_text(left - 6, py(s) + 4, _pct(s, 0), 11, anchor="end", fill="#666"))
-    body.append(f'<line x1="{px(0)}" y1="{py(0)}" x2="{px(1)}" y2="{py(1)}" stroke="#bbb" stroke-dasharray="4 4"/>')
+        marks.append(_line(px(s), top, px(s), top + plot_h, "#eee"))
+        marks.append(_line(left, py(s), left + plot_w, py(s), "#eee"))
+        marks.append(_text(px(s), top + plot_h + 16, _pct(s, 0), 11, fill="#666"))
+        marks.append(_text(left - 6, py(s) + 4, _pct(s, 0), 11, anchor="end", fill="#666"))
+    marks.append(_line(px(0), py(0), px(1), py(1), "#bbb", dash="4 4"))
     points = [(0.0, 0.0)] + [(r["cumulative_customer_share"], r["cumulative_revenue_share"]) for r in data.pareto]
-    path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in points)
-    body.append(f'<polygon points="{px(0):.1f},{py(0):.1f} {path} {px(points[-1][0]):.1f},{py(0):.1f}" '
-                f'fill="#1f5fa8" fill-opacity="0.08"/>')
-    body.append(f'<polyline points="{path}" fill="none" stroke="#1f5fa8" stroke-width="2.5"/>')
+    curve = [(px(x), py(y)) for x, y in points]
+    marks.append({"kind": "polygon", "points": [(px(0), py(0)), *curve, (px(points[-1][0]), py(0))],
+                  "fill": "#1f5fa8", "opacity": 0.08})
+    marks.append({"kind": "polyline", "points": curve, "stroke": "#1f5fa8", "width": 2.5})
     for axis, label, share in _thresholds(data):
         if axis == "revenue":
-            body.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{py(share):.1f}" y2="{py(share):.1f}" '
-                        f'stroke="#c62828" stroke-dasharray="6 4"/>')
-            body.append(_text(left + 6, py(share) - 4, label, 11, anchor="start", fill="#c62828"))
+            marks.append(_line(left, py(share), left + plot_w, py(share), "#c62828", dash="6 4"))
+            marks.append(_text(left + 6, py(share) - 4, label, 11, anchor="start", fill="#c62828"))
         else:
-            body.append(f'<line x1="{px(share):.1f}" x2="{px(share):.1f}" y1="{top}" y2="{top + plot_h}" '
-                        f'stroke="#c62828" stroke-dasharray="6 4"/>')
-            body.append(_text(px(share) + 4, top + 14, label, 11, anchor="start", fill="#c62828"))
+            marks.append(_line(px(share), top, px(share), top + plot_h, "#c62828", dash="6 4"))
+            marks.append(_text(px(share) + 4, top + 14, label, 11, anchor="start", fill="#c62828"))
     # the actual cut points: the last customer of each value tier but the lowest; the short label
     # sits by the point, the numbers in the empty area below the curve
     cuts = [c for c in data.cuts if c["value_tier"] != data.cuts[-1]["value_tier"]] if data.cuts else []
     for i, cut in enumerate(cuts):
         name = f'{cut["value_tier"]}|{chr(ord(cut["value_tier"]) + 1)}'
         x, y = px(cut["customer_share"]), py(cut["revenue_share"])
-        body.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y:.1f}" y2="{top + plot_h}" stroke="#7f1d1d" '
-                    f'stroke-dasharray="2 3"/>')
-        body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="#c62828" stroke="#fff" stroke-width="1.5">'
-                    f'<title>{escape(name)} cut</title></circle>')
-        body.append(_text(x + 7, y + 15, name, 11, anchor="start", weight="600", fill="#7f1d1d"))
+        marks.append(_line(x, y, x, top + plot_h, "#7f1d1d", dash="2 3"))
+        marks.append(_circle(x, y, 5, "#c62828", title=f"{name} cut", stroke="#fff", stroke_width=1.5))
+        marks.append(_text(x + 7, y + 15, name, 11, anchor="start", weight="600", fill="#7f1d1d"))
         label = f'{name} cut: top {_pct(cut["customer_share"])} of customers hold {_pct(cut["revenue_share"])}'
-        body.append(_text(left + plot_w - 8, py(0.12) + 16 * i, label, 11, anchor="end", weight="600",
-                          fill="#7f1d1d"))
-    body.append(f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>')
-    body.append(_text(left + plot_w / 2, height - 22, "cumulative share of customers (ranked by value, highest first)",
-                      12, fill="#555"))
-    body.append(_text(16, top + plot_h / 2, "cumulative share of revenue", 12, fill="#555",
-                      extra=f' transform="rotate(-90 16 {top + plot_h / 2:.1f})"'))
+        marks.append(_text(left + plot_w - 8, py(0.12) + 16 * i, label, 11, anchor="end", weight="600",
+                           fill="#7f1d1d"))
+    marks.append(_rect(left, top, plot_w, plot_h, "none", stroke="#999"))
+    marks.append(_text(left + plot_w / 2, height - 22, "cumulative share of customers (ranked by value, highest first)",
+                       12, fill="#555"))
+    marks.append(_text(16, top + plot_h / 2, "cumulative share of revenue", 12, fill="#555", rotate=True))
     legend_y = height - 6
-    body.append(f'<line x1="{left}" x2="{left + 20}" y1="{legend_y - 4}" y2="{legend_y - 4}" stroke="#1f5fa8" stroke-width="2.5"/>')
-    body.append(_text(left + 24, legend_y, "customers' revenue", 11, anchor="start"))
-    body.append(f'<line x1="{left + 150}" x2="{left + 170}" y1="{legend_y - 4}" y2="{legend_y - 4}" stroke="#bbb" stroke-dasharray="4 4"/>')
-    body.append(_text(left + 174, legend_y, "equal shares", 11, anchor="start"))
-    body.append(f'<circle cx="{left + 272}" cy="{legend_y - 4}" r="4" fill="#c62828"/>')
-    body.append(_text(left + 280, legend_y, "tier cut points", 11, anchor="start"))
-    body.append(f'<line x1="{left + 375}" x2="{left + 395}" y1="{legend_y - 4}" y2="{legend_y - 4}" stroke="#c62828" stroke-dasharray="6 4"/>')
-    body.append(_text(left + 399, legend_y, "rule thresholds", 11, anchor="start"))
-    return _svg("chart-pareto", width, height, "Pareto curve", body)
+    marks.append(_line(left, legend_y - 4, left + 20, legend_y - 4, "#1f5fa8", width=2.5))
+    marks.append(_text(left + 24, legend_y, "customers' revenue", 11, anchor="start"))
+    marks.append(_line(left + 150, legend_y - 4, left + 170, legend_y - 4, "#bbb", dash="4 4"))
+    marks.append(_text(left + 174, legend_y, "equal shares", 11, anchor="start"))
+    marks.append(_circle(left + 272, legend_y - 4, 4, "#c62828"))
+    marks.append(_text(left + 280, legend_y, "tier cut points", 11, anchor="start"))
+    marks.append(_line(left + 375, legend_y - 4, left + 395, legend_y - 4, "#c62828", dash="6 4"))
+    marks.append(_text(left + 399, legend_y, "rule thresholds", 11, anchor="start"))
+    return Chart("chart-pareto", width, height, "Pareto curve", marks)
 
 
-def migration_heatmap(data: ReportData, width: int = 560, height: int = 400) -> str:
+def migration_heatmap(data: ReportData, width: int = 560, height: int = 400) -> Chart:
     """Previous tier (rows, incl. new) x this month's tier (columns, incl. lapsed): customer counts."""
     present = {r["from_tier"] for r in data.migration} | {r["to_tier"] for r in data.migration}
     tiers = [t for t in "ABCD" if t in present or t in "ABC"]
@@ -305,12 +346,12 @@ def migration_heatmap(data: ReportData, width: int = 560, height: int = 400) -> 
     peak = max([r["customer_count"] for r in data.migration] or [1])
     left, top, right, bottom = 96, 56, 16, 60
     cell_w, cell_h = (width - left - right) / len(cols), (height - top - bottom) / len(rows)
-    body = [_text(width / 2, 20, "Tier migration: previous month → this month (customers)", 14, weight="600"),
-            _text(left + cell_w * len(cols) / 2, 42, "this month's final tier", 12, fill="#555")]
+    marks = [_text(width / 2, 20, "Tier migration: previous month → this month (customers)", 14, weight="600"),
+             _text(left + cell_w * len(cols) / 2, 42, "this month's final tier", 12, fill="#555")]
     for j, col in enumerate(cols):
-        body.append(_text(left + cell_w * (j + 0.5), top + cell_h * len(rows) + 16, col, 12, weight="600"))
+        marks.append(_text(left + cell_w * (j + 0.5), top + cell_h * len(rows) + 16, col, 12, weight="600"))
     for i, row in enumerate(rows):
-        body.append(_text(left - 8, top + cell_h * (i + 0.5) + 4, row, 12, anchor="end", weight="600"))
+        marks.append(_text(left - 8, top + cell_h * (i + 0.5) + 4, row, 12, anchor="end", weight="600"))
         for j, col in enumerate(cols):
             cell = counts.get((row, col))
             n = cell["customer_count"] if cell else 0
@@ -319,206 +360,134 @@ def migration_heatmap(data: ReportData, width: int = 560, height: int = 400) -> 
                     if n else "#f7f7f7")
             x, y = left + cell_w * j, top + cell_h * i
             tip = f"{row} -> {col}: {n} customers" + (f", net revenue {_num(cell['net_revenue'])}" if cell else "")
-            body.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{cell_w:.1f}" height="{cell_h:.1f}" fill="{fill}" '
-                        f'stroke="#fff" stroke-width="2"><title>{escape(tip)}</title></rect>')
-            body.append(_text(x + cell_w / 2, y + cell_h / 2 + 5, _num(n) if n else "·", 13,
-                              weight="600" if n else "normal", fill="#fff" if intensity > 0.55 else "#333"))
-    body.append(_text(18, top + cell_h * len(rows) / 2, "previous month's final tier", 12, fill="#555",
-                      extra=f' transform="rotate(-90 18 {top + cell_h * len(rows) / 2:.1f})"'))
+            marks.append(_rect(x, y, cell_w, cell_h, fill, title=tip, stroke="#fff", stroke_width=2))
+            marks.append(_text(x + cell_w / 2, y + cell_h / 2 + 5, _num(n) if n else "·", 13,
+                               weight="600" if n else "normal", fill="#fff" if intensity > 0.55 else "#333"))
+    marks.append(_text(18, top + cell_h * len(rows) / 2, "previous month's final tier", 12, fill="#555", rotate=True))
     # colour legend: 0 .. peak
     lx, ly = left, height - 22
-    body.append('<defs><linearGradient id="heat-scale" x1="0" x2="1" y1="0" y2="0">'
-                '<stop offset="0" stop-color="rgb(255,255,255)"/><stop offset="1" stop-color="rgb(31,95,168)"/>'
-                '</linearGradient></defs>')
-    body.append(f'<rect x="{lx}" y="{ly}" width="160" height="10" fill="url(#heat-scale)" stroke="#ccc"/>')
-    body.append(_text(lx - 4, ly + 9, "0", 11, anchor="end"))
-    body.append(_text(lx + 164, ly + 9, f"{peak:,} customers (colour ~ square root of count)", 11, anchor="start"))
-    return _svg("chart-migration", width, height, "Tier migration heat map", body)
+    marks.append({"kind": "gradient", "id": "heat-scale", "start": "rgb(255,255,255)", "end": "rgb(31,95,168)"})
+    marks.append(_rect(lx, ly, 160, 10, "url(#heat-scale)", stroke="#ccc"))
+    marks.append(_text(lx - 4, ly + 9, "0", 11, anchor="end"))
+    marks.append(_text(lx + 164, ly + 9, f"{peak:,} customers (colour ~ square root of count)", 11, anchor="start"))
+    return Chart("chart-migration", width, height, "Tier migration heat map", marks)
 
 
 # --------------------------------------------------------------------------------------------
 # page
 # --------------------------------------------------------------------------------------------
 
-CSS = f"""
-* {{ box-sizing: border-box; }}
-body {{ margin: 0; background: #f4f6f9; color: #222; font-family: {FONT}; font-size: 14px; }}
-header {{ background: #14365d; color: #fff; padding: 20px 32px; }}
-header h1 {{ margin: 0 0 6px; font-size: 24px; }}
-header p {{ margin: 2px 0; color: #d5e2f1; font-size: 13px; }}
-header code {{ color: #fff; }}
-main {{ max-width: 1200px; margin: 0 auto; padding: 20px 24px 40px; }}
-section {{ background: #fff; border-radius: 8px; box-shadow: 0 1px 3px rgba(0,0,0,.08); padding: 16px 20px;
-          margin-bottom: 18px; }}
-h2 {{ font-size: 17px; margin: 0 0 10px; color: #14365d; }}
-.kpis {{ display: grid; grid-template-columns: repeat(6, 1fr); gap: 12px; margin-bottom: 18px; }}
-.kpi {{ background: #fff; border-radius: 8px; padding: 12px 14px; box-shadow: 0 1px 3px rgba(0,0,0,.08); }}
-.kpi b {{ display: block; font-size: 22px; color: #14365d; }}
-.kpi span {{ color: #666; font-size: 12px; }}
-.row {{ display: grid; grid-template-columns: 1fr 1fr; gap: 18px; }}
-figure {{ margin: 0; }}
-figure svg {{ max-width: 100%; height: auto; display: block; }}
-figcaption {{ color: #666; font-size: 12px; margin-top: 4px; }}
-table {{ border-collapse: collapse; width: 100%; font-size: 13px; }}
-th, td {{ padding: 5px 8px; border-bottom: 1px solid #eee; text-align: left; }}
-th {{ background: #f0f3f7; font-weight: 600; }}
-td.n, th.n {{ text-align: right; font-variant-numeric: tabular-nums; }}
-.scroll {{ max-height: 420px; overflow-y: auto; }}
-.tier {{ display: inline-block; min-width: 22px; text-align: center; border-radius: 4px; color: #fff;
-         font-weight: 600; padding: 0 4px; }}
-.muted {{ color: #777; }}
-footer {{ color: #777; font-size: 12px; text-align: center; padding: 10px; }}
-"""
-
-
-def _tier_badge(tier) -> str:
+def _badge(tier) -> dict:
+    """A table cell showing a tier as a coloured badge (the template's macro `cell`)."""
     if tier is None:
-        return '<span class="muted">-</span>'
-    colour = TIER_COLOURS.get(str(tier), "#777")
+        return {"badge": None}
     text = "#222" if str(tier) in ("C", "D") else "#fff"
-    return f'<span class="tier" style="background:{colour};color:{text}">{escape(str(tier))}</span>'
+    return {"badge": str(tier), "background": TIER_COLOURS.get(str(tier), "#777"), "colour": text}
 
 
-def _table(headers: list[tuple[str, bool]], rows: list[list[str]], table_id: str, empty: str) -> str:
-    """headers: (label, numeric); cells are already-escaped HTML."""
-    if not rows:
-        return f'<p id="{table_id}" class="muted">{escape(empty)}</p>'
-    head = "".join(f'<th class="{"n" if numeric else ""}">{escape(label)}</th>' for label, numeric in headers)
-    body = "".join("<tr>" + "".join(f'<td class="{"n" if headers[i][1] else ""}">{cell}</td>'
-                                    for i, cell in enumerate(row)) + "</tr>" for row in rows)
-    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+def _table(table_id: str, headers: list[tuple[str, bool]], rows: list[list], empty: str) -> dict:
+    """headers: (label, numeric); a cell is a text (escaped by the template) or a _badge."""
+    return {"id": table_id, "headers": [{"label": label, "numeric": numeric} for label, numeric in headers],
+            "rows": [[cell if isinstance(cell, dict) else {"text": str(cell)} for cell in row] for row in rows],
+            "empty": empty}
 
 
-def _figure(chart_id: str, kind: str, svg: str, caption: str) -> str:
-    return (f'<figure id="{chart_id}" data-chart="{kind}">{svg}'
-            f'<figcaption>{escape(caption)}</figcaption></figure>')
+@lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    """The package's templates, autoescaped (whatever the file name), undefined names refused."""
+    env = jinja2.Environment(loader=jinja2.PackageLoader("tiering", "templates"), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                             keep_trailing_newline=True)
+    env.filters["n1"] = lambda value: f"{float(value):.1f}"
+    return env
 
 
-def render_html(data: ReportData, generated_at: str | None = None) -> str:
-    """The whole page as one string (no external resource)."""
-    month_text = f"{data.month:%Y-%m}"
+def page_context(data: ReportData, generated_at: str | None = None) -> dict:
+    """What the template shows: texts and numbers only (no markup)."""
     currency = data.rules.get("reporting_currency", "")
     money = f"net revenue ({currency})" if currency else "net revenue"
     totals = data.totals
-    generated_at = generated_at or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     thresholds = _thresholds(data)
-
     kpis = [(_num(totals["customers"]), "customers"), (_num(totals["active"]), "active (positive value)"),
             (_num(totals["net_revenue"]), f"{money}, trailing window"),
             (_num(totals["key_accounts"]), "key accounts"), (_num(totals["credit_holds"]), "on credit hold"),
             (_num(len(data.alerts)), "alerts")]
-    kpi_html = "".join(f'<div class="kpi"><b>{escape(v)}</b><span>{escape(label)}</span></div>' for v, label in kpis)
-
-    customers_chart = bar_chart(
-        "chart-tier-customers", "Customers per final tier",
-        [(r["final_tier"], r["customer_count"], TIER_COLOURS.get(r["final_tier"], "#777"), _num(r["customer_count"]))
-         for r in data.summary], "customers", "final tier")
-    revenue_chart = bar_chart(
-        "chart-tier-revenue", "Revenue share per final tier",
-        [(r["final_tier"], r["revenue_share"], TIER_COLOURS.get(r["final_tier"], "#777"), _pct(r["revenue_share"]))
-         for r in data.summary], "share of net revenue", "final tier", axis_format=lambda v: _pct(v, 0))
-    summary_table = _table(
-        [("final tier", False), ("customers", True), ("share of customers", True), ("active", True),
-         ("key accounts", True), (money, True), ("revenue share", True)],
-        [[_tier_badge(r["final_tier"]), _num(r["customer_count"]),
-          _pct(r["customer_count"] / totals["customers"] if totals["customers"] else 0),
-          _num(r["active_customer_count"]), _num(r["key_account_count"]), _num(r["net_revenue"]),
-          _pct(r["revenue_share"])] for r in data.summary], "table-tier-summary", "no customers this month")
-
+    tier_bars = [(r["final_tier"], TIER_COLOURS.get(r["final_tier"], "#777"), r) for r in data.summary]
     credit_by_grade = {r["credit_grade"]: r for r in data.credit}
-    credit_chart = bar_chart(
-        "chart-credit-grades", "Customers per credit grade",
-        [(g, credit_by_grade.get(g, {}).get("customer_count", 0), GRADE_COLOURS[g],
-          _num(credit_by_grade.get(g, {}).get("customer_count", 0))) for g in GRADES],
-        "customers", "credit grade (A excellent .. D high risk; unrated = no invoice due yet)")
-    credit_table = _table(
-        [("credit grade", False), ("customers", True), ("in arrears", True), (f"overdue balance ({currency})".replace(" ()", ""), True)],
-        [[escape(g), _num(credit_by_grade[g]["customer_count"]), _num(credit_by_grade[g]["arrears"]),
-          _num(credit_by_grade[g]["overdue_balance"])] for g in GRADES if g in credit_by_grade],
-        "table-credit", "no credit data this month")
-
-    key_table = _table(
-        [("rank", True), ("customer_id", False), ("customer_code", False), ("final tier", False),
-         ("value tier", False), ("credit", False), (money, True), ("share", True), ("cumulative", True),
-         ("movement", False)],
-        [[_num(r["value_rank"]), escape(str(r["customer_id"])), escape(str(r["customer_code"])),
-          _tier_badge(r["final_tier"]), _tier_badge(r["value_tier"]), escape(str(r["credit_grade"])),
-          _num(r["net_revenue"]), _pct(r["value_share"], 2), _pct(r["cumulative_share"]),
-          escape(str(r["movement"]) + (f" (from {r['previous_final_tier']})"
-                                       if r["movement"] in ("upgraded", "downgraded") else ""))]
-         for r in data.key_accounts], "table-key-accounts", "no key accounts this month")
-    alerts_table = _table(
-        [("customer_id", False), ("reason", False), ("detail", False), ("final tier", False),
-         ("previous tier", False), ("key account", False), ("credit", False)],
-        [[escape(str(r["customer_id"])), escape(str(r["reason_code"])), escape(str(r["detail"])),
-          _tier_badge(r["final_tier"]), _tier_badge(r["previous_final_tier"]),
-          "yes" if r["is_key_account"] else "no", escape(str(r["credit_grade"]))] for r in data.alerts],
-        "table-alerts", "no alerts this month")
-
+    tables = {
+        "summary": _table("table-tier-summary",
+                          [("final tier", False), ("customers", True), ("share of customers", True), ("active", True),
+                           ("key accounts", True), (money, True), ("revenue share", True)],
+                          [[_badge(r["final_tier"]), _num(r["customer_count"]),
+                            _pct(r["customer_count"] / totals["customers"] if totals["customers"] else 0),
+                            _num(r["active_customer_count"]), _num(r["key_account_count"]), _num(r["net_revenue"]),
+                            _pct(r["revenue_share"])] for r in data.summary], "no customers this month"),
+        "credit": _table("table-credit",
+                         [("credit grade", False), ("customers", True), ("in arrears", True),
+                          (f"overdue balance ({currency})".replace(" ()", ""), True)],
+                         [[g, _num(credit_by_grade[g]["customer_count"]), _num(credit_by_grade[g]["arrears"]),
+                           _num(credit_by_grade[g]["overdue_balance"])] for g in GRADES if g in credit_by_grade],
+                         "no credit data this month"),
+        "key_accounts": _table("table-key-accounts",
+                               [("rank", True), ("customer_id", False), ("customer_code", False), ("final tier", False),
+                                ("value tier", False), ("credit", False), (money, True), ("share", True),
+                                ("cumulative", True), ("movement", False)],
+                               [[_num(r["value_rank"]), r["customer_id"], r["customer_code"], _badge(r["final_tier"]),
+                                 _badge(r["value_tier"]), r["credit_grade"], _num(r["net_revenue"]),
+                                 _pct(r["value_share"], 2), _pct(r["cumulative_share"]),
+                                 str(r["movement"]) + (f" (from {r['previous_final_tier']})"
+                                                       if r["movement"] in ("upgraded", "downgraded") else "")]
+                                for r in data.key_accounts], "no key accounts this month"),
+        "alerts": _table("table-alerts",
+                         [("customer_id", False), ("reason", False), ("detail", False), ("final tier", False),
+                          ("previous tier", False), ("key account", False), ("credit", False)],
+                         [[r["customer_id"], r["reason_code"], r["detail"], _badge(r["final_tier"]),
+                           _badge(r["previous_final_tier"]), "yes" if r["is_key_account"] else "no", r["credit_grade"]]
+                          for r in data.alerts], "no alerts this month"),
+    }
+    charts = {
+        "tier_customers": bar_chart(
+            "chart-tier-customers", "Customers per final tier",
+            [(tier, r["customer_count"], colour, _num(r["customer_count"])) for tier, colour, r in tier_bars],
+            "customers", "final tier"),
+        "tier_revenue": bar_chart(
+            "chart-tier-revenue", "Revenue share per final tier",
+            [(tier, r["revenue_share"], colour, _pct(r["revenue_share"])) for tier, colour, r in tier_bars],
+            "share of net revenue", "final tier", axis_format=lambda v: _pct(v, 0)),
+        "credit": bar_chart(
+            "chart-credit-grades", "Customers per credit grade",
+            [(g, credit_by_grade.get(g, {}).get("customer_count", 0), GRADE_COLOURS[g],
+              _num(credit_by_grade.get(g, {}).get("customer_count", 0))) for g in GRADES],
+            "customers", "credit grade (A excellent .. D high risk; unrated = no invoice due yet)"),
+        "pareto": pareto_chart(data),
+        "migration": migration_heatmap(data),
+    }
     cut_text = "; ".join(f'{c["value_tier"]} ends at rank {c["last_rank"]:,} of {c["ranked_customers"]:,} '
                          f'({_pct(c["customer_share"])} of customers, {_pct(c["revenue_share"])} of revenue)'
                          for c in data.cuts[:-1])
-    threshold_text = ", ".join(label for _, label, _ in thresholds) or "rule thresholds not available"
-    rule_set = data.rule_set or "mixed"
+    return {
+        "month_text": f"{data.month:%Y-%m}",
+        "rule_versions": ", ".join(data.rule_versions),
+        "run_ids": ", ".join(data.run_ids),
+        "rule_set": data.rule_set or "mixed",
+        "source": str(data.source),
+        "generated_at": generated_at or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "provisional": data.provisional,
+        "kpis": kpis,
+        "charts": charts,
+        "tables": tables,
+        "pareto_caption": f"Thresholds: {', '.join(label for _, label, _ in thresholds) or 'rule thresholds not available'}."
+                          f" Cut points: {cut_text or 'none'}.",
+        "migration_caption": f"Upgraded {totals['upgraded']:,}, downgraded {totals['downgraded']:,}. "
+                             "(new) = first month of the customer; (lapsed) = no positive value any more.",
+        "key_account_count": f"{len(data.key_accounts):,}",
+        "alert_count": f"{len(data.alerts):,}",
+    }
 
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<link rel="icon" href="data:,">
-<title>Customer tiering {escape(month_text)}</title>
-<style>{CSS}</style>
-</head>
-<body>
-<header>
-  <h1 id="report-title">Customer tiering report &middot; {escape(month_text)}</h1>
-  <p>Rules <code id="rule-version">{escape(", ".join(data.rule_versions))}</code> (rule set {escape(rule_set)})
-     &middot; run <code id="run-id">{escape(", ".join(data.run_ids))}</code></p>
-  <p>Source: {escape(str(data.source))} &middot; generated {escape(generated_at)}</p>
-</header>
-<main>
-  <div class="kpis" id="kpis">{kpi_html}</div>
-  <section id="tier-distribution">
-    <h2>Tier distribution</h2>
-    <div class="row">
-      {_figure("fig-tier-customers", "tier-customers", customers_chart, "Customers per final tier (after the credit matrix).")}
-      {_figure("fig-tier-revenue", "tier-revenue", revenue_chart, "Share of the month's net revenue (trailing value window) per final tier.")}
-    </div>
-    {summary_table}
-  </section>
-  <div class="row">
-    <section id="pareto">
-      <h2>Pareto curve</h2>
-      {_figure("fig-pareto", "pareto", pareto_chart(data), f"Thresholds: {threshold_text}. Cut points: {cut_text or 'none'}.")}
-    </section>
-    <section id="migration">
-      <h2>Migration matrix</h2>
-      {_figure("fig-migration", "migration", migration_heatmap(data),
-               f"Upgraded {totals['upgraded']:,}, downgraded {totals['downgraded']:,}. "
-               "(new) = first month of the customer; (lapsed) = no positive value any more.")}
-    </section>
-  </div>
-  <section id="credit">
-    <h2>Credit grades</h2>
-    <div class="row">
-      {_figure("fig-credit", "credit-grades", credit_chart, "Credit grade from the payment history.")}
-      <div>{credit_table}</div>
-    </div>
-  </section>
-  <section id="key-accounts">
-    <h2>Key accounts ({len(data.key_accounts):,})</h2>
-    <div class="scroll">{key_table}</div>
-  </section>
-  <section id="alerts">
-    <h2>Alerts ({len(data.alerts):,})</h2>
-    <div class="scroll">{alerts_table}</div>
-  </section>
-</main>
-<footer>Customer tiering &middot; marts from the published read-only copy &middot; no personal data on this page</footer>
-</body>
-</html>
-"""
+
+def render_html(data: ReportData, generated_at: str | None = None) -> str:
+    """The whole page as one string (no external resource, no script)."""
+    return _environment().get_template(TEMPLATE).render(page_context(data, generated_at))
 
 
 def write_report(warehouse: Path, month: date, out: Path) -> dict:
@@ -526,11 +495,8 @@ def write_report(warehouse: Path, month: date, out: Path) -> dict:
     data = load_report_data(Path(warehouse), month)
     html = render_html(data)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    partial.write_text(html, encoding="utf-8")
-    os.replace(partial, out)
-    return {"path": str(out), "bytes": len(html.encode()), "month": f"{month:%Y-%m}",
+    size = atomic_write(out, html)
+    return {"path": str(out), "bytes": size, "month": f"{month:%Y-%m}",
             "rule_versions": data.rule_versions, "run_ids": data.run_ids,
             "key_accounts": len(data.key_accounts), "alerts": len(data.alerts)}
 

@@ -18,6 +18,7 @@ TIERING_SPARK_WAREHOUSE_DIR (see dbt_project/profiles.yml).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -400,6 +401,11 @@ def run(target: str, warehouse: Path, months: list[str] | None = None, build_all
     """Copy, build every month, compare. The JSON-able summary of what happened."""
     if target not in TARGETS:
         raise TargetError(f"unknown target {target!r}: expected one of {', '.join(TARGETS)}")
+    adapter = {"postgres": ("dbt.adapters.postgres", "postgres", "make test-postgres"),
+               "spark": ("dbt.adapters.spark", "spark", "make test-spark")}[target]
+    if importlib.util.find_spec(adapter[0]) is None:
+        raise TargetError(f"the dbt adapter for {target} is not installed: it is in the optional "
+                          f"`{adapter[1]}` dependency group (uv sync --group {adapter[1]}, or {adapter[2]})")
     warehouse = Path(warehouse)
     all_runs = month_runs(warehouse)
     runs = [r for r in all_runs if not months or f"{r.month:%Y-%m}" in months]

@@ -198,6 +198,23 @@ def test_apiserver_port_and_healthcheck(services: dict[str, Any]) -> None:
     assert "/api/v2/monitor/health" in " ".join(api["healthcheck"]["test"])
 
 
+def test_images_are_pinned_to_a_release(services: dict[str, Any]) -> None:
+    """Every pulled image names a release tag (a ${VAR:-default} image: its default), never :latest."""
+    for name, service in services.items():
+        if "image" not in service or "build" in service:
+            continue
+        image = service["image"]
+        match = re.fullmatch(r"\$\{[A-Za-z_]+:-([^}]+)\}", image)
+        image = match.group(1) if match else image
+        repo, _, tag = image.rpartition(":")
+        assert repo and tag and tag != "latest", (name, service["image"])
+    assert re.fullmatch(r"metabase/metabase:v0\.\d+\.\d+(\.\d+)?",
+                        re.sub(r"^\$\{METABASE_IMAGE:-(.*)\}$", r"\1", services["metabase"]["image"]))
+    env_example = {line.split("=", 1)[0]: line.split("=", 1)[1] for line in ENV_EXAMPLE.read_text().splitlines()
+                   if "=" in line and not line.startswith("#")}
+    assert env_example["METABASE_IMAGE"] in services["metabase"]["image"]
+
+
 def test_bind_mounted_host_paths_exist_in_repo(services: dict[str, Any]) -> None:
     checked = 0
     for name, svc in services.items():

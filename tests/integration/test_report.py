@@ -9,11 +9,11 @@ import dataclasses
 import re
 import struct
 from datetime import date
-from html import escape
 from pathlib import Path
 
 import duckdb
 import pytest
+from markupsafe import escape   # the template's autoescape: ' is &#39;
 
 from tiering import report
 from tiering.cli import main
@@ -96,7 +96,7 @@ def test_migration_heatmap_cells(demo_warehouse, html):
     svg = html.split('id="chart-migration-svg"')[1].split("</svg>")[0]
     for from_tier, to_tier, n in cells:
         assert escape(f"{from_tier} -> {to_tier}: {n} customers") in svg
-    for label in ("(new)", "(lapsed)", "previous month&#x27;s final tier", "this month&#x27;s final tier"):
+    for label in ("(new)", "(lapsed)", "previous month&#39;s final tier", "this month&#39;s final tier"):
         assert label in svg
 
 
@@ -127,6 +127,49 @@ def test_text_from_the_data_is_escaped(demo_warehouse):
     page = report.render_html(data)
     assert "<script" not in page and "<b>&" not in page
     assert escape(evil) in page and "&lt;b&gt;&amp;" in page
+
+
+def test_html_in_any_value_is_escaped_in_the_tables_and_the_charts(demo_warehouse):
+    """Regions, override reasons, codes: whatever text reaches the page, the template escapes it,
+    in the HTML tables and in the SVG charts alike."""
+    data = report.load_report_data(demo_warehouse, MONTH_DATE)
+    evil = "<script>alert('x')</script>"
+    key = dict(data.key_accounts[0], customer_code=evil, movement=evil)
+    data = dataclasses.replace(
+        data, rule_versions=[evil], source=Path(f"/tmp/{evil}"), key_accounts=[key],
+        summary=[dict(data.summary[0], final_tier=evil), *data.summary[1:]],
+        alerts=[{"customer_id": "C1", "reason_code": "override", "detail": f"override reason: {evil} Region <North>",
+                 "final_tier": "A", "previous_final_tier": evil, "is_key_account": False, "credit_grade": evil}])
+    page = report.render_html(data)
+    assert "<script" not in page and "<North>" not in page
+    assert escape(evil) == "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"
+    assert f'<code id="rule-version">{escape(evil)}</code>' in page
+    assert f"<td class=\"\">{escape(evil)}</td>" in page.split('id="table-key-accounts"')[1]     # customer_code
+    assert f"override reason: {escape(evil)} Region &lt;North&gt;" in page.split('id="table-alerts"')[1]
+    assert f'<span class="tier" style="background:#777;color:#fff">{escape(evil)}</span>' in page  # a tier badge
+    tiers_svg = page.split('id="chart-tier-customers-svg"')[1].split("</svg>")[0]
+    assert f">{escape(evil)}</text>" in tiers_svg and f"<title>{escape(evil)}: " in tiers_svg
+
+
+def test_a_provisional_month_shows_a_banner(demo_warehouse, html, tmp_path):
+    """The banner follows marts.customer_tier_monthly.is_provisional where the copy has the column."""
+    assert 'id="provisional"' not in html and "Provisional" not in html   # the demo copy: no such column
+    warehouse = tmp_path / "warehouse" / "tiering.duckdb"
+    copy = published_path(warehouse)
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(published_path(demo_warehouse).read_bytes())
+    copy.chmod(0o644)
+    con = duckdb.connect(str(copy))
+    try:
+        con.execute("alter table marts.customer_tier_monthly add column is_provisional boolean default false")
+        con.execute("update marts.customer_tier_monthly set is_provisional = (month = ?)", [MONTH_DATE])
+    finally:
+        con.close()
+    data = report.load_report_data(warehouse, MONTH_DATE)
+    assert data.provisional is True
+    page = report.render_html(data)
+    assert '<div class="banner" id="provisional" role="status">Provisional: month not ended yet</div>' in page
+    assert report.load_report_data(warehouse, date(2024, 3, 1)).provisional is False
 
 
 def test_missing_month_and_missing_copy_are_clear_errors(demo_warehouse, tmp_path, capsys):

@@ -38,6 +38,8 @@ def test_marts_on_postgres_equal_duckdb(demo_warehouse):
     reason = targets.pg_reachable()
     if reason:
         pytest.skip(reason)
+    pytest.importorskip("dbt.adapters.postgres", reason="dbt-postgres is in the optional `postgres` group "
+                                                         "(make test installs it)")
     summary = replay("postgres", demo_warehouse)
     assert "error" not in summary, summary.get("error")
     assert summary["months"] == ["2024-01", "2024-02", "2024-03", "2024-04"]

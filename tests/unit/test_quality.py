@@ -44,9 +44,12 @@ def test_last_matching_pattern_wins_and_an_unmatched_check_is_an_error():
 
 @pytest.mark.parametrize("data, message", [
     ({"severities": {"*": "fatal"}}, "'severities.*' must be error or warn"),
-    ({"thresholds": {"max_row_drop": 0.5}}, "unknown threshold 'thresholds.max_row_drop'"),
-    ({"thresholds": {"max_row_count_drop_share": 1.5}}, "is a share and must be within [0, 1]"),
-    ({"thresholds": {"row_validity_mostly": "high"}}, "must be a non-negative number"),
+    ({"thresholds": {"max_row_drop": 0.5}},
+     "unknown key 'thresholds.max_row_drop'; allowed keys: max_row_count_drop_share, same_month_row_count_drop,"),
+    ({"thresholds": {"max_row_count_drop_share": 1.5}}, "'thresholds.max_row_count_drop_share' = 1.5 is outside [0, 1]"),
+    ({"thresholds": {"same_month_row_count_drop": -0.1}}, "'thresholds.same_month_row_count_drop' = -0.1 is outside [0, 1]"),
+    ({"thresholds": {"row_validity_mostly": "high"}}, "'thresholds.row_validity_mostly' must be a number from 0 to 1, got 'high'"),
+    ({"thresholds": {"revenue_share_tolerance": -1}}, "'thresholds.revenue_share_tolerance' must be at least 0, got -1"),
     ({"pii_column_tokens": []}, "'pii_column_tokens' must be a non-empty list"),
     ({"colour": "red"}, "unknown key 'colour'"),
     ({"data_docs": "yes"}, "'data_docs' must be true or false"),
@@ -55,6 +58,25 @@ def test_bad_config_names_the_key(data, message):
     with pytest.raises(quality.QualityConfigError) as err:
         quality.parse_gate_config(data, "gates.yml")
     assert message in str(err.value)
+
+
+def test_every_problem_of_the_gate_config_is_one_line_naming_the_file():
+    with pytest.raises(quality.QualityConfigError) as err:
+        quality.parse_gate_config({"severities": {"*": "fatal"}, "data_docs": "yes"}, "expectations/gates.yml")
+    assert str(err.value).splitlines() == [
+        "expectations/gates.yml: 'severities.*' must be error or warn, got 'fatal'",
+        "expectations/gates.yml: 'data_docs' must be true or false, got 'yes'"]
+
+
+def test_thresholds_not_given_keep_their_defaults_including_the_same_month_drop():
+    config = quality.parse_gate_config({"thresholds": {"row_validity_mostly": 0.9}, "severities": None})
+    assert config.thresholds == {"max_row_count_drop_share": 0.5, "same_month_row_count_drop": 0.10,
+                                 "row_validity_mostly": 0.9, "ids_not_null_mostly": 0.99,
+                                 "max_quarantined_share": 0.2, "revenue_share_tolerance": 1e-9,
+                                 "max_landed_rows_validated": 1_000_000}
+    assert config.severities == (("*", "error"),)
+    assert quality.parse_gate_config({"thresholds": {"same_month_row_count_drop": 0.25}}).threshold(
+        "same_month_row_count_drop") == 0.25
 
 
 def test_unknown_gate_is_refused():
