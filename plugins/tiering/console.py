@@ -248,7 +248,7 @@ class RunConsole:
         text = f"[{index}/{self.total}] {month} run {run_id} started"
         self._write_log(text + "\n")
         if self._progress is not None:
-            self._progress.update(self._task, description=f"{month}", step="starting")
+            self._progress.update(self._task, description=f"{month}", step="starting the DAG run")
         else:
             self._terminal_line(text)
 
