@@ -128,7 +128,8 @@ def warehouse_status(warehouse: Path) -> dict:
         for key in ("success_run_id", "success_finished_at", "rule_version", "input_checksum", "source_fingerprint"):
             entry.setdefault(key, None)
         entry["published_run_ids"] = published.get(month, [])
-        entry["published"] = bool(entry["published_run_ids"]) and entry["published_run_ids"] == [entry["success_run_id"]]
+        # BI reads this month as its last successful run made it
+        entry["published"] = bool(entry["success_run_id"]) and entry["published_run_ids"] == [entry["success_run_id"]]
     latest_published = max(published) if published else None
     open_runs = [{"run_id": r["run_id"], "month": _text(r["month"]), "status": r["status"],
                   "started_at": _text(r["started_at"]),

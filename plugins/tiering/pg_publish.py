@@ -455,7 +455,7 @@ def publish(warehouse: Path, month: date, dsn: str | None = None) -> dict:
     seconds = time.monotonic() - started
     rows = {t.target: t.rows.num_rows for t in tables}
     log.info(f"published {month:%Y-%m} (run {run_id}) to PostgreSQL {redact(dsn)}: {len(tables)} tables, "
-          f"{sum(rows.values())} rows in {seconds:.2f} s (DuckDB read {read_seconds:.2f} s)")
+             f"{sum(rows.values())} rows in {seconds:.2f} s (DuckDB read {read_seconds:.2f} s)")
     return {"dsn": redact(dsn), "month": f"{month:%Y-%m}", "run_id": run_id, "rows": rows,
             "seconds": round(seconds, 3)}
 

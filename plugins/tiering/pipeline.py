@@ -79,7 +79,7 @@ def load_raw(run: dict) -> dict:
     counts = load.load_raw(spec, load_rules(spec.rules_path))
     for name, c in counts.items():
         log.info(f"{name}: extracted {c['extracted']}, loaded {c['loaded']} ({c['new_raw_rows']} new in raw), "
-              f"quarantined {c['quarantined']}")
+                 f"quarantined {c['quarantined']}")
     return counts
 
 
@@ -96,7 +96,7 @@ def transform_staging(run: dict) -> dict:
     increment = delta_on is not None and delta_on == held and held_code == code and share <= MAX_STAGING_DELTA_SHARE
     if increment:
         log.info(f"staging: updated in place (the batch is a delta on {held}, the batch staging holds; "
-              f"{share:.1%} of its rows were landed)")
+                 f"{share:.1%} of its rows were landed)")
     else:
         why = ("the batch is no delta on an earlier run" if delta_on is None else
                f"staging holds {held or 'no recorded batch'}, not the base {delta_on}" if delta_on != held else
@@ -247,7 +247,7 @@ def finish_run(run: dict) -> dict:
     summary = month_summary(spec)
     if changed is not None:
         warn_user(f"restatement of {spec.month_text}: {changed} value(s) differ from the previous run "
-              f"(see audit.restatement_diffs where run_id = '{spec.run_id}')")
+                  f"(see audit.restatement_diffs where run_id = '{spec.run_id}')")
     log.info(format_summary(summary))
     return summary
 

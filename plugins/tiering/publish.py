@@ -170,7 +170,7 @@ def publish_duckdb(spec: RunSpec, full: bool = False) -> dict:
     detail = f" (months {', '.join(m.strftime('%Y-%m') for m in months)} replaced)" if months else ""
     how = "by month" if mode == "by month" else "as a full copy"
     log.info(f"published {len(columns)} tables to {target} {how}{detail} in {time.monotonic() - started:.1f} s "
-          f"(read-only copy for BI)")
+             f"(read-only copy for BI)")
     return {"path": str(target), "mode": mode, "rows": rows, **({"reason_full": why_full} if mode == "full" else {})}
 
 

@@ -589,7 +589,7 @@ def run_gate(gate: str, spec: RunSpec) -> dict:
         "seconds": round(time.perf_counter() - started, 2),
     }
     log.info(f"quality gate {gate} for {spec.month_text}: {len(rows)} expectations, {len(errors)} errors failed, "
-          f"{len(warnings_)} warnings failed ({summary['seconds']} s)" + (f"; data docs {index}" if index else ""))
+             f"{len(warnings_)} warnings failed ({summary['seconds']} s)" + (f"; data docs {index}" if index else ""))
     if errors:
         raise QualityGateError(failure_message(gate, spec, errors))
     return summary

@@ -19,8 +19,10 @@ FAILING_MONTH = "2024-03"
 @pytest.fixture(scope="module")
 def backfilled(demo_source, tmp_path_factory):
     """The backfill failing at its third month (its landed gate stops it, as bad data would), then the
-    same command once the cause is gone."""
+    same command once the cause is gone. February's gate also warns the user (tiering.console.warn_user,
+    as a provisional month or a restatement would), from inside its Airflow task."""
     from tiering import pipeline
+    from tiering.console import warn_user
 
     warehouse = tmp_path_factory.mktemp("cli-backfill") / "tiering.duckdb"
     real_gate = pipeline.gate_landed
@@ -28,6 +30,8 @@ def backfilled(demo_source, tmp_path_factory):
     def gate_failing_in_march(run: dict) -> dict:
         if run["month"] == FAILING_MONTH:
             raise QualityGateError(f"quality gate 'landed' failed for {FAILING_MONTH}: injected by the test")
+        if run["month"] == "2024-02":
+            warn_user("2024-02: a warning the user must see")
         return real_gate(run)
 
     results = {}
@@ -62,8 +66,9 @@ def test_a_failed_backfill_prints_plain_lines_and_ends_with_the_reason(backfille
     assert [line.split(" run ")[0] if line.endswith(" started") else line.split("  ")[0] for line in out[1:]] == [
         "[1/3] 2024-01", "[1/3] 2024-01", "[2/3] 2024-02", "[2/3] 2024-02", "[3/3] 2024-03"]
     assert "A: " in out[2] and "; quarantined rows: " in out[2]
-    assert err == [f"log: {_log_of(out)}",
-                   f"tiering: error: gate_landed: quality gate 'landed' failed for {FAILING_MONTH}: injected by the test"]
+    assert err == ["warning: 2024-02: a warning the user must see", f"log: {_log_of(out)}",
+                   f"tiering: error: gate_landed: quality gate 'landed' failed for {FAILING_MONTH}: "
+                   f"injected by the test"]
 
 
 def test_the_log_file_holds_dbt_ge_and_airflow_output(backfilled):
@@ -75,6 +80,7 @@ def test_the_log_file_holds_dbt_ge_and_airflow_output(backfilled):
     assert "Running with dbt=" in log and "OK created sql table model marts.tier_policy" in log   # dbt's runner
     assert "INFO tiering.quality: quality gate landed for 2024-01" in log                        # GE gates
     assert "INFO tiering.pipeline: landed " in log                                               # the pipeline
+    assert "WARNING tiering.user: 2024-02: a warning the user must see" in log
     for step in ("start_run", "transform_marts", "finish_run"):
         assert f"--- 2024-02 {step}" in log
     assert "\x1b[" not in log                                                                    # no colour codes
@@ -95,7 +101,8 @@ def test_the_same_command_resumes_at_the_failed_month(backfilled):
     states = _rows(warehouse, "select month, status, count(*) from audit.runs group by all order by all")
     assert [(f"{m:%Y-%m}", s, n) for m, s, n in states] == [
         ("2024-01", "success", 1), ("2024-02", "success", 1), ("2024-03", "failed", 1), ("2024-03", "success", 1)]
-    fingerprints = _rows(warehouse, "select count(distinct source_fingerprint) from audit.runs where status = 'success'")
+    fingerprints = _rows(warehouse, "select count(distinct source_fingerprint) from audit.runs "
+                                    "where status = 'success'")
     assert fingerprints == [(1,)]
 
 
