@@ -33,15 +33,19 @@ demo-data: setup
 TIERING_BI_DSN ?= postgresql://tiering_writer@127.0.0.1:5432/tiering
 TIERING_BI_ADMIN_DSN ?= postgresql://postgres@127.0.0.1:5432/postgres
 
+# a progress bar (plain lines off a terminal); dbt/GE/Airflow output in $(dir $(WAREHOUSE))logs/tiering-*.log;
+# run again, the months unchanged since their last success are skipped (FORCE=--force reruns them)
+FORCE ?=
 run: demo-data
 	TIERING_BI_DSN=$(TIERING_BI_DSN) TIERING_BI_ADMIN_DSN=$(TIERING_BI_ADMIN_DSN) \
-	$(BIN)/tiering backfill --source $(DEMO_SOURCE) --start 2024-01 --end 2025-03 --warehouse $(WAREHOUSE)
+	$(BIN)/tiering backfill --source $(DEMO_SOURCE) --start 2024-01 --end 2025-03 --warehouse $(WAREHOUSE) $(FORCE)
 	@echo
 	@echo "Results: $(WAREHOUSE) (the live warehouse) and warehouse/published/tiering_bi.duckdb (the read-only copy BI reads)"
 	@echo "A query to try:"
 	@echo "  $(BIN)/tiering query \"$(TRY_SQL)\""
 	@$(BIN)/tiering query "$(TRY_SQL)"
 	@echo 'Why is a customer in its tier?  $(BIN)/tiering explain --customer C000001 --month 2025-03'
+	@echo 'Each month: last run, last success, published?  $(BIN)/tiering status --warehouse $(WAREHOUSE)'
 
 # one pytest-xdist worker per core (tests/conftest.py keeps a module's tests on one worker)
 TEST_WORKERS ?= 2

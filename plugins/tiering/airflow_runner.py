@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+from tiering.console import warn_user
 from tiering.errors import TieringError
 from tiering.runspec import RunSpec
 from tiering.settings import DAG_ID, PROJECT_ROOT
@@ -45,8 +46,8 @@ def home_lock(home: Path):
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print(f"waiting for another tiering run that uses the Airflow home {home} (lock {path}); "
-                  f"set AIRFLOW_HOME to run in parallel on another warehouse", file=sys.stderr, flush=True)
+            warn_user(f"waiting for another tiering run that uses the Airflow home {home} (lock {path}); "
+                      f"set AIRFLOW_HOME to run in parallel on another warehouse")
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

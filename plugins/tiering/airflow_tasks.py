@@ -19,7 +19,9 @@ def run_step(step: str, *args: Any) -> Any:
     from airflow.sdk.exceptions import AirflowFailException
 
     from tiering import pipeline
+    from tiering.console import report_step
 
+    report_step(step)  # the CLI's progress display (same process under dag.test())
     try:
         return getattr(pipeline, step)(*args)
     except TieringError as exc:

@@ -1,8 +1,10 @@
 """`tiering`: the command line of the customer-tiering pipeline.
 
     tiering demo-data --out DIR [--customers N] [--months N] [--seed S]
-    tiering run       --source DIR --month YYYY-MM [--warehouse FILE] [--rules FILE]
-    tiering backfill  --source DIR --start YYYY-MM --end YYYY-MM [--warehouse FILE] [--rules FILE]
+    tiering run       --source DIR --month YYYY-MM [--warehouse FILE] [--rules FILE] [--verbose]
+    tiering backfill  --source DIR --start YYYY-MM --end YYYY-MM [--warehouse FILE] [--rules FILE] [--force]
+                      [--verbose]
+    tiering status    [--warehouse FILE] [--json]
     tiering explain   --customer ID --month YYYY-MM [--warehouse FILE] [--json]
     tiering dq-report --month YYYY-MM [--run-id ID] [--warehouse FILE] [--json]
     tiering query     "SQL" [--warehouse FILE] [--live]
@@ -13,7 +15,9 @@
     tiering backtest-potential --source DIR --calibration-end YYYY-MM --holdout-months N [--rules FILE]
     tiering dbt       [--month YYYY-MM] -- <dbt command and args>
 
-Exit status 0 on success; otherwise 1 with a one-line reason on stderr.
+Exit status 0 on success; otherwise 1 with a one-line reason on stderr. `run` and `backfill` print
+a progress bar (or plain lines off a terminal) and write everything else to a log file
+(tiering.console); `--verbose` streams it all.
 """
 from __future__ import annotations
 
@@ -48,12 +52,20 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--month", required=True)
     run.add_argument("--restate", action="store_true", help="recompute the month as a restatement")
     warehouse_and_rules(run)
+    run.add_argument("--verbose", action="store_true", help="stream dbt, GE and Airflow output (else: log file)")
 
     backfill = sub.add_parser("backfill", help="run the DAG for every month of a range, oldest first")
     backfill.add_argument("--source", required=True, type=Path)
     backfill.add_argument("--start", required=True)
     backfill.add_argument("--end", required=True)
     warehouse_and_rules(backfill)
+    backfill.add_argument("--force", action="store_true",
+                          help="rerun months whose last successful run had the same rules and source")
+    backfill.add_argument("--verbose", action="store_true", help="stream dbt, GE and Airflow output (else: log file)")
+
+    status = sub.add_parser("status", help="per month: last run, last success (rules, input), published")
+    status.add_argument("--warehouse", type=Path, default=DEFAULT_WAREHOUSE)
+    status.add_argument("--json", action="store_true", help="machine-readable output")
 
     explain = sub.add_parser("explain", help="why a customer has its tier in a month")
     explain.add_argument("--customer", required=True)
@@ -151,8 +163,15 @@ def cmd_demo_data(args: argparse.Namespace) -> None:
     print(f"demo source written to {args.out} in {time.monotonic() - started:.1f} s ({rows})")
 
 
-def _run_months(source: Path, months: list, warehouse: Path, rules_path: Path, restate: bool = False) -> None:
+def _run_months(source: Path, months: list, warehouse: Path, rules_path: Path, restate: bool = False,
+                skip_unchanged: bool = False, verbose: bool = False) -> None:
+    """Run the DAG for each month; with `skip_unchanged` (backfill without --force), not for a month
+    whose last successful run had the same rules and source (tiering.operations)."""
+    from functools import lru_cache
+
     from tiering.airflow_runner import run_month
+    from tiering.console import RunConsole
+    from tiering.operations import source_fingerprint, unchanged_since
     from tiering.pipeline import format_summary
     from tiering.rules import load_rules
     from tiering.runspec import RunSpec, new_run_id
@@ -160,32 +179,39 @@ def _run_months(source: Path, months: list, warehouse: Path, rules_path: Path, r
 
     rules = load_rules(rules_path)  # fail before any data is written
     check_source_dir(source)
-    print(f"rules {rules.version} from {rules_path}; warehouse {warehouse}", flush=True)
-    started = time.monotonic()
-    quarantined = 0
-    for i, month in enumerate(months, 1):
-        spec = RunSpec(month=month, run_id=new_run_id(month), source_dir=source.resolve(),
-                       warehouse=warehouse.resolve(), rules_path=rules_path.resolve(), restate=restate)
-        print(f"[{i}/{len(months)}] {spec.month_text} run {spec.run_id} ...", flush=True)
-        month_started = time.monotonic()
-        summary = run_month(spec)
-        quarantined += sum(summary["quarantined"].values())
-        print(f"[{i}/{len(months)}] {format_summary(summary)}  ({time.monotonic() - month_started:.1f} s)",
-              flush=True)
-    print(f"done: {len(months)} month(s) in {time.monotonic() - started:.1f} s; warehouse {warehouse}")
+    fingerprint = lru_cache(maxsize=1)(lambda: source_fingerprint(source))   # hashed once, when first needed
+    with RunConsole(warehouse, total=len(months), verbose=verbose) as out:
+        out.line(f"rules {rules.version} from {rules_path}; warehouse {warehouse}; log {out.log_path}")
+        started = time.monotonic()
+        ran = 0
+        for i, month in enumerate(months, 1):
+            previous = unchanged_since(warehouse, month, rules.version, fingerprint) if skip_unchanged else None
+            if previous:
+                out.month_finished(i, f"{month:%Y-%m} skipped: unchanged since run {previous} (--force reruns it)")
+                continue
+            spec = RunSpec(month=month, run_id=new_run_id(month), source_dir=source.resolve(),
+                           warehouse=warehouse.resolve(), rules_path=rules_path.resolve(), restate=restate)
+            out.month_started(i, spec.month_text, spec.run_id)
+            month_started = time.monotonic()
+            summary = run_month(spec)
+            ran += 1
+            out.month_finished(i, f"{format_summary(summary)}  ({time.monotonic() - month_started:.1f} s)")
+        out.line(f"done: {ran} of {len(months)} month(s) run in {time.monotonic() - started:.1f} s; "
+                 f"warehouse {warehouse}; log {out.log_path}")
 
 
 def cmd_run(args: argparse.Namespace) -> None:
     from tiering.runspec import parse_month
 
-    _run_months(args.source, [parse_month(args.month)], args.warehouse, args.rules, restate=args.restate)
+    _run_months(args.source, [parse_month(args.month)], args.warehouse, args.rules, restate=args.restate,
+                verbose=args.verbose)
 
 
 def cmd_backfill(args: argparse.Namespace) -> None:
     from tiering.runspec import month_range, parse_month
 
     _run_months(args.source, month_range(parse_month(args.start), parse_month(args.end)), args.warehouse,
-                args.rules)
+                args.rules, skip_unchanged=not args.force, verbose=args.verbose)
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
@@ -226,7 +252,8 @@ COMMANDS = {"demo-data": cmd_demo_data, "run": cmd_run, "backfill": cmd_backfill
             "report": _delegate("tiering.report", "cli_report"),
             "publish-postgres": _delegate("tiering.pg_publish", "cli_publish"),
             "crm-export": _delegate("tiering.crm", "cli_crm_export"),
-            "backtest-potential": _delegate("tiering.potential", "cli_backtest")}
+            "backtest-potential": _delegate("tiering.potential", "cli_backtest"),
+            "status": _delegate("tiering.operations", "cli_status")}
 
 
 def main(argv: list[str] | None = None) -> int:

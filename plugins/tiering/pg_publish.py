@@ -36,6 +36,7 @@ With $TIERING_BI_ADMIN_DSN set, the database and roles are created/updated first
 from __future__ import annotations
 
 import io
+import logging
 import os
 import socket
 import time
@@ -46,6 +47,8 @@ from pathlib import Path
 from tiering.errors import TieringError
 from tiering.runspec import RunSpec, parse_month
 from tiering.settings import PROJECT_ROOT
+
+log = logging.getLogger(__name__)
 
 DSN_ENV = "TIERING_BI_DSN"
 LEGACY_DSN_ENV = "TIERING_PG_DSN"          # the name docker-compose.yml sets
@@ -451,8 +454,8 @@ def publish(warehouse: Path, month: date, dsn: str | None = None) -> dict:
     write_month(dsn, month, run_id, tables)
     seconds = time.monotonic() - started
     rows = {t.target: t.rows.num_rows for t in tables}
-    print(f"published {month:%Y-%m} (run {run_id}) to PostgreSQL {redact(dsn)}: {len(tables)} tables, "
-          f"{sum(rows.values())} rows in {seconds:.2f} s (DuckDB read {read_seconds:.2f} s)")
+    log.info(f"published {month:%Y-%m} (run {run_id}) to PostgreSQL {redact(dsn)}: {len(tables)} tables, "
+             f"{sum(rows.values())} rows in {seconds:.2f} s (DuckDB read {read_seconds:.2f} s)")
     return {"dsn": redact(dsn), "month": f"{month:%Y-%m}", "run_id": run_id, "rows": rows,
             "seconds": round(seconds, 3)}
 
@@ -463,13 +466,15 @@ def publish_month(spec: RunSpec) -> dict:
         return publish(spec.warehouse, spec.month)
     except NotReachable as exc:
         message = f"publish_postgres skipped: {exc}"
-        print(message)
+        log.warning(message)
         return {"skipped": str(exc)}
 
 
 def cli_publish(args) -> None:
     """`tiering publish-postgres --month M [--warehouse FILE] [--dsn DSN]`: asked for explicitly, so no skip."""
     try:
-        publish(args.warehouse, parse_month(args.month), args.dsn)
+        result = publish(args.warehouse, parse_month(args.month), args.dsn)
     except NotReachable as exc:
         raise TieringError(f"cannot publish to PostgreSQL: {exc}") from exc
+    print(f"published {result['month']} (run {result['run_id']}) to PostgreSQL {result['dsn']}: "
+          f"{len(result['rows'])} tables, {sum(result['rows'].values())} rows in {result['seconds']:.2f} s")

@@ -14,17 +14,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from datetime import datetime, timezone
 from pathlib import Path
 
 from tiering import landing, load
+from tiering.console import warn_user
 from tiering.dbt_runner import run_dbt
+from tiering.operations import manifest_fingerprint
 from tiering.rules import load_rules
 from tiering.runspec import RunSpec
 from tiering.settings import DBT_PROJECT_DIR
 from tiering.source import check_source_dir
 from tiering.warehouse import (connect, ensure_schema, record_staging_state, tables_loaded_all_new,
                                take_staging_state)
+
+log = logging.getLogger(__name__)
 
 
 # A monthly run builds the models and runs their data tests; dbt's unit tests (rule edges on
@@ -51,12 +56,13 @@ def start_run(conf: dict, logical_date: datetime | None = None) -> dict:
                        (select 1 from audit.rule_versions where rule_version = ?)""",
                     [rules.version, rules.data["label"], rules.canonical_json, _now(), rules.version])
         con.execute("delete from audit.runs where run_id = ?", [spec.run_id])
-        con.execute("insert into audit.runs values (?, ?, ?, 'running', ?, ?, null, ?, ?, null, null)",
+        con.execute("insert into audit.runs (run_id, month, rule_version, status, source_dir, landing_dir, "
+                    "restatement, started_at) values (?, ?, ?, 'running', ?, ?, ?, ?)",
                     [spec.run_id, spec.month, rules.version, str(spec.source_dir), str(spec.landing_dir),
                      spec.restate, _now()])
     finally:
         con.close()
-    print(f"run {spec.run_id}: month {spec.month_text}, rules {rules.version}, source {spec.source_dir}")
+    log.info(f"run {spec.run_id}: month {spec.month_text}, rules {rules.version}, source {spec.source_dir}")
     return spec.to_conf()
 
 
@@ -64,7 +70,7 @@ def extract_and_land(run: dict) -> dict:
     spec = RunSpec.from_conf(run)
     manifest = landing.extract_and_land(spec)
     counts = {name: t["rows"] for name, t in manifest["tables"].items()}
-    print(f"landed {sum(counts.values())} rows in {spec.landing_dir}: {counts}")
+    log.info(f"landed {sum(counts.values())} rows in {spec.landing_dir}: {counts}")
     return counts
 
 
@@ -72,8 +78,8 @@ def load_raw(run: dict) -> dict:
     spec = RunSpec.from_conf(run)
     counts = load.load_raw(spec, load_rules(spec.rules_path))
     for name, c in counts.items():
-        print(f"{name}: extracted {c['extracted']}, loaded {c['loaded']} ({c['new_raw_rows']} new in raw), "
-              f"quarantined {c['quarantined']}")
+        log.info(f"{name}: extracted {c['extracted']}, loaded {c['loaded']} ({c['new_raw_rows']} new in raw), "
+                 f"quarantined {c['quarantined']}")
     return counts
 
 
@@ -89,14 +95,14 @@ def transform_staging(run: dict) -> dict:
     share = _landed_share(manifest)
     increment = delta_on is not None and delta_on == held and held_code == code and share <= MAX_STAGING_DELTA_SHARE
     if increment:
-        print(f"staging: updated in place (the batch is a delta on {held}, the batch staging holds; "
-              f"{share:.1%} of its rows were landed)")
+        log.info(f"staging: updated in place (the batch is a delta on {held}, the batch staging holds; "
+                 f"{share:.1%} of its rows were landed)")
     else:
         why = ("the batch is no delta on an earlier run" if delta_on is None else
                f"staging holds {held or 'no recorded batch'}, not the base {delta_on}" if delta_on != held else
                "the staging models changed since they were built" if held_code != code else
                f"the delta holds {share:.0%} of the batch's rows: rebuilding is cheaper than replacing them")
-        print(f"staging: rebuilt from the whole batch ({why})")
+        log.info(f"staging: rebuilt from the whole batch ({why})")
     # + the models kept with staging; tests whose other parents are built later (transform_marts)
     # run there (cautious indirect selection)
     result = run_dbt("build", spec, load_rules(spec.rules_path), "--select", "staging",
@@ -232,16 +238,17 @@ def finish_run(run: dict) -> dict:
         inputs = {n: t["landed_sha256"] for n, t in sorted(manifest["tables"].items())}
         checksum = hashlib.sha256(json.dumps(
             inputs if base_checksum is None else {**inputs, "base": base_checksum}).encode()).hexdigest()
-        con.execute("update audit.runs set status = 'success', finished_at = ?, input_checksum = ? where run_id = ?",
-                    [_now(), checksum, spec.run_id])
+        con.execute("update audit.runs set status = 'success', finished_at = ?, input_checksum = ?, "
+                    "source_fingerprint = ? where run_id = ?",
+                    [_now(), checksum, manifest_fingerprint(manifest), spec.run_id])
         changed = _record_restatement_diff(con, spec) if spec.restate else None
     finally:
         con.close()
     summary = month_summary(spec)
     if changed is not None:
-        print(f"restatement of {spec.month_text}: {changed} value(s) differ from the previous run "
-              f"(see audit.restatement_diffs where run_id = '{spec.run_id}')")
-    print(format_summary(summary))
+        warn_user(f"restatement of {spec.month_text}: {changed} value(s) differ from the previous run "
+                  f"(see audit.restatement_diffs where run_id = '{spec.run_id}')")
+    log.info(format_summary(summary))
     return summary
 
 

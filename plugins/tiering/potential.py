@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import math
 import time
 import warnings
@@ -46,6 +47,8 @@ import pandas as pd
 
 from tiering.errors import TieringError
 from tiering.runspec import RunSpec, add_months, parse_month
+
+log = logging.getLogger(__name__)
 
 MODEL_NAME = "bgnbd+gammagamma"
 NO_DROPOUT_A = 1e-4   # BG/NBD dropout parameter a below this: no dropout found (see predict)
@@ -299,7 +302,7 @@ def score_month(spec: RunSpec, rules) -> dict:
                      json.dumps(params) if params else None, _now()])
     finally:
         con.close()
-    print(f"potential {spec.month_text}: {status} ({message}); {len(rows)} customers scored in {seconds} s")
+    log.info(f"potential {spec.month_text}: {status} ({message}); {len(rows)} customers scored in {seconds} s")
     return {"status": status, "message": message, "customers": customers, "scored": len(rows), "seconds": seconds}
 
 

@@ -28,6 +28,7 @@ copies in full.
 """
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import time
@@ -36,6 +37,8 @@ from pathlib import Path
 
 from tiering.runspec import RunSpec
 from tiering.warehouse import connect
+
+log = logging.getLogger(__name__)
 
 # The marts kept per month whose other months a run never changes, and which months of them a run
 # rebuilds: customer_tier_monthly and tier_alerts_monthly rebuild the run's month and the next month
@@ -142,7 +145,7 @@ def publish_duckdb(spec: RunSpec, full: bool = False) -> dict:
                 con.execute("detach bi_copy")
                 partial.unlink()
         if mode == "full":
-            print(f"publish: full copy ({why_full})")
+            log.info(f"publish: full copy ({why_full})")
             con.execute(f"attach '{partial}' as bi_copy")
             con.execute("create schema bi_copy.marts")
         months = _months_rebuilt(con, spec) if mode == "by month" else []
@@ -166,8 +169,8 @@ def publish_duckdb(spec: RunSpec, full: bool = False) -> dict:
         partial.unlink(missing_ok=True)
     detail = f" (months {', '.join(m.strftime('%Y-%m') for m in months)} replaced)" if months else ""
     how = "by month" if mode == "by month" else "as a full copy"
-    print(f"published {len(columns)} tables to {target} {how}{detail} in {time.monotonic() - started:.1f} s "
-          f"(read-only copy for BI)")
+    log.info(f"published {len(columns)} tables to {target} {how}{detail} in {time.monotonic() - started:.1f} s "
+             f"(read-only copy for BI)")
     return {"path": str(target), "mode": mode, "rows": rows, **({"reason_full": why_full} if mode == "full" else {})}
 
 

@@ -597,8 +597,8 @@ def run_gate(gate: str, spec: RunSpec) -> dict:
         "data_docs": str(index) if index else None,
         "seconds": round(time.perf_counter() - started, 2),
     }
-    print(f"quality gate {gate} for {spec.month_text}: {len(rows)} expectations, {len(errors)} errors failed, "
-          f"{len(warnings_)} warnings failed ({summary['seconds']} s)" + (f"; data docs {index}" if index else ""))
+    log.info(f"quality gate {gate} for {spec.month_text}: {len(rows)} expectations, {len(errors)} errors failed, "
+             f"{len(warnings_)} warnings failed ({summary['seconds']} s)" + (f"; data docs {index}" if index else ""))
     if errors:
         raise QualityGateError(failure_message(gate, spec, errors))
     return summary

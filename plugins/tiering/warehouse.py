@@ -84,6 +84,9 @@ DDL = [
     # a batch whose loaded rows were all new to raw lists none of them in raw.batch_rows (tiering.load;
     # at 1M customers 9.5M keys a month, 137M for a first month). NULL (older loads): listed there.
     "alter table raw.batch_lineage add column if not exists member_rows_added boolean",
+    # the SHA-256 of the run's source files (tiering.operations.manifest_fingerprint; set by finish_run): with
+    # rule_version, what `tiering backfill` compares to skip a month whose inputs have not changed
+    "alter table audit.runs add column if not exists source_fingerprint varchar",
     _batch_members_ddl(),
 ]
 

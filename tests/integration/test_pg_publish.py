@@ -199,7 +199,7 @@ def test_configured_but_failing_is_an_error(pg, demo_warehouse):
         pg_publish.publish(demo_warehouse, MARCH, missing)
 
 
-def test_without_postgresql_the_step_is_skipped_with_a_reason(demo_warehouse, monkeypatch, capsys):
+def test_without_postgresql_the_step_is_skipped_with_a_reason(demo_warehouse, monkeypatch, caplog):
     """No PostgreSQL configured, or none reachable: the DAG step skips (never fails) and says what to set."""
     for env in (pg_publish.DSN_ENV, pg_publish.LEGACY_DSN_ENV, pg_publish.ADMIN_DSN_ENV, "AIRFLOW_CONN_TIERING_BI"):
         monkeypatch.delenv(env, raising=False)
@@ -209,7 +209,7 @@ def test_without_postgresql_the_step_is_skipped_with_a_reason(demo_warehouse, mo
     monkeypatch.setenv(pg_publish.DSN_ENV, "postgresql://tiering_writer@127.0.0.1:1/tiering")
     result = pg_publish.publish_month(spec)
     assert "no PostgreSQL answers at 127.0.0.1:1" in result["skipped"]
-    assert "publish_postgres skipped" in capsys.readouterr().out
+    assert "publish_postgres skipped: no PostgreSQL answers" in caplog.text   # a WARNING in the task / run log
 
 
 def test_failure_callback_logs_records_an_alert_and_posts_the_webhook(tmp_path, monkeypatch, caplog):
