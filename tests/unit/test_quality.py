@@ -141,6 +141,9 @@ def test_landed_suite_has_batch_checks_as_errors_and_row_checks_as_warnings(land
                   "landed.orders.valid_required_customer_id", "landed.orders.valid_unique_version"):
         assert by_id[check].severity == "warn", check
     assert by_id["landed.orders.valid_amount_amount"].expectation.mostly == 0.99
+    # the severity travels in Great Expectations' own field: error -> critical, warn -> warning
+    assert by_id["landed.orders.not_empty"].expectation.severity == "critical"
+    assert by_id["landed.orders.valid_amount_amount"].expectation.severity == "warning"
     assert not any(c.endswith("row_count_drop") for c in by_id)       # no previous month: skipped, and said so
     assert any("row_count_drop not evaluated" in note for note in builder.notes)
     assert not any(c.startswith("landed.invoices.") for c in by_id)   # optional file absent: nothing to check
@@ -377,4 +380,11 @@ def test_data_docs_are_built_into_the_runs_folder(tmp_path):
     summary = quality.run_gate("marts", spec)
     index = tmp_path / "wh" / "gx_docs" / spec.run_id / "index.html"
     assert summary["data_docs"] == str(index) and index.is_file()
-    assert list((index.parent / "validations").rglob("*.html"))
+    # every dataset the gate validated has its page (one Checkpoint per dataset, docs built once)
+    root = len(index.parent.parts)
+    pages = {".".join(page.parts[root + 1:root + 3]) for page in (index.parent / "validations").rglob("*.html")}
+    validated = {f"marts.{check.split('.')[1]}" for check in
+                 (r[0] for r in duckdb.connect(str(spec.warehouse), read_only=True).execute(
+                     "select split_part(expectation, ':', 1) from audit.dq_results where run_id = ?",
+                     [spec.run_id]).fetchall())}
+    assert pages == validated and len(pages) > 1, pages
