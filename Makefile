@@ -12,7 +12,7 @@ DEMO_MONTHS ?= 15
 WAREHOUSE ?= warehouse/tiering.duckdb
 TRY_SQL := select final_tier, customer_count, round(net_revenue) as net_revenue, round(revenue_share, 3) as revenue_share from marts.tier_summary_monthly where month = date '2025-03-01' order by final_tier
 
-.PHONY: setup run test test-fast demo-data lint docs clean
+.PHONY: setup run test test-fast demo-data lint lint-fix docs clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -49,8 +49,18 @@ run: demo-data
 
 # one pytest-xdist worker per core (tests/conftest.py keeps a module's tests on one worker)
 TEST_WORKERS ?= 2
-test: setup browser
+test: setup browser lint
 	$(BIN)/python -m pytest -p no:cacheprovider -n $(TEST_WORKERS)
+
+# ruff (Python) and sqlfluff (the dbt SQL, compiled with the project's macros and the rules file's vars);
+# `make lint-fix` applies their safe fixes. The same hooks run from .pre-commit-config.yaml.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m tiering.sql_lint
+
+lint-fix: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/python -m tiering.sql_lint --fix
 
 test-fast: setup
 	$(BIN)/python -m pytest -p no:cacheprovider -n $(TEST_WORKERS) -m "not e2e"
