@@ -21,6 +21,7 @@ from tiering.settings import DEFAULT_RULES
 TIERS = ("A", "B", "C", "D")
 GRADES = ("A", "B", "C", "D", "unrated")
 RULE_SETS = ("pareto", "count", "spend")
+VALUE_MEASURES = ("net_revenue", "gross_margin")
 
 
 class RulesError(TieringError, ValueError):
@@ -121,7 +122,7 @@ def _validate(data: Any) -> None:
 
     value = _keys(data["value"], "value", {"window_months", "rule_set", "pareto", "count", "spend",
                                            "key_account_share", "rfm_buckets", "group_accounts"},
-                  {"downgrade_after_months"})
+                  {"downgrade_after_months", "measure", "dormant_tier"})
     value.setdefault("downgrade_after_months", 1)
     if isinstance(value["downgrade_after_months"], bool) or not isinstance(value["downgrade_after_months"], int) \
             or not 1 <= value["downgrade_after_months"] <= 24:
@@ -142,6 +143,7 @@ def _validate(data: Any) -> None:
     _increasing([_number(spend, k, "value.spend", 0) for k in ("a_min", "b_min", "c_min")],
                 "value.spend thresholds (a_min > b_min > c_min)", strictly_decreasing=True)
     _number(value, "key_account_share", "value", 0, 1)
+    _validate_value_options(value)
     if value["rfm_buckets"] not in (3, 4, 5, 10):
         raise RulesError("'value.rfm_buckets' must be 3, 4, 5 or 10")
 
@@ -181,7 +183,8 @@ def _validate(data: Any) -> None:
         p = _keys(policy[tier], f"policy.{tier}", {"account_manager", "contact_cadence", "contact_days",
                                                    "review_cadence_months", "complaint_priority", "description"})
         for k in ("contact_days", "review_cadence_months", "complaint_priority"):
-            _number(p, k, f"policy.{tier}", 0)
+            if not (k == "review_cadence_months" and p[k] is None):   # null: no fixed review
+                _number(p, k, f"policy.{tier}", 0)
 
     code = _keys(data["customer_code"], "customer_code", {"tier_codes", "region_codes", "unknown_region_code",
                                                           "scale_min_revenue", "sequence_digits"})
@@ -200,6 +203,17 @@ def _validate(data: Any) -> None:
         raise RulesError("'customer_code.sequence_digits' must be a whole number from 4 to 12")
     if "potential" in data:
         _validate_potential(data["potential"])
+
+
+def _validate_value_options(value: dict) -> None:
+    """Optional value keys, absent = default (not written into the data: the rule_version of a file
+    without them stays what it was). value.measure: what is ranked, net_revenue (default) or
+    gross_margin; value.dormant_tier: true puts customers without positive value but with an
+    earlier purchase in D under the pareto and count rule sets (default false)."""
+    if value.get("measure", "net_revenue") not in VALUE_MEASURES:
+        raise RulesError(f"'value.measure' must be one of {', '.join(VALUE_MEASURES)}, got {value['measure']!r}")
+    if not isinstance(value.get("dormant_tier", False), bool):
+        raise RulesError("'value.dormant_tier' must be true or false")
 
 
 def _validate_potential(section: Any) -> None:
