@@ -117,9 +117,10 @@ def simulate(warehouse: Path, rules_path: Path, month: date, out: Path | None = 
                                f"so run the month with the new currency instead")
         spec = RunSpec(month=month, run_id=live["run_id"], source_dir=Path("."), warehouse=copy,
                        rules_path=Path(rules_path))
-        # dbt's target and logs in the temporary directory; TIERING_WAREHOUSE (set by run_dbt) put back after
+        # dbt's target and logs in the temporary directory, only its errors on the console (a failed
+        # node is named in the error); TIERING_WAREHOUSE (set by run_dbt) put back afterwards
         with _env(DBT_TARGET_PATH=str(tmp_dir / "target"), DBT_LOG_PATH=str(tmp_dir / "logs"),
-                  TIERING_WAREHOUSE=str(copy)):
+                  DBT_QUIET="true", TIERING_WAREHOUSE=str(copy)):
             staging_rebuilt = (live["staging_batch"] != live["run_id"]
                                or live["staging_code"] != pipeline.staging_code_version())
             if staging_rebuilt:
