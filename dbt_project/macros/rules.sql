@@ -11,6 +11,19 @@
     {{- return(ns.node) -}}
 {%- endmacro %}
 
+{#- An optional key of the rules file: its value, or `default` when the file leaves it out
+    (optional keys are not written into the rules, so they do not change a file's rule_version). -#}
+{% macro rule_or(path, default) -%}
+    {%- set ns = namespace(node=var('rules')) -%}
+    {%- for part in path.split('.') -%}
+        {%- if ns.node is not mapping or part not in ns.node -%}
+            {{- return(default) -}}
+        {%- endif -%}
+        {%- set ns.node = ns.node[part] -%}
+    {%- endfor -%}
+    {{- return(ns.node) -}}
+{%- endmacro %}
+
 {#- The month being computed and its bounds, as SQL date literals. -#}
 {% macro month_start() %}date '{{ var("month") }}'{% endmacro %}
 {% macro next_month_start() %}date '{{ var("next_month") }}'{% endmacro %}

@@ -14,6 +14,7 @@
     tiering crm-export --month YYYY-MM --format csv|jsonl --out FILE [--include-contact] [--warehouse FILE]
     tiering backtest-potential --source DIR --calibration-end YYYY-MM --holdout-months N [--rules FILE]
     tiering dbt       [--month YYYY-MM] -- <dbt command and args>
+    tiering simulate  --rules NEW.yml --month YYYY-MM [--out FILE.csv] [--warehouse FILE]
 
 Exit status 0 on success; otherwise 1 with a one-line reason on stderr. `run` and `backfill` print
 a progress bar (or plain lines off a terminal) and write everything else to a log file
@@ -119,6 +120,12 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("sql")
     query.add_argument("--warehouse", type=Path, default=DEFAULT_WAREHOUSE)
     query.add_argument("--live", action="store_true", help="query the live warehouse instead (blocks runs)")
+
+    simulate = sub.add_parser("simulate", help="a month's tiers under another rules file, in a temporary copy")
+    simulate.add_argument("--rules", required=True, type=Path)
+    simulate.add_argument("--month", required=True)
+    simulate.add_argument("--out", type=Path, help="CSV of the customers that would change tier")
+    simulate.add_argument("--warehouse", type=Path, default=DEFAULT_WAREHOUSE)
     return parser
 
 
@@ -253,7 +260,8 @@ COMMANDS = {"demo-data": cmd_demo_data, "run": cmd_run, "backfill": cmd_backfill
             "publish-postgres": _delegate("tiering.pg_publish", "cli_publish"),
             "crm-export": _delegate("tiering.crm", "cli_crm_export"),
             "backtest-potential": _delegate("tiering.potential", "cli_backtest"),
-            "status": _delegate("tiering.operations", "cli_status")}
+            "status": _delegate("tiering.operations", "cli_status"),
+            "simulate": _delegate("tiering.simulate", "cli_simulate")}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -82,6 +82,10 @@ def format_explanation(result: dict) -> str:
         f"  rank             {_fmt(c['value_rank'])} of {c['ranked_customers']} customers with positive value",
         f"  value share      {_fmt(c['value_share'], True)}",
         f"  prior share      {_fmt(c['prior_share'], True)}   cumulative share {_fmt(c['cumulative_share'], True)}",
+        f"  value measure    {c.get('value_measure') or 'net_revenue'}   ranking value "
+        f"{_fmt(float(c['ranking_value']) if c.get('ranking_value') is not None else None)}"
+        + (f"   gross margin {_fmt(float(c['gross_margin']))}" if c.get("gross_margin") is not None else "")
+        + ("   dormant (no positive value in the window, an earlier purchase)" if c.get("is_dormant") else ""),
         f"  rule set         {c['rule_set']}: {c['tier_rule']}",
         f"  thresholds       {json.dumps(result['thresholds'])}",
         f"  key account      {c['is_key_account']}",

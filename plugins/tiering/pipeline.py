@@ -294,7 +294,7 @@ def month_summary(spec: RunSpec) -> dict:
     con = connect(spec.warehouse, read_only=False)
     try:
         tiers = con.execute("""
-            select final_tier, customer_count, net_revenue, revenue_share
+            select final_tier, customer_count, net_revenue, revenue_share, value_measure
             from marts.tier_summary_monthly where month = ? order by final_tier""", [spec.month]).fetchall()
         quarantined = con.execute("""
             select source_table, count(*) from quarantine.rejected_rows where run_id = ?
@@ -309,7 +309,9 @@ def month_summary(spec: RunSpec) -> dict:
         "restatement_changes": restated,
         "month": spec.month_text,
         "run_id": spec.run_id,
-        "tiers": [{"tier": t, "customers": n, "net_revenue": float(r), "revenue_share": s} for t, n, r, s in tiers],
+        # what the tiers were ranked by (rules file value.measure)
+        "value_measure": tiers[0][4] if tiers else None,
+        "tiers": [{"tier": t, "customers": n, "net_revenue": float(r), "revenue_share": s} for t, n, r, s, _ in tiers],
         "quarantined": dict(quarantined),
     }
 
@@ -318,6 +320,8 @@ def format_summary(summary: dict) -> str:
     parts = [f"{t['tier']}: {t['customers']} customers, {t['revenue_share']:.1%} of revenue" for t in summary["tiers"]]
     quarantined = sum(summary["quarantined"].values())
     text = f"{summary['month']}  " + "; ".join(parts) + f"; quarantined rows: {quarantined}"
+    if summary.get("value_measure"):
+        text += f"; ranked by {summary['value_measure']}"
     if summary.get("restatement_changes") is not None:
         text += (f"; restatement: {summary['restatement_changes']} value(s) changed against the previous run "
                  f"(audit.restatement_diffs)")

@@ -32,6 +32,7 @@ TIERS = ("A", "B", "C", "D")
 GRADES = ("A", "B", "C", "D", "unrated")
 RULE_SETS = ("pareto", "count", "spend")
 SCHEMA_FILE = DEFAULT_RULES.with_name("tiering_rules.schema.json")
+VALUE_MEASURES = ("net_revenue", "gross_margin")
 
 
 class RulesError(TieringError, ValueError):
@@ -167,6 +168,13 @@ class Value(_Section):
     group_accounts: bool = Field(description="rank groups (parent + children summed)")
     downgrade_after_months: Annotated[int, Field(ge=1, le=24)] = Field(
         1, description="hysteresis: a downgrade needs this many consecutive months below (1 = off)")
+    # optional keys: absent means the default, and is not written into the data (the rule_version
+    # of a file without them stays what it was; the models read them with rule_or)
+    measure: Literal["net_revenue", "gross_margin"] = Field(
+        "net_revenue", description="what is ranked: net revenue, or gross margin (docs/rules.md)")
+    dormant_tier: bool = Field(
+        False, description="pareto and count: customers with no positive value in the window but an earlier "
+                           "purchase get D")
 
 
 class GradeScores(_Section):
@@ -239,7 +247,7 @@ class TierPolicy(_Section):
     account_manager: str
     contact_cadence: str
     contact_days: Amount
-    review_cadence_months: Amount
+    review_cadence_months: Amount | None = Field(description="null: no fixed review (no review-due action)")
     complaint_priority: Amount
     description: str
 

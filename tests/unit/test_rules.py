@@ -50,6 +50,25 @@ def test_bad_rules_name_the_offending_key(tmp_path, mutate, message):
     assert "rules.yml" in str(err.value)
 
 
+def test_optional_value_keys_default_without_changing_the_version(tmp_path):
+    rules = load_rules()
+    assert "measure" not in rules.data["value"] and "dormant_tier" not in rules.data["value"]
+    margin = load_rules(_write(tmp_path, lambda d: d["value"].update(measure="gross_margin", dormant_tier=True)))
+    assert margin.version != rules.version
+    no_review = load_rules(_write(tmp_path, lambda d: d["policy"]["D"].update(review_cadence_months=None)))
+    assert no_review.data["policy"]["D"]["review_cadence_months"] is None
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d["value"].update(measure="profit"), "'value.measure' must be net_revenue or gross_margin, got 'profit'"),
+    (lambda d: d["value"].update(dormant_tier="yes"), "'value.dormant_tier' must be true or false"),
+    (lambda d: d["policy"]["C"].update(contact_days=None), "'policy.C.contact_days' must be a number"),
+])
+def test_bad_optional_value_keys(tmp_path, mutate, message):
+    with pytest.raises(RulesError, match=message.replace(".", r"\.")):
+        load_rules(_write(tmp_path, mutate))
+
+
 def test_missing_rules_file(tmp_path):
     with pytest.raises(RulesError, match="rules file not found"):
         load_rules(tmp_path / "nope.yml")

@@ -5,6 +5,7 @@
 -- of its current tier interval) and rolls forward by the tier's review_cadence_months (rules file
 -- `policy`): the next review is the first such date after the month. It is due when that date is
 -- the first day of the next month, i.e. the review falls in the month the run hands over to.
+-- A tier whose review_cadence_months is null (or 0) has no fixed review: never due.
 -- A run rebuilds its month and every month computed after it (macros/months.sql, months_onward):
 -- a month run out of order can move the start of an interval that runs on through later months.
 {%- set policy = rule('policy') %}
@@ -48,7 +49,7 @@ with_cadence as (
         tier_since,
         case final_tier
         {%- for tier, p in policy.items() %}
-            when '{{ tier }}' then {{ p['review_cadence_months'] }}
+            when '{{ tier }}' then {{ 'cast(null as integer)' if p['review_cadence_months'] is none else p['review_cadence_months'] }}
         {%- endfor %}
         end as review_cadence_months,
         {{ dbt.datediff('tier_since', 'month', 'month') }} as months_in_tier

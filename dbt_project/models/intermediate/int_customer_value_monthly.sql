@@ -32,7 +32,9 @@ order_history as (
     select
         customer_id,
         min(ordered_at) as first_order_at,
-        max(ordered_at) as last_order_at
+        max(ordered_at) as last_order_at,
+        -- a positive-value purchase at any time up to the month end (value.dormant_tier)
+        bool_or(amount_reporting > 0) as has_positive_purchase
     from completed_orders
     group by customer_id
 )
@@ -59,6 +61,7 @@ select
     end as avg_order_value,
     cast(order_history.first_order_at as date) as first_order_date,
     cast(order_history.last_order_at as date) as last_order_date,
+    coalesce(order_history.has_positive_purchase, false) as has_positive_purchase,
     {{ dbt.datediff('cast(order_history.last_order_at as date)', month_last_day(), 'day') }} as recency_days,
     greatest({{ dbt.datediff('cast(customers.created_at as date)', month_last_day(), 'month') }}, 0) as tenure_months
 from customers

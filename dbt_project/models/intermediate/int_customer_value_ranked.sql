@@ -3,7 +3,11 @@
 -- The ranking unit is the customer, or its group (parent + children summed) when the rules
 -- file sets value.group_accounts: then every member carries its group's rank and shares.
 -- Units without positive value are not ranked.
+-- The value ranked is the rules file's value.measure: net_revenue (default) or gross_margin, where an
+-- order with an unknown cost adds nothing to the margin (int_customer_value_monthly.gross_margin;
+-- a customer without any known cost has margin 0, so is not ranked).
 {%- set group_accounts = rule('value.group_accounts') %}
+{%- set measure = rule_or('value.measure', 'net_revenue') %}
 with customer_value as (
     select
         *,
@@ -15,7 +19,8 @@ with customer_value as (
 unit_value as (
     select
         ranking_unit_id,
-        sum(net_revenue) as ranking_value,
+        sum({{ 'coalesce(gross_margin, 0)' if measure == 'gross_margin' else 'net_revenue' }}) as ranking_value,
+        coalesce(bool_or(has_positive_purchase), false) as unit_has_positive_purchase,
         sum(order_count) as unit_order_count,
         min(recency_days) as unit_recency_days
     from customer_value
@@ -48,6 +53,8 @@ ranked as (
 select
     customer_value.*,
     coalesce(ranked.ranking_value, unit_value.ranking_value) as ranking_value,
+    {{ lit(measure) }} as value_measure,
+    unit_value.unit_has_positive_purchase as has_earlier_purchase,
     ranked.value_rank is not null as is_active,
     ranked.value_rank,
     ranked.prior_value,

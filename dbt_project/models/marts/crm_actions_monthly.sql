@@ -6,17 +6,23 @@
 -- actions are produced after the month closed and are due from the first day of the next month:
 --   assign_account_manager  the kind of account manager of the final tier changed (or the customer
 --                           is new) and the tier has one (policy account_manager <> 'none')
---   weekly_contact /        the tier's contact cadence (policy contact_cadence), first contact due
---   twice_monthly_contact   contact_days after the month's last day
---   review_due              the tier review falls due (int_customer_review_schedule)
+--   weekly_contact /        one action per month for the tier's contact cadence (policy
+--   twice_monthly_contact / contact_cadence weekly, twice-monthly, monthly; any other cadence:
+--   monthly_contact /       scheduled_contact), first contact due contact_days after the month's
+--   scheduled_contact       last day; none for a tier with contact_days 0 (self-service)
+--   review_due              the tier review falls due (int_customer_review_schedule; never for a
+--                           tier whose review_cadence_months is null)
 --   credit_hold             the credit grade puts the customer on credit hold
---   win_back                the customer lapsed this month (movement 'lapsed')
+--   win_back                the customer lapsed this month (movement 'lapsed'), or, with
+--                           value.dormant_tier on, became dormant (is_dormant, not in D the
+--                           previous computed month): once, in that month
 --   growth_outreach         growth candidate: value tier B or C with potential tier A
 -- Identifies customers by customer_id (inside the warehouse) and customer_key (pseudonymous, the
 -- only identifier exported); upsert_key is stable per customer and action across months and reruns.
 -- A run rebuilds its month and every month computed after it (macros/months.sql, months_onward),
 -- as int_customer_review_schedule does: their rows read the tier rows and review clock of their month.
-{%- set contact_actions = {'weekly': 'weekly_contact', 'twice-monthly': 'twice_monthly_contact'} %}
+{%- set contact_actions = {'weekly': 'weekly_contact', 'twice-monthly': 'twice_monthly_contact',
+                           'monthly': 'monthly_contact'} %}
 {%- set months = months_onward() %}
 with tier_month as (
     select * from {{ ref('customer_tier_monthly') }}
@@ -55,6 +61,7 @@ customers as (
         tier_month.previous_final_tier,
         tier_month.value_tier,
         tier_month.movement,
+        tier_month.is_dormant,
         tier_month.credit_grade,
         tier_month.credit_hold,
         tier_month.account_manager,
@@ -86,18 +93,18 @@ actions as (
     from customers
     where account_manager <> 'none' and account_manager is distinct from previous_account_manager
 
-    {%- for cadence, action in contact_actions.items() %}
-
     union all
 
     select
         *,
-        '{{ action }}' as action,
+        case contact_cadence
+        {%- for cadence, action in contact_actions.items() %} when {{ lit(cadence) }} then '{{ action }}'{% endfor %}
+            else 'scheduled_contact'
+        end as action,
         cast({{ dbt.dateadd('day', 'cast(contact_days as integer)', 'month_last_day') }} as date) as due_date,
-        'tier ' || final_tier || ' policy: {{ cadence }} contact (every ' || contact_days || ' days)' as reason
+        'tier ' || final_tier || ' policy: ' || contact_cadence || ' contact (every ' || contact_days || ' days)' as reason
     from customers
-    where contact_cadence = {{ lit(cadence) }}
-    {%- endfor %}
+    where contact_days > 0
 
     union all
 
@@ -126,10 +133,11 @@ actions as (
         *,
         'win_back' as action,
         next_month_start as due_date,
-        'lapsed: no completed order in the value window' || coalesce(' (was tier ' || previous_final_tier || ')', '')
+        case when movement = 'lapsed' then 'lapsed' else 'dormant' end
+            || ': no completed order in the value window' || coalesce(' (was tier ' || previous_final_tier || ')', '')
             as reason
     from customers
-    where movement = 'lapsed'
+    where movement = 'lapsed' or (is_dormant and previous_final_tier <> 'D')
 
     union all
 

@@ -13,12 +13,13 @@ per_tier as (
     select
         month,
         final_tier,
+        value_measure,
         count(*) as customer_count,
         count(case when is_active then 1 end) as active_customer_count,
         count(case when is_key_account then 1 end) as key_account_count,
         sum(net_revenue) as net_revenue
     from tier_months
-    group by month, final_tier
+    group by month, final_tier, value_measure
 )
 
 select
@@ -27,6 +28,7 @@ select
     customer_count,
     active_customer_count,
     key_account_count,
+    value_measure,
     net_revenue,
     coalesce(cast(net_revenue as {{ double_type() }}) / nullif(cast(sum(net_revenue) over (partition by month) as {{ double_type() }}), 0), 0)
         as revenue_share
