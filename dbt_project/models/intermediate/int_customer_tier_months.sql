@@ -51,6 +51,11 @@ overrides as (
     select * from {{ ref('int_customer_overrides_active') }}
 ),
 
+registry as (
+    -- each customer's sequence number, given once (the customer code registry)
+    select customer_id, customer_sequence from {{ ref('int_customer_code_registry') }}
+),
+
 matrix as (
     select
         value_tiers.*,
@@ -63,9 +68,12 @@ matrix as (
         {%- endfor %}
         end as matrix_tier,
         credit.credit_grade in ({% for g in rule('credit_hold_grades') %}'{{ g }}'{{ ', ' if not loop.last }}{% endfor %}) as credit_hold,
-        row_number() over (order by value_tiers.first_seen_at, value_tiers.customer_id) as customer_sequence
+        registry.customer_sequence
     from value_tiers
     inner join credit on credit.customer_id = value_tiers.customer_id
+    -- (every customer known at the month end is registered by this build: a missing number would
+    -- fail the not-null test rather than drop the row)
+    left join registry on registry.customer_id = value_tiers.customer_id
 ),
 
 final as (
