@@ -69,6 +69,7 @@ class ReportData:
     alerts: list[dict] = field(default_factory=list)
     totals: dict = field(default_factory=dict)
     provisional: bool = False                       # the month had not ended when it was computed
+    value_measure: str = "net_revenue"              # what was ranked (rules value.measure)
 
 
 def _dicts(con, sql: str, params: list) -> list[dict]:
@@ -101,17 +102,35 @@ def _rules_content(con, warehouse: Path, rule_version: str) -> dict:
     return json.loads(row[0]) if row and row[0] else {}
 
 
+def _has_column(con, column: str) -> bool:
+    """Whether marts.customer_tier_monthly of the copy has `column` (copies published by older
+    code lack the newer columns)."""
+    return bool(con.execute("""select count(*) from information_schema.columns
+                               where table_schema = 'marts' and table_name = 'customer_tier_monthly'
+                                 and column_name = ? and table_catalog = current_database()""",
+                            [column]).fetchone()[0])
+
+
 def _is_provisional(con, month: date) -> bool:
     """Whether the month's rows are provisional (computed before the month ended): the column
     is_provisional of marts.customer_tier_monthly; a copy without that column is final."""
-    has_column = con.execute("""select count(*) from information_schema.columns
-                                where table_schema = 'marts' and table_name = 'customer_tier_monthly'
-                                  and column_name = 'is_provisional' and table_catalog = current_database()
-                             """).fetchone()[0]
-    if not has_column:
+    if not _has_column(con, "is_provisional"):
         return False
     return bool(con.execute("select coalesce(bool_or(is_provisional), false) from marts.customer_tier_monthly "
                             "where month = ?", [month]).fetchone()[0])
+
+
+def _value_measure(con, month: date) -> str:
+    """What the month's customers were ranked by (value_measure); net revenue in older copies."""
+    if not _has_column(con, "value_measure"):
+        return "net_revenue"
+    row = con.execute("select min(value_measure) from marts.customer_tier_monthly where month = ?",
+                      [month]).fetchone()
+    return row[0] if row and row[0] else "net_revenue"
+
+
+# the measure's name in the page's texts
+MEASURE_WORDS = {"net_revenue": "revenue", "gross_margin": "gross margin"}
 
 
 def load_report_data(warehouse: Path, month: date) -> ReportData:
@@ -126,6 +145,7 @@ def load_report_data(warehouse: Path, month: date) -> ReportData:
             [month]).fetchall()]
         data.rule_set = rule_sets[0] if len(rule_sets) == 1 else None
         data.provisional = _is_provisional(con, month)
+        data.value_measure = _value_measure(con, month)
         data.rules = _rules_content(con, Path(warehouse), rule_versions[-1])
         data.summary = _dicts(con, """
             select final_tier, customer_count, active_customer_count, key_account_count,
@@ -267,10 +287,11 @@ def bar_chart(chart_id: str, title: str, bars: list[tuple[str, float, str, str]]
 def _thresholds(data: ReportData) -> list[tuple[str, str, float]]:
     """The rule thresholds to draw on the Pareto chart: (axis, label, share)."""
     value_rules = data.rules.get("value", {})
+    word = MEASURE_WORDS.get(data.value_measure, data.value_measure)
     if data.rule_set == "pareto" and "pareto" in value_rules:
         p = value_rules["pareto"]
-        return [("revenue", f"A threshold {_pct(p['a_share'], 0)} of revenue", p["a_share"]),
-                ("revenue", f"B threshold {_pct(p['b_share'], 0)} of revenue", p["b_share"])]
+        return [("revenue", f"A threshold {_pct(p['a_share'], 0)} of {word}", p["a_share"]),
+                ("revenue", f"B threshold {_pct(p['b_share'], 0)} of {word}", p["b_share"])]
     if data.rule_set == "count" and "count" in value_rules:
         c = value_rules["count"]
         return [("customers", f"A: top {_pct(c['a_share'], 0)} of customers", c["a_share"]),
@@ -289,7 +310,8 @@ def pareto_chart(data: ReportData, width: int = 560, height: int = 420) -> Chart
     def py(share: float) -> float:
         return top + plot_h - plot_h * float(share)
 
-    marks = [_text(width / 2, 20, "Pareto curve: revenue held by the top customers", 14, weight="600")]
+    word = MEASURE_WORDS.get(data.value_measure, data.value_measure)
+    marks = [_text(width / 2, 20, f"Pareto curve: {word} held by the top customers", 14, weight="600")]
     for i in range(0, 11, 2):
         s = i / 10
         marks.append(_line(px(s), top, px(s), top + plot_h, "#eee"))
@@ -324,7 +346,7 @@ def pareto_chart(data: ReportData, width: int = 560, height: int = 420) -> Chart
     marks.append(_rect(left, top, plot_w, plot_h, "none", stroke="#999"))
     marks.append(_text(left + plot_w / 2, height - 22, "cumulative share of customers (ranked by value, highest first)",
                        12, fill="#555"))
-    marks.append(_text(16, top + plot_h / 2, "cumulative share of revenue", 12, fill="#555", rotate=True))
+    marks.append(_text(16, top + plot_h / 2, f"cumulative share of {word}", 12, fill="#555", rotate=True))
     legend_y = height - 6
     marks.append(_line(left, legend_y - 4, left + 20, legend_y - 4, "#1f5fa8", width=2.5))
     marks.append(_text(left + 24, legend_y, "customers' revenue", 11, anchor="start"))
@@ -463,13 +485,15 @@ def page_context(data: ReportData, generated_at: str | None = None) -> dict:
         "migration": migration_heatmap(data),
     }
     cut_text = "; ".join(f'{c["value_tier"]} ends at rank {c["last_rank"]:,} of {c["ranked_customers"]:,} '
-                         f'({_pct(c["customer_share"])} of customers, {_pct(c["revenue_share"])} of revenue)'
+                         f'({_pct(c["customer_share"])} of customers, {_pct(c["revenue_share"])} of '
+                         f'{MEASURE_WORDS.get(data.value_measure, data.value_measure)})'
                          for c in data.cuts[:-1])
     return {
         "month_text": f"{data.month:%Y-%m}",
         "rule_versions": ", ".join(data.rule_versions),
         "run_ids": ", ".join(data.run_ids),
         "rule_set": data.rule_set or "mixed",
+        "value_measure": MEASURE_WORDS.get(data.value_measure, data.value_measure),
         "source": str(data.source),
         "generated_at": generated_at or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "provisional": data.provisional,

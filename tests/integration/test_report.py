@@ -172,6 +172,28 @@ def test_a_provisional_month_shows_a_banner(demo_warehouse, html, tmp_path):
     assert report.load_report_data(warehouse, date(2024, 3, 1)).provisional is False
 
 
+def test_the_page_names_the_value_measure(demo_warehouse, html, tmp_path):
+    """Ranked by revenue by default; a month ranked by gross margin (rules value.measure) says so in
+    the header, the Pareto chart and its thresholds."""
+    assert '<span id="value-measure">revenue</span>' in html
+    warehouse = tmp_path / "warehouse" / "tiering.duckdb"
+    copy = published_path(warehouse)
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(published_path(demo_warehouse).read_bytes())
+    copy.chmod(0o644)
+    con = duckdb.connect(str(copy))
+    try:
+        con.execute("update marts.customer_tier_monthly set value_measure = 'gross_margin' where month = ?",
+                    [MONTH_DATE])
+    finally:
+        con.close()
+    data = report.load_report_data(warehouse, MONTH_DATE)
+    data.rules = {"value": {"pareto": {"a_share": 0.8, "b_share": 0.95}}}
+    page = report.render_html(data)
+    assert '<span id="value-measure">gross margin</span>' in page
+    assert "A threshold 80% of gross margin" in page and "Pareto curve: gross margin held by the top" in page
+
+
 def test_missing_month_and_missing_copy_are_clear_errors(demo_warehouse, tmp_path, capsys):
     out = tmp_path / "r.html"
     assert main(["report", "--month", "2031-01", "--out", str(out), "--warehouse", str(demo_warehouse)]) == 1
