@@ -1,7 +1,7 @@
 """`tiering`: the command line of the customer-tiering pipeline.
 
     tiering demo-data --out DIR [--customers N] [--months N] [--seed S]
-    tiering run       --source DIR --month YYYY-MM [--warehouse FILE] [--rules FILE]
+    tiering run       --source DIR --month YYYY-MM [--provisional] [--warehouse FILE] [--rules FILE]
     tiering backfill  --source DIR --start YYYY-MM --end YYYY-MM [--warehouse FILE] [--rules FILE]
     tiering explain   --customer ID --month YYYY-MM [--warehouse FILE] [--json]
     tiering dq-report --month YYYY-MM [--run-id ID] [--warehouse FILE] [--json]
@@ -47,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--source", required=True, type=Path)
     run.add_argument("--month", required=True)
     run.add_argument("--restate", action="store_true", help="recompute the month as a restatement")
+    run.add_argument("--provisional", action="store_true",
+                     help="allow the month under way (UTC): its marts are marked is_provisional and it is not "
+                          "published to PostgreSQL")
     warehouse_and_rules(run)
 
     backfill = sub.add_parser("backfill", help="run the DAG for every month of a range, oldest first")
@@ -151,7 +154,8 @@ def cmd_demo_data(args: argparse.Namespace) -> None:
     print(f"demo source written to {args.out} in {time.monotonic() - started:.1f} s ({rows})")
 
 
-def _run_months(source: Path, months: list, warehouse: Path, rules_path: Path, restate: bool = False) -> None:
+def _run_months(source: Path, months: list, warehouse: Path, rules_path: Path, restate: bool = False,
+                provisional: bool = False) -> None:
     from tiering.airflow_runner import run_month
     from tiering.pipeline import format_summary
     from tiering.rules import load_rules
@@ -165,7 +169,8 @@ def _run_months(source: Path, months: list, warehouse: Path, rules_path: Path, r
     quarantined = 0
     for i, month in enumerate(months, 1):
         spec = RunSpec(month=month, run_id=new_run_id(month), source_dir=source.resolve(),
-                       warehouse=warehouse.resolve(), rules_path=rules_path.resolve(), restate=restate)
+                       warehouse=warehouse.resolve(), rules_path=rules_path.resolve(), restate=restate,
+                       provisional=provisional)
         print(f"[{i}/{len(months)}] {spec.month_text} run {spec.run_id} ...", flush=True)
         month_started = time.monotonic()
         summary = run_month(spec)
@@ -176,16 +181,19 @@ def _run_months(source: Path, months: list, warehouse: Path, rules_path: Path, r
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from tiering.runspec import parse_month
+    from tiering.runspec import check_month_ended, current_month, parse_month
 
-    _run_months(args.source, [parse_month(args.month)], args.warehouse, args.rules, restate=args.restate)
+    month = check_month_ended(parse_month(args.month), args.provisional)  # before Airflow starts
+    _run_months(args.source, [month], args.warehouse, args.rules, restate=args.restate,
+                provisional=args.provisional and month == current_month())
 
 
 def cmd_backfill(args: argparse.Namespace) -> None:
-    from tiering.runspec import month_range, parse_month
+    from tiering.runspec import check_month_ended, month_range, parse_month
 
-    _run_months(args.source, month_range(parse_month(args.start), parse_month(args.end)), args.warehouse,
-                args.rules)
+    months = month_range(parse_month(args.start), parse_month(args.end))
+    check_month_ended(months[-1])  # a backfill computes ended months only
+    _run_months(args.source, months, args.warehouse, args.rules)
 
 
 def cmd_explain(args: argparse.Namespace) -> None:

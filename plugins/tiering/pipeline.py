@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 from tiering import landing, load
 from tiering.dbt_runner import run_dbt
 from tiering.rules import load_rules
-from tiering.runspec import RunSpec
+from tiering.runspec import RunSpec, check_month_ended, current_month
 from tiering.settings import DBT_PROJECT_DIR
 from tiering.source import check_source_dir
 from tiering.warehouse import (connect, ensure_schema, record_staging_state, tables_loaded_all_new,
@@ -38,9 +39,16 @@ def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-def start_run(conf: dict, logical_date: datetime | None = None) -> dict:
-    """Resolve the run, validate rules and source before any data is written, record the run."""
-    spec = RunSpec.from_conf(conf, logical_date)
+def start_run(conf: dict, data_interval_start: datetime | None = None,
+              data_interval_end: datetime | None = None) -> dict:
+    """Resolve the run (its month: the month of the DAG run's data interval, runspec.month_of_run),
+    refuse a month that has not ended unless the conf says provisional, validate rules and source
+    before any data is written, record the run."""
+    spec = RunSpec.from_conf(conf, data_interval_start, data_interval_end)
+    check_month_ended(spec.month, spec.provisional)
+    if spec.provisional and spec.month < current_month():
+        print(f"{spec.month_text} has ended: computed as a final month, not provisional")
+        spec = replace(spec, provisional=False)
     rules = load_rules(spec.rules_path)          # a bad rules file fails here, nothing written
     check_source_dir(spec.source_dir)            # so does a missing source directory
     con = connect(spec.warehouse)
@@ -56,7 +64,8 @@ def start_run(conf: dict, logical_date: datetime | None = None) -> dict:
                      spec.restate, _now()])
     finally:
         con.close()
-    print(f"run {spec.run_id}: month {spec.month_text}, rules {rules.version}, source {spec.source_dir}")
+    provisional = " (provisional: the month has not ended)" if spec.provisional else ""
+    print(f"run {spec.run_id}: month {spec.month_text}{provisional}, rules {rules.version}, source {spec.source_dir}")
     return spec.to_conf()
 
 

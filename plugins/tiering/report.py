@@ -60,6 +60,7 @@ class ReportData:
     key_accounts: list[dict] = field(default_factory=list)
     alerts: list[dict] = field(default_factory=list)
     totals: dict = field(default_factory=dict)
+    provisional: bool = False                       # the month had not ended when it was computed
 
 
 def _dicts(con, sql: str, params: list) -> list[dict]:
@@ -148,9 +149,30 @@ def load_report_data(warehouse: Path, month: date) -> ReportData:
                    count(case when movement = 'downgraded' then 1 end) as downgraded,
                    cast(sum(net_revenue) as double) as net_revenue
             from marts.customer_tier_monthly where month = ?""", [month])[0]
+        data.provisional = _provisional(con, month)
     finally:
         con.close()
     return data
+
+
+# --- provisional month banner (issue 32): one self-contained block, kept apart from the template ---
+def _provisional(con, month: date) -> bool:
+    """Whether the month's marts come from a provisional run (a copy built before the column: no)."""
+    try:
+        row = con.execute("select bool_or(is_provisional) from marts.tier_summary_monthly where month = ?",
+                          [month]).fetchone()
+    except Exception:
+        return False
+    return bool(row and row[0])
+
+
+def _provisional_banner(data: ReportData) -> str:
+    if not data.provisional:
+        return ""
+    return (f'<div id="provisional-banner" role="alert" style="background:#fff3cd;color:#664d03;padding:12px 32px;'
+            f'font-weight:600">PROVISIONAL: {data.month:%Y-%m} had not ended when it was computed; these figures '
+            f'can still change. Run the month again after it ends for the final figures.</div>\n')
+# --- end of the provisional month banner ---
 
 
 # --------------------------------------------------------------------------------------------
@@ -477,7 +499,7 @@ def render_html(data: ReportData, generated_at: str | None = None) -> str:
      &middot; run <code id="run-id">{escape(", ".join(data.run_ids))}</code></p>
   <p>Source: {escape(str(data.source))} &middot; generated {escape(generated_at)}</p>
 </header>
-<main>
+{_provisional_banner(data)}<main>
   <div class="kpis" id="kpis">{kpi_html}</div>
   <section id="tier-distribution">
     <h2>Tier distribution</h2>

@@ -62,7 +62,7 @@ def test_a_month_is_computed_after_it_ends(dag):
         restriction=_restriction(catchup=True),
     )
     assert info.data_interval == march
-    assert info.logical_date == march.start          # the month computed = the logical date's month
+    assert info.logical_date == march.start          # a scheduled run: logical date = interval start
     assert info.run_after == march.end               # triggered once the month is over
 
 
