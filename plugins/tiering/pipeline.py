@@ -20,6 +20,7 @@ from pathlib import Path
 
 from tiering import landing, load
 from tiering.dbt_runner import run_dbt
+from tiering.locks import warehouse_free
 from tiering.rules import load_rules
 from tiering.runspec import RunSpec, check_month_ended, current_month
 from tiering.settings import DBT_PROJECT_DIR
@@ -51,6 +52,7 @@ def start_run(conf: dict, data_interval_start: datetime | None = None,
         spec = replace(spec, provisional=False)
     rules = load_rules(spec.rules_path)          # a bad rules file fails here, nothing written
     check_source_dir(spec.source_dir)            # so does a missing source directory
+    warehouse_free(spec.warehouse)               # and a warehouse another run or scheduler writes
     con = connect(spec.warehouse)
     try:
         ensure_schema(con)
