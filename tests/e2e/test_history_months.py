@@ -8,6 +8,8 @@ provisional.
 """
 from __future__ import annotations
 
+import io
+from contextlib import redirect_stderr, redirect_stdout
 from datetime import date, datetime, timezone
 
 import pytest
@@ -21,10 +23,12 @@ pytestmark = pytest.mark.e2e
 HISTORY = [date(1997, 11, 1), date(1997, 12, 1), date(1998, 2, 1)]
 
 
-def _cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
+def _cli(*argv) -> tuple[int, str, str]:
+    """`tiering ARGV` in this process: (exit status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = cli.main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
 
 
 def _dag_runs(months: list[date]) -> dict[date, dict]:
@@ -47,39 +51,18 @@ def _dag_runs(months: list[date]) -> dict[date, dict]:
 
 
 @pytest.fixture(scope="module")
-def history(tmp_path_factory, capsys_module):
+def history(tmp_path_factory):
     root = tmp_path_factory.mktemp("history")
     source, warehouse = root / "source-1997", root / "warehouse" / "tiering.duckdb"
-    capsys = capsys_module
-    code, out, err = _cli(capsys, "demo-data", "--out", source, "--customers", "80", "--months", "24",
+    code, out, err = _cli("demo-data", "--out", source, "--customers", "80", "--months", "24",
                           "--start", "1997-01", "--seed", "11")
     assert code == 0, err
     results = {
-        "backfill": _cli(capsys, "backfill", "--source", source, "--start", "1997-11", "--end", "1997-12",
+        "backfill": _cli("backfill", "--source", source, "--start", "1997-11", "--end", "1997-12",
                          "--warehouse", warehouse),
-        "run": _cli(capsys, "run", "--source", source, "--month", "1998-02", "--warehouse", warehouse),
+        "run": _cli("run", "--source", source, "--month", "1998-02", "--warehouse", warehouse),
     }
     return source, warehouse, results
-
-
-@pytest.fixture(scope="module")
-def capsys_module():
-    """capsys for a module fixture: the CLI's output, read after each call."""
-    import io
-    import sys
-
-    class Capture:
-        def readouterr(self):
-            out, err = sys.stdout.getvalue(), sys.stderr.getvalue()
-            sys.stdout.seek(0), sys.stdout.truncate(), sys.stderr.seek(0), sys.stderr.truncate()
-            return out, err
-
-    saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = io.StringIO(), io.StringIO()
-    try:
-        yield Capture()
-    finally:
-        sys.stdout, sys.stderr = saved
 
 
 def test_months_of_1997_and_1998_run_and_backfill(history):
@@ -115,29 +98,29 @@ def test_each_dag_run_computed_the_month_of_its_data_interval(history):
         assert len(run["tasks"]) == 12 and set(run["tasks"].values()) == {"success"}, run["tasks"]
 
 
-def test_impossible_months_are_one_line_errors(history, capsys_module):
+def test_impossible_months_are_one_line_errors(history):
     source, warehouse, _ = history
     for month in ("0000-01", "9999-12", "1899-12"):
-        code, out, err = _cli(capsys_module, "run", "--source", source, "--month", month, "--warehouse", warehouse)
+        code, out, err = _cli("run", "--source", source, "--month", month, "--warehouse", warehouse)
         assert code == 1
         assert err == (f"tiering: error: month {month} is out of range: months from 1900-01 up to the current "
                        f"month ({datetime.now(timezone.utc):%Y-%m}) can be run\n")
 
 
-def test_the_current_month_is_refused_unless_provisional(history, capsys_module):
+def test_the_current_month_is_refused_unless_provisional(history):
     source, warehouse, _ = history
     now = datetime.now(timezone.utc)
     month = f"{now:%Y-%m}"
-    code, out, err = _cli(capsys_module, "run", "--source", source, "--month", month, "--warehouse", warehouse)
+    code, out, err = _cli("run", "--source", source, "--month", month, "--warehouse", warehouse)
     assert code == 1 and err.count("\n") == 1
     assert f"month {month} has not ended yet" in err and "--provisional" in err
-    code, out, err = _cli(capsys_module, "backfill", "--source", source, "--start", "1998-01", "--end", month,
+    code, out, err = _cli("backfill", "--source", source, "--start", "1998-01", "--end", month,
                           "--warehouse", warehouse)
     assert code == 1 and f"month {month} has not ended yet" in err
     assert _rows(warehouse, "select count(*) from audit.runs where month >= date '1998-01-01' "
                             "and month < date '1998-02-01'") == [(0,)]  # refused before any month ran
 
-    code, out, err = _cli(capsys_module, "run", "--source", source, "--month", month, "--provisional",
+    code, out, err = _cli("run", "--source", source, "--month", month, "--provisional",
                           "--warehouse", warehouse)
     assert code == 0, (err, out[-2000:])
     this_month = date(now.year, now.month, 1)
@@ -149,16 +132,16 @@ def test_the_current_month_is_refused_unless_provisional(history, capsys_module)
 
     customer = _rows(warehouse, "select min(customer_id) from marts.customer_tier_monthly where month = ?",
                      [this_month])[0][0]
-    code, out, err = _cli(capsys_module, "explain", "--customer", customer, "--month", month,
+    code, out, err = _cli("explain", "--customer", customer, "--month", month,
                           "--warehouse", warehouse)
     assert code == 0 and f"PROVISIONAL: {month} had not ended when it was computed" in out
-    code, out, err = _cli(capsys_module, "explain", "--customer", customer, "--month", "1998-02",
+    code, out, err = _cli("explain", "--customer", customer, "--month", "1998-02",
                           "--warehouse", warehouse)
     assert code == 0 and "PROVISIONAL" not in out
 
     report = warehouse.parent / "report.html"
-    code, out, err = _cli(capsys_module, "report", "--month", month, "--out", report, "--warehouse", warehouse)
+    code, out, err = _cli("report", "--month", month, "--out", report, "--warehouse", warehouse)
     assert code == 0, err
     assert 'id="provisional-banner"' in report.read_text()
-    code, out, err = _cli(capsys_module, "report", "--month", "1998-02", "--out", report, "--warehouse", warehouse)
+    code, out, err = _cli("report", "--month", "1998-02", "--out", report, "--warehouse", warehouse)
     assert code == 0 and 'id="provisional-banner"' not in report.read_text()
