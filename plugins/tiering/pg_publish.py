@@ -487,6 +487,8 @@ def cli_publish(args) -> None:
 
 def _is_provisional(warehouse: Path, month: date) -> bool:
     """Whether the month's rows in marts.customer_tier_monthly come from a provisional run."""
+    import duckdb
+
     from tiering.warehouse import connect
 
     if not Path(warehouse).exists():
@@ -495,7 +497,7 @@ def _is_provisional(warehouse: Path, month: date) -> bool:
     try:
         row = con.execute("select bool_or(is_provisional) from marts.customer_tier_monthly where month = ?",
                           [month]).fetchone()
-    except Exception:  # no marts yet, or built before the column existed
+    except duckdb.Error:  # no marts yet, or built before the column existed
         return False
     finally:
         con.close()

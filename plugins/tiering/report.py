@@ -158,10 +158,12 @@ def load_report_data(warehouse: Path, month: date) -> ReportData:
 # --- provisional month banner (issue 32): one self-contained block, kept apart from the template ---
 def _provisional(con, month: date) -> bool:
     """Whether the month's marts come from a provisional run (a copy built before the column: no)."""
+    import duckdb
+
     try:
         row = con.execute("select bool_or(is_provisional) from marts.tier_summary_monthly where month = ?",
                           [month]).fetchone()
-    except Exception:
+    except duckdb.Error:
         return False
     return bool(row and row[0])
 
