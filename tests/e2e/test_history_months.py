@@ -54,7 +54,7 @@ def _dag_runs(months: list[date]) -> dict[date, dict]:
 def history(tmp_path_factory):
     root = tmp_path_factory.mktemp("history")
     source, warehouse = root / "source-1997", root / "warehouse" / "tiering.duckdb"
-    code, out, err = _cli("demo-data", "--out", source, "--customers", "80", "--months", "24",
+    code, out, err = _cli("demo-data", "--out", source, "--customers", "80", "--months", "14",
                           "--start", "1997-01", "--seed", "11")
     assert code == 0, err
     results = {
