@@ -25,8 +25,8 @@ from tiering.rules import load_rules
 from tiering.runspec import RunSpec, check_month_ended, current_month
 from tiering.settings import DBT_PROJECT_DIR
 from tiering.source import check_source_dir
-from tiering.warehouse import (connect, ensure_schema, record_staging_state, tables_loaded_all_new,
-                               take_staging_state)
+from tiering.warehouse import (add_provisional_columns, connect, ensure_schema, record_staging_state,
+                               tables_loaded_all_new, take_staging_state)
 
 
 # A monthly run builds the models and runs their data tests; dbt's unit tests (rule edges on
@@ -56,6 +56,7 @@ def start_run(conf: dict, data_interval_start: datetime | None = None,
     con = connect(spec.warehouse)
     try:
         ensure_schema(con)
+        add_provisional_columns(con)
         con.execute("""insert into audit.rule_versions
                        select ?, ?, ?, ? where not exists
                        (select 1 from audit.rule_versions where rule_version = ?)""",
