@@ -1,4 +1,4 @@
-# The only entry points: make run | test | bench | docs | clean
+# The only entry points: make run | test | bench | docs | clean (and make airflow: a local scheduler and UI)
 # A fresh machine needs only Python 3.11 and pip: everything else is installed here.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 UV_VERSION := 0.13.8
@@ -47,6 +47,14 @@ run: demo-data
 	@echo 'Why is a customer in its tier?  $(BIN)/tiering explain --customer C000001 --month 2025-03'
 	@echo 'Each month: last run, last success, published?  $(BIN)/tiering status --warehouse $(WAREHOUSE)'
 
+# The scheduler, API server and UI on this project (AIRFLOW_HOME=.airflow, dags/, no examples,
+# .venv/bin on PATH); prints the URL and where the login is; Ctrl-C stops it. While it runs it holds
+# the warehouse: `tiering run` on it is refused. AIRFLOW_PORT=8080, TIERING_SOURCE_DIR for scheduled runs.
+AIRFLOW_PORT ?= 8080
+.PHONY: airflow
+airflow: setup
+	AIRFLOW_HOME=$(CURDIR)/.airflow $(BIN)/python -m tiering.scheduler --port $(AIRFLOW_PORT) --warehouse $(WAREHOUSE)
+
 # one pytest-xdist worker per core (tests/conftest.py keeps a module's tests on one worker)
 TEST_WORKERS ?= 2
 test: setup browser lint
@@ -70,7 +78,7 @@ test-fast: setup
 # test-spark: installs the optional `spark` group into $(SPARK_VENV) (the main .venv stays as it is).
 # test-celery: needs Redis 127.0.0.1:6379 and PostgreSQL; starts a Celery worker and a scheduler.
 SPARK_VENV := .venv-spark
-.PHONY: test-postgres test-spark test-celery
+.PHONY: test-postgres test-spark test-celery test-airflow
 test-postgres: setup
 	$(BIN)/python -m pytest -p no:cacheprovider -m postgres
 
@@ -83,6 +91,11 @@ test-spark: setup $(SPARK_VENV)/.synced
 
 test-celery: setup
 	TIERING_TEST_CELERY=1 $(BIN)/python -m pytest -p no:cacheprovider -m celery tests/executors
+
+# a live scheduler (airflow standalone via tiering.scheduler, as `make airflow`) on a free port and a
+# temporary AIRFLOW_HOME; one month triggered through the REST API (a few minutes)
+test-airflow: setup
+	TIERING_TEST_AIRFLOW=1 $(BIN)/python -m pytest -p no:cacheprovider -m airflow_live tests/integration/test_airflow_scheduler.py
 
 # benchmark: make bench SCALE=XS|S|M|L [BENCH_ARGS="--memory-limit 1GB"]
 # data and warehouses under /tmp/tiering-bench; results in bench/results/<scale>.json and bench/RESULTS.md

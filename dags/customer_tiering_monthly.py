@@ -1,16 +1,24 @@
 """
 ### customer_tiering_monthly
 
-Monthly customer tiering: for the month of the logical date (a run is triggered
-after its month has ended), extract the source as of the month end, land it
-immutably, load it into the DuckDB warehouse (bad rows to `quarantine`), and let
-dbt compute value, ABC tiers, credit grades and final tiers into `marts`.
+Monthly customer tiering: for the month of the run's **data interval** (as the
+Airflow UI shows it: a run with the interval 2025-01-01 -> 2025-02-01 computes
+January 2025), extract the source as of the month end, land it immutably, load it
+into the DuckDB warehouse (bad rows to `quarantine`), and let dbt compute value,
+ABC tiers, credit grades and final tiers into `marts`.
+
+Scheduled runs start on the 1st for the month that just ended. To run month M by
+hand (UI, REST API, `airflow dags trigger`), give the logical date of the first day
+*after* it (M+1-01): its interval is then [M, M+1). `airflow backfill` runs get the
+same intervals. A run without a logical date has no data interval: it needs
+`month` in its conf. Any month from 1900-01 can run; a month that has not ended is
+refused unless the conf says `provisional: true`.
 
 Configuration only: every task calls one function of the `tiering` package
 (plugins/tiering/pipeline.py) through
 `tiering.airflow_tasks.run_step`. Run conf (all optional for a scheduled run):
-`month` (YYYY-MM), `source_dir` (else `TIERING_SOURCE_DIR`), `warehouse`,
-`rules_path`, `run_id`.
+`month` (YYYY-MM; must agree with the data interval), `source_dir` (else
+`TIERING_SOURCE_DIR`), `warehouse`, `rules_path`, `run_id`, `provisional`.
 """
 from __future__ import annotations
 
@@ -39,10 +47,11 @@ DEFAULT_ARGS = {
 
 @dag(
     dag_id="customer_tiering_monthly",
-    # data interval = the calendar month; the run starts when the month is over and
-    # its logical date is the first day of the month it computes
+    # data interval = the calendar month the run computes; the run starts when the month is over
     schedule=CronDataIntervalTimetable("0 0 1 * *", timezone="UTC"),
-    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    # early enough for any month from 1900-01 (a run before start_date would run no task);
+    # catchup stays off, history is backfilled on purpose (tiering backfill / airflow backfill)
+    start_date=pendulum.datetime(1900, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,  # DuckDB has one writer
     default_args=DEFAULT_ARGS,
@@ -52,8 +61,8 @@ DEFAULT_ARGS = {
 def customer_tiering_monthly():
     @task
     def start_run() -> dict:
-        context = get_current_context()
-        return run_step("start_run", context["dag_run"].conf or {}, context["logical_date"])
+        dag_run = get_current_context()["dag_run"]
+        return run_step("start_run", dag_run.conf or {}, dag_run.data_interval_start, dag_run.data_interval_end)
 
     run = start_run()
     chain(run, *[task(task_id=step, outlets=OUTLETS.get(step, []))(run_step)(step, run) for step in STEPS])

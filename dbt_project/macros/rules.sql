@@ -30,6 +30,10 @@
 {% macro month_last_day() %}date '{{ var("month_last_day") }}'{% endmacro %}
 
 {#- A text literal. -#}
+{#- The run's provisional flag (var is_provisional: the month had not ended when it was computed),
+    as a SQL boolean. -#}
+{% macro is_provisional_flag() %}{{ 'true' if var('is_provisional', false) else 'false' }}{% endmacro %}
+
 {% macro lit(value) %}'{{ value | string | replace("'", "''") }}'{% endmacro %}
 
 {#- Source text timestamp (ISO 8601, with or without offset) to a UTC timestamp. -#}

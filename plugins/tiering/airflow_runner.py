@@ -110,18 +110,55 @@ def start_execution_api() -> None:
     _EXECUTION_API_READY = True
 
 
+def logical_date_of(spec: RunSpec) -> datetime:
+    """The logical date that gives a manual run the data interval [month, month + 1): the first
+    day after the month (CronDataIntervalTimetable.infer_manual_data_interval takes the last whole
+    period before it). `dag.test()` and a REST trigger alike."""
+    after = spec.next_month
+    return datetime(after.year, after.month, 1, tzinfo=timezone.utc)
+
+
 def run_month(spec: RunSpec) -> dict:
-    """Run the DAG for `spec.month`; return the month summary or raise TieringError with the reason."""
+    """Run the DAG for `spec.month`; return the month summary or raise TieringError with the reason.
+    Holds the warehouse's lock (tiering.locks) for the whole run."""
+    from tiering.locks import warehouse_lock
     from tiering.pipeline import month_summary, run_status
 
     home = configure_environment()
-    with home_lock(home):
+    holder = f"tiering run of {spec.month_text} (run id {spec.run_id})"
+    with warehouse_lock(spec.warehouse, holder), home_lock(home):
         dag = get_dag()
         start_execution_api()
-        logical_date = datetime(spec.month.year, spec.month.month, 1, tzinfo=timezone.utc)
-        dag_run = dag.test(logical_date=logical_date, run_conf=spec.to_conf())
+        dag_run = dag.test(logical_date=logical_date_of(spec), run_conf=spec.to_conf())
+        ran = task_states(dag_run)
     state = str(getattr(dag_run.state, "value", dag_run.state))
     status, message = run_status(spec)
+    if not any(s in ("success", "failed", "upstream_failed", "skipped") for s in ran.values()):
+        raise TieringError(f"DAG run for {spec.month_text} ran no task ({no_task_reason(dag, dag_run, ran)}); "
+                           f"nothing was computed")
     if state != "success" or status != "success":
         raise TieringError(message or f"DAG run for {spec.month_text} ended in state {state}; see the Airflow log")
     return month_summary(spec)
+
+
+def task_states(dag_run) -> dict[str, str]:
+    """task_id -> state of a DAG run's task instances (none when the run created none)."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.query(TaskInstance.task_id, TaskInstance.state).filter(
+            TaskInstance.dag_id == dag_run.dag_id, TaskInstance.run_id == dag_run.run_id).all()
+    return {task_id: str(getattr(state, "value", state)) for task_id, state in rows}
+
+
+def no_task_reason(dag, dag_run, ran: dict[str, str]) -> str:
+    """Why a DAG run ran none of its tasks, as far as Airflow's records tell."""
+    logical = dag_run.logical_date
+    start = dag.start_date
+    if logical is not None and start is not None and logical < start:
+        return (f"its logical date {logical:%Y-%m-%d} is before the DAG's start_date {start:%Y-%m-%d}, so Airflow "
+                f"created no task instance")
+    if not ran:
+        return f"Airflow created no task instance for DAG run {dag_run.run_id} (state {dag_run.state})"
+    return f"its tasks stayed {', '.join(sorted(set(ran.values())))} in DAG run {dag_run.run_id}"

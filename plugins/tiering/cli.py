@@ -1,7 +1,7 @@
 """`tiering`: the command line of the customer-tiering pipeline.
 
     tiering demo-data --out DIR [--customers N] [--months N] [--seed S]
-    tiering run       --source DIR --month YYYY-MM [--warehouse FILE] [--rules FILE] [--verbose]
+    tiering run       --source DIR --month YYYY-MM [--provisional] [--warehouse FILE] [--rules FILE] [--verbose]
     tiering backfill  --source DIR --start YYYY-MM --end YYYY-MM [--warehouse FILE] [--rules FILE] [--force]
                       [--verbose]
     tiering status    [--warehouse FILE] [--json]
@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--source", required=True, type=Path)
     run.add_argument("--month", required=True)
     run.add_argument("--restate", action="store_true", help="recompute the month as a restatement")
+    run.add_argument("--provisional", action="store_true",
+                     help="allow the month under way (UTC): its marts are marked is_provisional and it is not "
+                          "published to PostgreSQL")
     warehouse_and_rules(run)
     run.add_argument("--verbose", action="store_true", help="stream dbt, GE and Airflow output (else: log file)")
 
@@ -171,7 +174,7 @@ def cmd_demo_data(args: argparse.Namespace) -> None:
 
 
 def _run_months(source: Path, months: list, warehouse: Path, rules_path: Path, restate: bool = False,
-                skip_unchanged: bool = False, verbose: bool = False) -> None:
+                skip_unchanged: bool = False, verbose: bool = False, provisional: bool = False) -> None:
     """Run the DAG for each month; with `skip_unchanged` (backfill without --force), not for a month
     whose last successful run had the same rules and source (tiering.operations)."""
     from functools import lru_cache
@@ -197,7 +200,8 @@ def _run_months(source: Path, months: list, warehouse: Path, rules_path: Path, r
                 out.month_finished(i, f"{month:%Y-%m} skipped: unchanged since run {previous} (--force reruns it)")
                 continue
             spec = RunSpec(month=month, run_id=new_run_id(month), source_dir=source.resolve(),
-                           warehouse=warehouse.resolve(), rules_path=rules_path.resolve(), restate=restate)
+                           warehouse=warehouse.resolve(), rules_path=rules_path.resolve(), restate=restate,
+                           provisional=provisional)
             out.month_started(i, spec.month_text, spec.run_id)
             month_started = time.monotonic()
             summary = run_month(spec)
@@ -208,17 +212,19 @@ def _run_months(source: Path, months: list, warehouse: Path, rules_path: Path, r
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from tiering.runspec import parse_month
+    from tiering.runspec import check_month_ended, current_month, parse_month
 
-    _run_months(args.source, [parse_month(args.month)], args.warehouse, args.rules, restate=args.restate,
-                verbose=args.verbose)
+    month = check_month_ended(parse_month(args.month), args.provisional)  # before Airflow starts
+    _run_months(args.source, [month], args.warehouse, args.rules, restate=args.restate, verbose=args.verbose,
+                provisional=args.provisional and month == current_month())
 
 
 def cmd_backfill(args: argparse.Namespace) -> None:
-    from tiering.runspec import month_range, parse_month
+    from tiering.runspec import check_month_ended, month_range, parse_month
 
-    _run_months(args.source, month_range(parse_month(args.start), parse_month(args.end)), args.warehouse,
-                args.rules, skip_unchanged=not args.force, verbose=args.verbose)
+    months = month_range(parse_month(args.start), parse_month(args.end))
+    check_month_ended(months[-1])  # a backfill computes ended months only
+    _run_months(args.source, months, args.warehouse, args.rules, skip_unchanged=not args.force, verbose=args.verbose)
 
 
 def cmd_explain(args: argparse.Namespace) -> None:

@@ -35,6 +35,8 @@ def dbt_vars(spec: RunSpec, rules: Rules) -> dict:
         "batch_id": spec.run_id,
         "rule_version": rules.version,
         "rules": rules.data,
+        # the month had not ended when it was computed: the marts mark its rows is_provisional
+        "is_provisional": spec.provisional,
     }
 
 

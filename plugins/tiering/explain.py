@@ -75,6 +75,11 @@ def format_explanation(result: dict) -> str:
         f"customer {c['customer_id']} in {c['month']:%Y-%m}: final tier {c['final_tier']} "
         f"(value tier {c['value_tier']}, credit grade {c['credit_grade']}), movement {c['movement']}"
         + (f" from {c['previous_final_tier']}" if c["previous_final_tier"] else ""),
+    ]
+    if c.get("is_provisional"):
+        lines.append(f"PROVISIONAL: {c['month']:%Y-%m} had not ended when it was computed (run {c['run_id']}); "
+                     f"the figures can still change")
+    lines += [
         "",
         "value (trailing window, reporting currency)",
         f"  net revenue      {float(c['net_revenue']):,.2f}   orders {c['order_count']}   "

@@ -461,7 +461,13 @@ def publish(warehouse: Path, month: date, dsn: str | None = None) -> dict:
 
 
 def publish_month(spec: RunSpec) -> dict:
-    """The DAG step: publish the run's month, or skip (with the reason) when no PostgreSQL is there."""
+    """The DAG step: publish the run's month, or skip (with the reason) when no PostgreSQL is there
+    or the month is provisional (BI reads final months only)."""
+    if spec.provisional:
+        message = (f"{spec.month_text} has not ended (provisional run): BI in PostgreSQL keeps final months only; "
+                   f"run the month again once it has ended to publish it")
+        log.warning(f"publish_postgres skipped: {message}")
+        return {"skipped": message}
     try:
         return publish(spec.warehouse, spec.month)
     except NotReachable as exc:
@@ -472,9 +478,32 @@ def publish_month(spec: RunSpec) -> dict:
 
 def cli_publish(args) -> None:
     """`tiering publish-postgres --month M [--warehouse FILE] [--dsn DSN]`: asked for explicitly, so no skip."""
+    month = parse_month(args.month)
+    if _is_provisional(args.warehouse, month):
+        raise TieringError(f"{args.month} is provisional in {args.warehouse} (run before the month ended): it is "
+                           f"never published to PostgreSQL; run the month again once it has ended")
     try:
-        result = publish(args.warehouse, parse_month(args.month), args.dsn)
+        result = publish(args.warehouse, month, args.dsn)
     except NotReachable as exc:
         raise TieringError(f"cannot publish to PostgreSQL: {exc}") from exc
     print(f"published {result['month']} (run {result['run_id']}) to PostgreSQL {result['dsn']}: "
           f"{len(result['rows'])} tables, {sum(result['rows'].values())} rows in {result['seconds']:.2f} s")
+
+
+def _is_provisional(warehouse: Path, month: date) -> bool:
+    """Whether the month's rows in marts.customer_tier_monthly come from a provisional run."""
+    import duckdb
+
+    from tiering.warehouse import connect
+
+    if not Path(warehouse).exists():
+        return False
+    con = connect(warehouse, read_only=True)
+    try:
+        row = con.execute("select bool_or(is_provisional) from marts.customer_tier_monthly where month = ?",
+                          [month]).fetchone()
+    except duckdb.Error:  # no marts yet, or built before the column existed
+        return False
+    finally:
+        con.close()
+    return bool(row and row[0])

@@ -15,19 +15,21 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 from tiering import landing, load
 from tiering.console import warn_user
 from tiering.dbt_runner import run_dbt
+from tiering.locks import warehouse_free
 from tiering.operations import manifest_fingerprint
 from tiering.rules import load_rules
-from tiering.runspec import RunSpec
+from tiering.runspec import RunSpec, check_month_ended, current_month
 from tiering.settings import DBT_PROJECT_DIR
 from tiering.source import check_source_dir
-from tiering.warehouse import (connect, ensure_schema, record_staging_state, tables_loaded_all_new,
-                               take_staging_state)
+from tiering.warehouse import (add_provisional_columns, connect, ensure_schema, record_staging_state,
+                               tables_loaded_all_new, take_staging_state)
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +45,23 @@ def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-def start_run(conf: dict, logical_date: datetime | None = None) -> dict:
-    """Resolve the run, validate rules and source before any data is written, record the run."""
-    spec = RunSpec.from_conf(conf, logical_date)
+def start_run(conf: dict, data_interval_start: datetime | None = None,
+              data_interval_end: datetime | None = None) -> dict:
+    """Resolve the run (its month: the month of the DAG run's data interval, runspec.month_of_run),
+    refuse a month that has not ended unless the conf says provisional, validate rules and source
+    before any data is written, record the run."""
+    spec = RunSpec.from_conf(conf, data_interval_start, data_interval_end)
+    check_month_ended(spec.month, spec.provisional)
+    if spec.provisional and spec.month < current_month():
+        warn_user(f"{spec.month_text} has ended: computed as a final month, not provisional")
+        spec = replace(spec, provisional=False)
     rules = load_rules(spec.rules_path)          # a bad rules file fails here, nothing written
     check_source_dir(spec.source_dir)            # so does a missing source directory
+    warehouse_free(spec.warehouse)               # and a warehouse another run or scheduler writes
     con = connect(spec.warehouse)
     try:
         ensure_schema(con)
+        add_provisional_columns(con)
         con.execute("""insert into audit.rule_versions
                        select ?, ?, ?, ? where not exists
                        (select 1 from audit.rule_versions where rule_version = ?)""",
@@ -62,6 +73,9 @@ def start_run(conf: dict, logical_date: datetime | None = None) -> dict:
                      spec.restate, _now()])
     finally:
         con.close()
+    if spec.provisional:
+        warn_user(f"{spec.month_text} is computed as provisional: the month has not ended; its marts are marked "
+                  f"is_provisional and it is not published to PostgreSQL")
     log.info(f"run {spec.run_id}: month {spec.month_text}, rules {rules.version}, source {spec.source_dir}")
     return spec.to_conf()
 

@@ -12,17 +12,93 @@ from tiering.settings import DEFAULT_RULES, DEFAULT_WAREHOUSE, landing_root
 
 MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
+# The first month a run can compute (the DAG's start_date is its first day).
+FIRST_MONTH = date(1900, 1, 1)
+
 
 class MonthError(TieringError, ValueError):
     pass
 
 
-def parse_month(text: str) -> date:
-    """'2024-03' -> date(2024, 3, 1); a clear error otherwise."""
+def current_month(now: datetime | None = None) -> date:
+    """The first day of the month that is under way now (UTC)."""
+    now = now or datetime.now(timezone.utc)
+    return date(now.year, now.month, 1)
+
+
+def check_month_range(month: date, now: datetime | None = None) -> date:
+    """A month from FIRST_MONTH up to the current month (UTC), else a one-line MonthError."""
+    if not FIRST_MONTH <= month <= current_month(now):
+        raise MonthError(f"month {month:%Y-%m} is out of range: months from {FIRST_MONTH:%Y-%m} up to the "
+                         f"current month ({current_month(now):%Y-%m}) can be run")
+    return month
+
+
+def check_month_ended(month: date, provisional: bool = False, now: datetime | None = None) -> date:
+    """A run computes a month once it has ended (UTC); the month under way only when run as provisional."""
+    check_month_range(month, now)
+    if month == current_month(now) and not provisional:
+        raise MonthError(f"month {month:%Y-%m} has not ended yet (it ends {add_months(month, 1)} 00:00 UTC): "
+                         f"run it after that, or as provisional (tiering run --provisional)")
+    return month
+
+
+def parse_month(text: str, now: datetime | None = None) -> date:
+    """'2024-03' -> date(2024, 3, 1); a clear one-line error for a malformed or impossible month
+    (before 1900-01 or after the current month)."""
     match = MONTH_RE.match(str(text).strip())
     if not match:
         raise MonthError(f"bad month {text!r}: expected YYYY-MM, e.g. 2024-03")
-    return date(int(match.group(1)), int(match.group(2)), 1)
+    year, month_number = int(match.group(1)), int(match.group(2))
+    if year < FIRST_MONTH.year:  # date() cannot hold year 0: say so before building one
+        raise MonthError(f"month {text.strip()} is out of range: months from {FIRST_MONTH:%Y-%m} up to the "
+                         f"current month ({current_month(now):%Y-%m}) can be run")
+    return check_month_range(date(year, month_number, 1), now)
+
+
+def _utc(moment) -> datetime | None:
+    """A datetime (naive = UTC) or an ISO string (as a run conf or the REST API gives it) in UTC."""
+    if moment is None or moment == "":
+        return None
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
+
+
+def month_of_interval(start, end=None) -> date:
+    """The month a data interval [start, end) stands for: it must be one whole calendar month (UTC)."""
+    start, end = _utc(start), _utc(end)
+    month = date(start.year, start.month, 1)
+    whole_start = start == datetime(month.year, month.month, 1, tzinfo=timezone.utc)
+    next_month = add_months(month, 1)
+    whole_end = end is None or end == datetime(next_month.year, next_month.month, 1, tzinfo=timezone.utc)
+    if not (whole_start and whole_end):
+        raise MonthError(f"the data interval {start.isoformat()} -> {end.isoformat() if end else '?'} is not one "
+                         f"calendar month (UTC): a run computes the month from its first day to the next month's")
+    return month
+
+
+def month_of_run(conf: dict, data_interval_start=None, data_interval_end=None) -> date:
+    """The month a DAG run computes: the month of its data interval, as the Airflow UI shows it, for
+    scheduled, manual and backfill runs alike (a manual run with logical date 2025-02-01 has the
+    interval 2025-01-01 -> 2025-02-01 and computes 2025-01). A conf `month` must agree with the
+    interval; a run without a data interval (Airflow 3 allows runs without a logical date)
+    computes the conf month, and is refused without one."""
+    conf_month = parse_month(conf["month"]) if conf.get("month") else None
+    if data_interval_start is None:
+        if conf_month is None:
+            raise MonthError("this DAG run has no data interval (it was triggered without a logical date) and its "
+                             "conf names no month: trigger it with a logical date (the first day after the month) "
+                             "or with conf {\"month\": \"YYYY-MM\"}")
+        return conf_month
+    month = month_of_interval(data_interval_start, data_interval_end)
+    if conf_month is not None and conf_month != month:
+        raise MonthError(f"conf month {conf_month:%Y-%m} disagrees with the run's data interval "
+                         f"({month:%Y-%m}, {month} -> {add_months(month, 1)}): drop `month` from the conf or "
+                         f"trigger the run with logical date {add_months(conf_month, 1)}")
+    return check_month_range(month)
 
 
 def add_months(month: date, n: int) -> date:
@@ -54,6 +130,7 @@ class RunSpec:
     rules_path: Path = DEFAULT_RULES
     restate: bool = False
     as_of: str | None = None    # restatements: the moment whose knowledge is used (ISO, UTC)
+    provisional: bool = False   # the month has not ended yet: marked in the marts, never published to PostgreSQL
 
     @property
     def month_text(self) -> str:
@@ -79,16 +156,12 @@ class RunSpec:
         return conf
 
     @classmethod
-    def from_conf(cls, conf: dict, logical_date: datetime | None = None) -> "RunSpec":
-        """Build from a DAG run's conf; a scheduled run (no conf) computes its logical date's month."""
+    def from_conf(cls, conf: dict, data_interval_start=None, data_interval_end=None) -> "RunSpec":
+        """Build from a DAG run's conf and data interval (month_of_run): the first task passes the
+        interval, later ones get start_run's conf, which names the month."""
         import os
 
-        if conf.get("month"):
-            month = parse_month(conf["month"])
-        elif logical_date is not None:
-            month = date(logical_date.year, logical_date.month, 1)
-        else:
-            raise MonthError("no month given and no logical date")
+        month = month_of_run(conf, data_interval_start, data_interval_end)
         source = conf.get("source_dir") or os.environ.get("TIERING_SOURCE_DIR")
         if not source:
             raise MonthError("no source directory: pass source_dir in the run conf or set TIERING_SOURCE_DIR")
@@ -101,4 +174,12 @@ class RunSpec:
             restate=bool(conf.get("restate", False)),
             as_of=conf.get("as_of") or (datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
                                         if conf.get("restate") else None),
+            provisional=_flag(conf.get("provisional", False)),
         )
+
+
+def _flag(value) -> bool:
+    """A conf flag: true/false, or the strings a UI or CLI conf may carry."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)

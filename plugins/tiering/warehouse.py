@@ -174,6 +174,22 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(statement)
 
 
+# Tables that carry is_provisional (dbt models; the marts kept per month are appended to, so a model
+# that gains a column does not add it to a table built before).
+PROVISIONAL_TABLES = ("intermediate.int_customer_tier_months", "marts.customer_tier_monthly",
+                      "marts.customer_credit_monthly", "marts.tier_summary_monthly", "audit.customer_tier_results")
+
+
+def add_provisional_columns(con: duckdb.DuckDBPyConnection) -> None:
+    """A warehouse built before months could be provisional: its months were all final."""
+    existing = {f"{s}.{t}" for s, t in con.execute(
+        "select table_schema, table_name from information_schema.tables where table_catalog = current_database()"
+    ).fetchall()}
+    for table in PROVISIONAL_TABLES:
+        if table in existing:
+            con.execute(f"alter table {table} add column if not exists is_provisional boolean default false")
+
+
 @contextmanager
 def transaction(con: duckdb.DuckDBPyConnection):
     con.execute("begin transaction")

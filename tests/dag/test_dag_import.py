@@ -37,6 +37,12 @@ def test_schedule_tags_retries_catchup(dag):
     assert dag.max_active_runs == 1
     assert {"tiering", "dbt", "monthly"} <= set(dag.tags)
     assert dag.doc_md and "customer_tiering_monthly" in dag.doc_md
+
+
+def test_any_month_from_1900_can_run(dag):
+    """A run before start_date would create no task instance: the DAG starts in 1900, catchup off."""
+    assert dag.start_date == datetime(1900, 1, 1, tzinfo=timezone.utc)
+    assert "data interval" in dag.doc_md and "1900-01" in dag.doc_md
     for task in dag.tasks:
         assert task.retries == 2, task.task_id
         assert task.on_failure_callback, task.task_id
@@ -62,7 +68,7 @@ def test_a_month_is_computed_after_it_ends(dag):
         restriction=_restriction(catchup=True),
     )
     assert info.data_interval == march
-    assert info.logical_date == march.start          # the month computed = the logical date's month
+    assert info.logical_date == march.start          # a scheduled run: logical date = interval start
     assert info.run_after == march.end               # triggered once the month is over
 
 

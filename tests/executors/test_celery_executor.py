@@ -39,6 +39,8 @@ pytestmark = [
 
 REDIS = (os.environ.get("TIERING_REDIS_HOST", "127.0.0.1"), int(os.environ.get("TIERING_REDIS_PORT", "6379")))
 MONTH = "2024-01"
+# a run computes the month of its data interval: logical date 2024-02-01 -> interval 2024-01-01 -> 2024-02-01
+LOGICAL_DATE = "2024-02-01T00:00:00Z"
 RUN_TIMEOUT_S = 420
 TASK_COUNT = 12  # start_run + the steps of tiering.steps.STEPS
 
@@ -176,8 +178,8 @@ def test_one_month_through_celery_workers(metadata_db, demo_source, tmp_path):
         assert status == 200, body
         run_id = f"celery_test_{MONTH}"
         status, body = _api(base, "POST", f"/dags/{DAG_ID}/dagRuns", {
-            "dag_run_id": run_id, "logical_date": f"{MONTH}-01T00:00:00Z",
-            "conf": {"month": MONTH, "source_dir": str(demo_source), "warehouse": str(warehouse)}})
+            "dag_run_id": run_id, "logical_date": LOGICAL_DATE,
+            "conf": {"source_dir": str(demo_source), "warehouse": str(warehouse)}})
         assert status == 200, body
         triggered = time.monotonic()
 
@@ -195,6 +197,7 @@ def test_one_month_through_celery_workers(metadata_db, demo_source, tmp_path):
         _, tasks = _api(base, "GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances")
         states = {t["task_id"]: t["state"] for t in tasks["task_instances"]}
         assert run["state"] == "success", (run, states, (logs / "celery-worker.log").read_text()[-3000:])
+        assert run["data_interval_start"].startswith(f"{MONTH}-01T00:00:00"), run
         assert len(states) == TASK_COUNT and set(states.values()) == {"success"}, states
     finally:
         for proc in processes.values():

@@ -156,6 +156,7 @@ select
     substr(code_digits, 1, 2) || '-' || substr(code_digits, 3, 2) || '-' || substr(code_digits, 5, 1)
         || '-' || substr(code_digits, 6) || '-'
         || cast({{ luhn_check_digit('code_digits', 5 + seq_digits) }} as {{ text_type() }}) as customer_code,
+    {{ is_provisional_flag() }} as is_provisional,
     {{ lit(var('rule_version')) }} as rule_version,
     {{ lit(var('run_id')) }} as run_id
 from coded

@@ -15,6 +15,7 @@ select
     credit_grade,
     arrears_flag,
     suggested_credit_limit,
+    {{ is_provisional_flag() }} as is_provisional,
     {{ lit(var('rule_version')) }} as rule_version,
     {{ lit(var('run_id')) }} as run_id
 from {{ ref('int_customer_credit_graded') }}

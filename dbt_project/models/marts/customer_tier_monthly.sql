@@ -67,6 +67,7 @@ select
     policy.review_cadence_months,
     policy.complaint_priority,
     with_previous.rule_set,
+    with_previous.is_provisional,
     with_previous.rule_version,
     with_previous.run_id
 from with_previous

@@ -17,7 +17,9 @@ per_tier as (
         count(*) as customer_count,
         count(case when is_active then 1 end) as active_customer_count,
         count(case when is_key_account then 1 end) as key_account_count,
-        sum(net_revenue) as net_revenue
+        sum(net_revenue) as net_revenue,
+        -- one run computes a month, so its rows agree
+        bool_or(is_provisional) as is_provisional
     from tier_months
     group by month, final_tier, value_measure
 )
@@ -31,5 +33,6 @@ select
     value_measure,
     net_revenue,
     coalesce(cast(net_revenue as {{ double_type() }}) / nullif(cast(sum(net_revenue) over (partition by month) as {{ double_type() }}), 0), 0)
-        as revenue_share
+        as revenue_share,
+    is_provisional
 from per_tier
