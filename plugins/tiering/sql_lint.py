@@ -41,8 +41,7 @@ def lint(paths: list[str], fix: bool = False) -> int:
         result = Linter(config=FluffConfig(configs=configs)).lint_paths(tuple(paths), fix=fix, apply_fixes=fix)
     finally:
         os.chdir(previous)
-    if fix:
-        result.persist_changes(fixed_file_suffix="")
+    # (with apply_fixes, lint_paths writes the fixed files itself)
     left = 0
     for record in result.as_records():
         for violation in record["violations"]:
