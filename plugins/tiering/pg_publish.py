@@ -398,6 +398,25 @@ def _ensure_target(pg, table: Table) -> None:
             pg.execute(sql.SQL("alter table {} add column {} {}").format(target, _ident(column), sql.SQL(pg_type)))
 
 
+def _migrate_approver_columns(pg) -> None:
+    """Tables published when they carried the approver itself (`override_approver`): the column is
+    replaced by `override_approved_by_key`, the approver's key (tiering.pseudonym), in every row."""
+    from psycopg import sql
+
+    from tiering.pseudonym import approver_key
+
+    for schema, name in pg.execute("select table_schema, table_name from information_schema.columns "
+                                   "where table_schema in ('bi', 'audit') and column_name = 'override_approver'"
+                                   ).fetchall():
+        target = _ident(schema, name)
+        pg.execute(sql.SQL("alter table {} add column if not exists override_approved_by_key text").format(target))
+        for (approver,) in pg.execute(sql.SQL("select distinct override_approver from {} "
+                                              "where override_approver is not null").format(target)).fetchall():
+            pg.execute(sql.SQL("update {} set override_approved_by_key = %s where override_approver = %s")
+                       .format(target), [approver_key(approver), approver])
+        pg.execute(sql.SQL("alter table {} drop column override_approver").format(target))
+
+
 def _stage(pg, table: Table) -> str:
     """COPY the rows into a temp table of the session; returns its name."""
     import pyarrow.csv as pacsv
@@ -450,6 +469,7 @@ def write_month(dsn: str, month: date, run_id: str, tables: list[Table]) -> None
             if user != WRITER_ROLE and is_writer:  # e.g. a superuser: create as the writer all the same
                 pg.execute(f"set role {WRITER_ROLE}")
             with pg.transaction():
+                _migrate_approver_columns(pg)
                 for table in tables:
                     _ensure_target(pg, table)
             stages = {table.target: _stage(pg, table) for table in tables}

@@ -58,10 +58,60 @@ def approver_key(approver: str) -> str:
     return APPROVER_PREFIX + hmac.new(_secret(), message.encode(), hashlib.sha256).hexdigest()[:HEX_CHARS]
 
 
+# The kept-per-month models that carried the approver itself before it became a key: a warehouse
+# made then is migrated (approver -> its key) before the marts are built again.
+APPROVER_COLUMN_TABLES = ("intermediate.int_customer_tier_months", "audit.customer_tier_results")
+KEYED_MART = "marts.customer_tier_monthly"
+
+
+def _columns_of(con, qualified: str) -> set[str]:
+    schema, table = qualified.split(".")
+    return {r[0] for r in con.execute(
+        "select column_name from information_schema.columns where table_schema = ? and table_name = ? "
+        "and table_catalog = current_database()", [schema, table]).fetchall()}
+
+
+def migrate_approver_columns(con) -> list[str]:
+    """A warehouse whose kept-per-month models hold `override_approver` (the approver itself): the
+    column is replaced by `override_approved_by_key` (its key), and marts.customer_tier_monthly gets
+    `override_approved_by_key` for the months it keeps (from the intermediate model); dbt's
+    incremental models insert into the columns the table has, so without this the next build
+    would fail (or leave the new column out). Returns the tables changed (none on a current one)."""
+    changed = []
+    for table in APPROVER_COLUMN_TABLES:
+        if "override_approver" not in _columns_of(con, table):
+            continue
+        approvers = [r[0] for r in con.execute(
+            f"select distinct override_approver from {table} where override_approver is not null").fetchall()]
+        con.execute("create or replace temp table migrated_approver_keys (approver varchar, approver_key varchar)")
+        if approvers:
+            con.executemany("insert into migrated_approver_keys values (?, ?)",
+                            [[a, approver_key(a)] for a in approvers])
+        con.execute(f"alter table {table} add column if not exists override_approved_by_key varchar")
+        con.execute(f"update {table} t set override_approved_by_key = k.approver_key from migrated_approver_keys k "
+                    f"where k.approver = t.override_approver")
+        con.execute(f"alter table {table} drop column override_approver")
+        con.execute("drop table migrated_approver_keys")
+        changed.append(table)
+    mart_columns = _columns_of(con, KEYED_MART)
+    if mart_columns and "override_approved_by_key" not in mart_columns:
+        con.execute(f"alter table {KEYED_MART} add column override_approved_by_key varchar")
+        if "override_approved_by_key" in _columns_of(con, APPROVER_COLUMN_TABLES[0]):
+            con.execute(f"""update {KEYED_MART} m set override_approved_by_key = i.override_approved_by_key
+                            from {APPROVER_COLUMN_TABLES[0]} i
+                            where i.customer_id = m.customer_id and i.month = m.month""")
+        changed.append(KEYED_MART)
+    return changed
+
+
 def refresh_approver_keys(con) -> int:
     """Write the key of every approver of the overrides in staging into potential.approver_keys
     (approver, approver_key), replacing the table: a few rows, read by the marts (dbt source
-    potential.approver_keys) and published to PostgreSQL's pii.approvers. Returns the row count."""
+    potential.approver_keys) and published to PostgreSQL's pii.approvers. Returns the row count.
+    Migrates a warehouse whose models still hold the approver first (`migrate_approver_columns`)."""
+    migrated = migrate_approver_columns(con)
+    if migrated:
+        print(f"approvers replaced by their pseudonymous key in {', '.join(migrated)}")
     con.execute(APPROVER_KEYS_DDL)
     staged = con.execute("select count(*) from information_schema.tables where table_schema = 'staging' "
                          "and table_name = 'stg_raw__tier_overrides' and table_catalog = current_database()"

@@ -95,7 +95,7 @@ def runs(tmp_path_factory, pg):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-    return {"warehouse": warehouse, "failing": failing}
+    return {"warehouse": warehouse, "failing": failing, "source": source}
 
 
 def test_override_with_contact_details_in_its_reason_is_quarantined(runs):
@@ -212,3 +212,58 @@ def test_postgres_audit_messages_are_scrubbed_when_published(runs, pg):
         in published
     runs_messages = _pg_rows(pg("tiering_auditor"), "select message from audit.runs where status = 'failed'")
     assert len(runs_messages) == 1 and "<email>" in runs_messages[0][0] and "@" not in runs_messages[0][0]
+
+
+OLD_SHAPE_TABLES = ("intermediate.int_customer_tier_months", "audit.customer_tier_results")
+
+
+def test_a_warehouse_holding_approvers_is_migrated_to_keys(runs, tmp_path):
+    """A warehouse made when the kept-per-month models held the approver itself: the next run
+    replaces it by its key and adds the key to the mart's earlier months."""
+    shutil.copytree(runs["warehouse"].parent, tmp_path / "wh")   # with its landing and published copy
+    warehouse = tmp_path / "wh" / "tiering.duckdb"
+    con = duckdb.connect(str(warehouse))
+    try:
+        for table in OLD_SHAPE_TABLES:
+            con.execute(f"alter table {table} add column override_approver varchar")
+            con.execute(f"update {table} set override_approver = ? where override_approved_by_key is not null",
+                        [APPROVER])
+            con.execute(f"alter table {table} drop column override_approved_by_key")
+        con.execute("alter table marts.customer_tier_monthly drop column override_approved_by_key")
+    finally:
+        con.close()
+    assert main(["run", "--source", str(runs["source"]), "--month", "2024-02", "--warehouse", str(warehouse)]) == 0
+    key = approver_key(APPROVER)
+    for table in (*OLD_SHAPE_TABLES, "marts.customer_tier_monthly"):
+        assert _rows(warehouse, f"""select count(*) from information_schema.columns
+                                    where table_schema || '.' || table_name = '{table}'
+                                      and column_name = 'override_approver'""") == [(0,)]
+        assert _rows(warehouse, f"""select strftime(month, '%Y-%m'), customer_id, override_approved_by_key
+                                    from {table} where is_overridden order by month""") == \
+            [("2024-01", "C4", key), ("2024-02", "C4", key)]
+    con = duckdb.connect(str(published_path(warehouse)), read_only=True)
+    try:
+        assert con.execute("select distinct override_approved_by_key from marts.customer_tier_monthly "
+                           "where is_overridden").fetchall() == [(key,)]
+    finally:
+        con.close()
+
+
+@pytest.mark.postgres
+def test_postgres_audit_holding_approvers_is_migrated_to_keys(runs, pg):
+    import psycopg
+
+    if pg is None:
+        pytest.skip("no PostgreSQL")
+    with psycopg.connect(pg("tiering_writer"), autocommit=True) as con:   # as published before
+        con.execute("alter table audit.customer_tier_results add column override_approver text")
+        con.execute("update audit.customer_tier_results set override_approver = %s "
+                    "where override_approved_by_key is not null", [APPROVER])
+        con.execute("alter table audit.customer_tier_results drop column override_approved_by_key")
+    assert main(["publish-postgres", "--month", "2024-01", "--warehouse", str(runs["warehouse"]),
+                 "--dsn", pg("tiering_writer")]) == 0
+    assert _pg_rows(pg("tiering_auditor"), "select count(*) from information_schema.columns "
+                                           "where column_name = 'override_approver'") == [(0,)]
+    assert _pg_rows(pg("tiering_auditor"), "select customer_id, override_approved_by_key "
+                                           "from audit.customer_tier_results where is_overridden") == \
+        [("C4", approver_key(APPROVER))]
