@@ -27,12 +27,13 @@ import re
 import great_expectations as gx
 from great_expectations.expectations.row_conditions import Column
 
+from tiering.pii import EMAIL_PATTERN
 from tiering.rules import GRADES, TIERS
 
 E = gx.expectations
 
 MOVEMENTS = ("new", "upgraded", "downgraded", "unchanged", "lapsed")
-EMAIL_VALUE = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
+EMAIL_VALUE = EMAIL_PATTERN   # tiering.pii: the one definition of an e-mail address
 SHORT_TOKEN = 4   # tokens shorter than this match only as a whole word (tel, fax, zip, dob, ssn)
 
 

@@ -46,8 +46,11 @@ def on_task_failure(context: dict) -> None:
         run = ti.xcom_pull(task_ids="start_run") or (context["dag_run"].conf or {})
     except Exception:
         run = {}
+    from tiering.pii import scrub
+
     exception = context.get("exception")
-    message = f"{ti.task_id}: {exception}" if exception else f"{ti.task_id} failed"
+    # (an error may quote row values: no e-mail address or phone number in the log, audit or webhook)
+    message = scrub(f"{ti.task_id}: {exception}" if exception else f"{ti.task_id} failed")
     month = run.get("month")
     log.error("ALERT customer tiering run %s (month %s) failed in task %s: %s",
               run.get("run_id") or "?", month or "?", ti.task_id, message)
@@ -75,9 +78,11 @@ def _record_failure(run_id: str, month: str | None, task_id: str, warehouse: str
 
 
 def record_alert(warehouse: str, run_id: str | None, month: str | None, task_id: str, message: str) -> None:
-    """One row in audit.run_alerts (published to PostgreSQL's audit schema with the next publish)."""
+    """One row in audit.run_alerts (published to PostgreSQL's audit schema with the next publish),
+    e-mail addresses and phone numbers scrubbed out of the message (tiering.pii)."""
     from datetime import datetime, timezone
 
+    from tiering.pii import scrub
     from tiering.runspec import parse_month
     from tiering.warehouse import connect, ensure_schema
 
@@ -86,7 +91,7 @@ def record_alert(warehouse: str, run_id: str | None, month: str | None, task_id:
         ensure_schema(con)
         con.execute(ALERTS_DDL)
         con.execute("insert into audit.run_alerts values (?, ?, ?, ?, ?)",
-                    [run_id, parse_month(month) if month else None, task_id, message[:4000],
+                    [run_id, parse_month(month) if month else None, task_id, scrub(message)[:4000],
                      datetime.now(timezone.utc).replace(tzinfo=None)])
     finally:
         con.close()

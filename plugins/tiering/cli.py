@@ -132,6 +132,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What `tiering query` runs: reading statements only. The sandboxed connection (no files, no
+# ATTACH, locked settings) is what enforces it; this list gives the one-line reason up front.
+QUERY_STATEMENTS = ("SELECT", "EXPLAIN", "PRAGMA", "CALL")
+
+
 def cmd_query(args: argparse.Namespace) -> None:
     import duckdb
 
@@ -139,9 +144,19 @@ def cmd_query(args: argparse.Namespace) -> None:
     from tiering.warehouse import connect
 
     path = args.warehouse if args.live else published_path(args.warehouse)
-    con = connect(path, read_only=True)
+    con = connect(path, read_only=True, sandboxed=True)
     try:
-        con.sql(args.sql).show(max_rows=100, max_width=200)
+        refused = [s.type.name.lower() for s in con.extract_statements(args.sql)
+                   if s.type.name not in QUERY_STATEMENTS]
+        if refused:
+            raise TieringError(f"query refused on {path}: `tiering query` runs read-only queries (select, "
+                               f"explain, show, describe), not {refused[0]} statements")
+        result = con.sql(args.sql)
+        if result is not None:
+            result.show(max_rows=100, max_width=200)
+    except duckdb.PermissionException as exc:
+        raise TieringError(f"query refused on {path}: {str(exc).splitlines()[0]}; `tiering query` reads the "
+                           f"warehouse's own tables only (no files, ATTACH or COPY)") from None
     except duckdb.Error as exc:
         raise TieringError(f"query failed on {path}: {str(exc).splitlines()[0]}") from None
     finally:

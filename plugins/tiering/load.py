@@ -17,7 +17,8 @@ invoice, and an inherited version of an id may be newer than a landed one (confl
 
 The rules, in the order they are checked (the first broken rule is the reason):
   missing_value, bad_timestamp, bad_date, bad_amount, negative_amount,
-  unknown_value (status / customer_kind), bad_fx_rate, unknown_currency,
+  unknown_value (status / customer_kind), personal_data_in_free_text (an e-mail address or
+  phone number in an override's reason: tiering.pii), bad_fx_rate, unknown_currency,
   missing_fx_rate, due_before_issue, conflicting_versions (same id and
   updated_at, different values, at the latest updated_at), unknown_customer,
   unknown_invoice (a reference to an id with no valid row as of
@@ -32,6 +33,7 @@ from pathlib import Path
 
 import duckdb
 
+from tiering import pii
 from tiering.errors import TieringError
 from tiering.landing import read_manifest
 from tiering.rules import Rules
@@ -72,6 +74,7 @@ def _intrinsic_checks(spec: TableSpec, reporting_currency: str, month_end: str) 
     for col, allowed in spec.enums.items():
         checks.append(("unknown_value", f"{col} not in ({', '.join(map(_q, allowed))})",
                        f"'unknown {col} ''' || {col} || ''' (expected {' | '.join(allowed)})'"))
+    checks += _personal_data_checks(spec)
     if spec.name == "fx_rates":
         checks.append(("bad_fx_rate", f"try_cast(rate_to_reporting as decimal(18, 6)) <= 0",
                        "'fx rate must be positive, got ' || rate_to_reporting"))
@@ -96,6 +99,16 @@ def _intrinsic_checks(spec: TableSpec, reporting_currency: str, month_end: str) 
         checks.append(("future_row", f"{_parsed('updated_at')} >= timestamptz '{month_end}'",
                        f"'updated_at ' || updated_at || ' is after the as-of cutoff'"))
     return checks
+
+
+def _personal_data_checks(spec: TableSpec) -> list[tuple[str, str, str]]:
+    """personal_data_in_free_text: a free-text column (an override's reason) holding an e-mail address
+    or a phone number (tiering.pii). The row would carry it into the marts BI reads; the message
+    names the column, never the value."""
+    return [(pii.RULE, pii.sql_contains_personal_data(col),
+             _q(f"'{col}' holds personal data (an e-mail address or phone number): "
+                f"write it without contact details"))
+            for col in spec.free_text]
 
 
 def _parsed(col: str) -> str:
@@ -138,7 +151,8 @@ def _by_index(checks: list[tuple[str, str, str]], pick: int) -> str:
 
 def _validate_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed_file: str, rules: Rules,
                     month_end: str, inherited: dict[str, Inherited]) -> None:
-    """Create table `load_scratch.checked_<name>` (landed rows + _row_key, rule, reason) and the temp
+    """Create table `load_scratch.checked_<name>` (landed rows + _row_key, rule, _reason: named apart
+    from the source columns, as tier_overrides has a `reason` of its own) and the temp
     view `valid_<name>`. The scratch database is a file of its own (see `_scratch`), not temp
     tables: at 50 million rows the batch's tables are GBs, which temp tables hold in memory and
     spill to the temp directory (tens of GB under a 1 GB memory_limit, then "failed to pin
@@ -155,7 +169,7 @@ def _validate_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed_file
         create or replace table {SCRATCH}.checked_{spec.name} as
         select {cols}, _source_file, _source_line, _content_hash,
                {_parsed("updated_at") if spec.versioned else "timestamptz '1970-01-01'"} as _updated_ts,
-               _content_hash || '-1' as _row_key, {_by_index(checks, 0)} as rule, {_by_index(checks, 2)} as reason
+               _content_hash || '-1' as _row_key, {_by_index(checks, 0)} as rule, {_by_index(checks, 2)} as _reason
         from (select *, {_first_broken(checks)} as _broken
               from (select {_parse_columns(spec)}
                     from (select *, md5({content}) as _content_hash from read_parquet({_q(landed_file)})) keyed
@@ -194,7 +208,7 @@ def _validate_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed_file
     if con.execute(f"select count(*) from conflicts_{spec.name}").fetchone()[0]:
         con.execute(f"""
             update {SCRATCH}.checked_{spec.name} c set rule = 'conflicting_versions',
-                reason = 'conflicting versions: same {key}{" and updated_at" if spec.versioned else ""}, different values (lines ' || g.lines || ')'
+                _reason = 'conflicting versions: same {key}{" and updated_at" if spec.versioned else ""}, different values (lines ' || g.lines || ')'
             from conflicts_{spec.name} g
             where c.rule is null and c._updated_ts = g._updated_ts and {' and '.join(f'c.{k} = g.{k}' for k in spec.key)}
         """)
@@ -211,7 +225,7 @@ def _validate_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed_file
                   and {inherited[ref_table].members_filter()})"""
         con.execute(f"""
             update {SCRATCH}.checked_{spec.name} c set rule = {_q(rule)},
-                reason = '{col} ''' || c.{col} || ''' does not exist in {ref_table} as of the month end'
+                _reason = '{col} ''' || c.{col} || ''' does not exist in {ref_table} as of the month end'
             where c.rule is null {"and coalesce(c." + col + ", '') <> ''" if optional else ""}
               and {unknown}
         """)
@@ -450,7 +464,7 @@ def _load_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed: dict, r
     con.execute("delete from quarantine.rejected_rows where run_id = ? and source_table = ?", [run.run_id, name])
     quarantined = con.execute(f"""
         insert into quarantine.rejected_rows
-        select ?, ?, ?, _source_file, _source_line, _row_key, rule, reason, {record_of(spec)}, ?
+        select ?, ?, ?, _source_file, _source_line, _row_key, rule, _reason, {record_of(spec)}, ?
         from {SCRATCH}.checked_{name} where rule is not null
     """, [run.run_id, run.month, name, now]).fetchone()[0]
     con.execute("delete from audit.load_batches where run_id = ? and source_table = ?", [run.run_id, name])

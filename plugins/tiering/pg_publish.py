@@ -18,13 +18,20 @@ What is copied, and how each target is replaced:
     audit.{load_batches,dq_results,restatement_diffs}   rows of the month
     audit.{runs,rule_versions,run_alerts}         whole table (small)
     pii.customers                                 upsert by customer_id, newer versions win
+    pii.approvers                                 upsert by approver_key
 
-Personal data: bi and audit carry no name, e-mail or phone. Every table with a
+Personal data: bi and audit carry no name, e-mail or phone. The approvers of tier
+overrides appear as a pseudonymous key (override_approved_by_key, made in the warehouse:
+tiering.pseudonym), which pii.approvers maps back. Error and alert messages
+(audit.runs.message, audit.run_alerts.message) may quote row values: e-mail addresses and
+phone numbers are scrubbed out of them (tiering.pii) here too, for messages written before
+they were scrubbed at the source. Every table with a
 customer_id also gets `customer_key`, a keyed pseudonym (tiering.pseudonym) that is
 stable across months. `customer_id` itself stays in bi: it is the internal business id
 (not personal data per CONTRACT.md), account managers act on it, and `customer_code`
 already embeds its sequence, so dropping it would hide nothing. Names, e-mails and
-phones live only in `pii.customers`, which neither reader role can reach.
+phones live only in `pii.customers` (approvers in `pii.approvers`), which neither reader role
+can reach.
 
 Connection (first match wins): --dsn, $TIERING_BI_DSN, $TIERING_PG_DSN (compose's
 name), the Airflow connection `tiering_bi`. Nothing configured, or the server not
@@ -70,7 +77,9 @@ AUDIT_TABLES = {
     "customer_tier_results": "run",
 }
 PII_COLUMNS = ("customer_id", "customer_key", "name", "email", "phone", "updated_at")
-PERSONAL_COLUMNS = frozenset({"name", "email", "phone"})
+PERSONAL_COLUMNS = frozenset({"name", "email", "phone", "approver", "override_approver"})
+# free-text columns that may quote row values: e-mail addresses and phone numbers scrubbed (tiering.pii)
+SCRUBBED_COLUMNS = {("audit", "runs"): ("message",), ("audit", "run_alerts"): ("message",)}
 
 # DuckDB type (prefix) -> PostgreSQL type; anything else is published as text
 _PG_TYPES = {
@@ -289,6 +298,7 @@ def read_month(warehouse: Path, month: date) -> tuple[str, list[Table]]:
             if name in existing:
                 tables.append(_read_table(con, "audit", name, "audit", month, run_id, scope, keys))
         tables.append(_read_pii(con, run_id, keys))
+        tables.append(_read_approvers(con))
     finally:
         con.close()
     return run_id, tables
@@ -305,9 +315,35 @@ def _read_table(con, schema: str, name: str, target_schema: str, month: date, ru
     where, params = {"month": ("where month = ?", [month]), "run": ("where run_id = ?", [run_id]),
                      "all": ("", [])}[scope]
     rows = con.sql(f"select {_select_list(columns)} from {schema}.{name} {where}", params=params).to_arrow_table()
+    rows = _scrubbed(rows, SCRUBBED_COLUMNS.get((schema, name), ()))
     rows, pg_columns = _with_customer_key(rows, columns, keys)
     indexes = ["month"] if scope == "month" else ["run_id"] if scope == "run" else []
     return Table(target_schema, name, pg_columns, rows, scope, indexes)
+
+
+def _scrubbed(rows, columns: tuple[str, ...]):
+    """The rows with e-mail addresses and phone numbers replaced in these text columns (tiering.pii)."""
+    import pyarrow as pa
+
+    from tiering.pii import scrub
+
+    for column in columns:
+        if column in rows.column_names:
+            position = rows.column_names.index(column)
+            values = [scrub(v) for v in rows.column(column).to_pylist()]
+            rows = rows.set_column(position, column, pa.array(values, pa.string()))
+    return rows
+
+
+def _read_approvers(con) -> Table:
+    """The approvers of the overrides and their pseudonymous keys (potential.approver_keys)."""
+    import pyarrow as pa
+
+    rows = (con.sql("select approver_key, min(approver) as approver from potential.approver_keys "
+                    "group by approver_key order by approver_key").to_arrow_table()
+            if _columns(con, "potential", "approver_keys") else
+            pa.table({"approver_key": pa.array([], pa.string()), "approver": pa.array([], pa.string())}))
+    return Table("pii", "approvers", [("approver_key", "text"), ("approver", "text")], rows, "upsert")
 
 
 def _read_pii(con, run_id: str, keys: _CustomerKeys) -> Table:
@@ -365,6 +401,25 @@ def _ensure_target(pg, table: Table) -> None:
             pg.execute(sql.SQL("alter table {} add column {} {}").format(target, _ident(column), sql.SQL(pg_type)))
 
 
+def _migrate_approver_columns(pg) -> None:
+    """Tables published when they carried the approver itself (`override_approver`): the column is
+    replaced by `override_approved_by_key`, the approver's key (tiering.pseudonym), in every row."""
+    from psycopg import sql
+
+    from tiering.pseudonym import approver_key
+
+    for schema, name in pg.execute("select table_schema, table_name from information_schema.columns "
+                                   "where table_schema in ('bi', 'audit') and column_name = 'override_approver'"
+                                   ).fetchall():
+        target = _ident(schema, name)
+        pg.execute(sql.SQL("alter table {} add column if not exists override_approved_by_key text").format(target))
+        for (approver,) in pg.execute(sql.SQL("select distinct override_approver from {} "
+                                              "where override_approver is not null").format(target)).fetchall():
+            pg.execute(sql.SQL("update {} set override_approved_by_key = %s where override_approver = %s")
+                       .format(target), [approver_key(approver), approver])
+        pg.execute(sql.SQL("alter table {} drop column override_approver").format(target))
+
+
 def _stage(pg, table: Table) -> str:
     """COPY the rows into a temp table of the session; returns its name."""
     import pyarrow.csv as pacsv
@@ -388,12 +443,14 @@ def _swap(pg, table: Table, stage: str, month: date, run_id: str) -> None:
 
     target = _ident(table.schema, table.name)
     columns = sql.SQL(", ").join(_ident(c) for c, _ in table.columns)
-    if table.scope == "upsert":
+    if table.scope == "upsert":  # by the first column; newer versions win where rows carry updated_at
         updates = sql.SQL(", ").join(sql.SQL("{0} = excluded.{0}").format(_ident(c)) for c, _ in table.columns[1:])
+        newer = (sql.SQL("where {0}.updated_at is null or {0}.updated_at <= excluded.updated_at").format(target)
+                 if "updated_at" in dict(table.columns) else sql.SQL(""))
         pg.execute(sql.SQL("""insert into {target} ({columns}) select {columns} from {stage}
-                              on conflict (customer_id) do update set {updates}
-                              where {target}.updated_at is null or {target}.updated_at <= excluded.updated_at""")
-                   .format(target=target, columns=columns, stage=_ident(stage), updates=updates))
+                              on conflict ({key}) do update set {updates} {newer}""")
+                   .format(target=target, columns=columns, stage=_ident(stage), updates=updates,
+                           key=_ident(table.columns[0][0]), newer=newer))
         return
     if table.scope == "month":
         pg.execute(sql.SQL("delete from {} where month = %s").format(target), [month])
@@ -415,6 +472,7 @@ def write_month(dsn: str, month: date, run_id: str, tables: list[Table]) -> None
             if user != WRITER_ROLE and is_writer:  # e.g. a superuser: create as the writer all the same
                 pg.execute(f"set role {WRITER_ROLE}")
             with pg.transaction():
+                _migrate_approver_columns(pg)
                 for table in tables:
                     _ensure_target(pg, table)
             stages = {table.target: _stage(pg, table) for table in tables}

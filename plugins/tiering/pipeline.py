@@ -294,7 +294,12 @@ def _record_restatement_diff(con, spec: RunSpec) -> int:
 
 
 def mark_failed(run_id: str, warehouse: str, message: str) -> None:
-    """on_failure_callback: record why the run failed (the CLI prints it)."""
+    """on_failure_callback: record why the run failed (the CLI prints it). The message may quote row
+    values: e-mail addresses and phone numbers are scrubbed out (tiering.pii), as it is published
+    to PostgreSQL's audit schema."""
+    from tiering.pii import scrub
+
+    message = scrub(message)
     con = connect(warehouse)
     try:
         ensure_schema(con)

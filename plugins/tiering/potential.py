@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from tiering.errors import TieringError
+from tiering.pseudonym import refresh_approver_keys
 from tiering.runspec import RunSpec, add_months, parse_month
 
 log = logging.getLogger(__name__)
@@ -271,6 +272,7 @@ def score_month(spec: RunSpec, rules) -> dict:
         for statement in DDL:
             con.execute(statement)
         refresh_customer_keys(con)
+        refresh_approver_keys(con)   # the overrides' approvers, pseudonymous in the marts (tiering.pseudonym)
         if not conf["enabled"]:
             status, message = "skipped", "potential.enabled is false in the rules file"
         else:

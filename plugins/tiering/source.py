@@ -54,6 +54,7 @@ class TableSpec:
     enums: dict[str, tuple[str, ...]] = field(default_factory=dict)
     optional_file: bool = False
     versioned: bool = True               # has updated_at
+    free_text: tuple[str, ...] = ()      # typed by people: must hold no e-mail address or phone (tiering.pii)
 
     def path_in(self, source_dir: Path) -> Path | None:
         for ext in (".csv", ".parquet"):
@@ -124,6 +125,7 @@ TABLES: dict[str, TableSpec] = {
             months=("valid_from", "valid_until"),
             enums={"tier": ("A", "B", "C", "D")},
             optional_file=True,
+            free_text=("reason",),
         ),
     )
 }

@@ -140,33 +140,59 @@ def record_staging_state(path: Path | str, batch_id: str, code_version: str, upd
         con.close()
 
 
-def connect(path: Path | str, read_only: bool = False, retries: int = 20) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse (UTC session). Waits briefly if another process holds the write lock."""
+# A sandboxed session (`tiering query`): the database file and nothing else. No ATTACH of another
+# file, no COPY TO / EXPORT, no reading files (read_csv, read_parquet, glob, ...), no extension
+# installed or loaded on the fly; and the configuration locked once the session settings are made,
+# so no SET / RESET / PRAGMA can turn any of it back on.
+SANDBOX_CONFIG = {"enable_external_access": False, "autoinstall_known_extensions": False,
+                  "autoload_known_extensions": False}
+
+
+def connect(path: Path | str, read_only: bool = False, retries: int = 20,
+            sandboxed: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse (UTC session). Waits briefly if another process holds the write lock.
+    `sandboxed` (read-only only): no access outside the database file and a locked configuration
+    (SANDBOX_CONFIG), for SQL a user types."""
     path = Path(path)
+    if sandboxed and not read_only:
+        raise ValueError("a sandboxed connection is read-only")
     if read_only and not path.exists():
         raise FileNotFoundError(f"warehouse not found: {path}; run `tiering run` or `make run` first")
     path.parent.mkdir(parents=True, exist_ok=True)
     for attempt in range(retries):
         try:
-            con = duckdb.connect(str(path), read_only=read_only)
+            # (a sandbox cannot change temp_directory once open: the resource settings go in at connect)
+            config = {**SANDBOX_CONFIG, **_env_settings()} if sandboxed else {}
+            con = duckdb.connect(str(path), read_only=read_only, config=config)
             break
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower() or attempt == retries - 1:
                 raise
             time.sleep(0.5)
-    return apply_settings(con)
+    con = apply_settings(con)
+    if sandboxed:
+        con.execute("set lock_configuration = true")
+    return con
 
 
 def apply_settings(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     """UTC session, and the same DuckDB resource settings as dbt's profile (dbt_project/profiles.yml)
     when set: TIERING_DUCKDB_THREADS, _MEMORY_LIMIT and _TEMP_DIRECTORY."""
     con.execute("set TimeZone = 'UTC'")
-    for setting, env in (("threads", "TIERING_DUCKDB_THREADS"), ("memory_limit", "TIERING_DUCKDB_MEMORY_LIMIT"),
-                         ("temp_directory", "TIERING_DUCKDB_TEMP_DIRECTORY")):
-        value = os.environ.get(env)
-        if value and str(con.execute(f"select current_setting('{setting}')").fetchone()[0]) != value:
+    for setting, value in _env_settings().items():
+        if str(con.execute(f"select current_setting('{setting}')").fetchone()[0]) != value:
             con.execute(f"set {setting} = '{value}'")  # temp_directory: once per database instance
     return con
+
+
+def _env_settings() -> dict[str, str]:
+    """The DuckDB resource settings given in the environment (see apply_settings)."""
+    settings = {}
+    for setting, env in (("threads", "TIERING_DUCKDB_THREADS"), ("memory_limit", "TIERING_DUCKDB_MEMORY_LIMIT"),
+                         ("temp_directory", "TIERING_DUCKDB_TEMP_DIRECTORY")):
+        if os.environ.get(env):
+            settings[setting] = os.environ[env]
+    return settings
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:

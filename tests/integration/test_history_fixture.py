@@ -24,6 +24,7 @@ from tests.fixtures.sources import customer, order, write_source
 from tests.fixtures.warehouse import published_differences
 from tests.fixtures.warehouse import query as _rows
 from tiering.dbt_runner import run_dbt
+from tiering.pseudonym import approver_key
 from tiering.rules import load_rules
 from tiering.runspec import RunSpec
 
@@ -130,10 +131,11 @@ def test_override_is_visible_and_expires(in_order):
     assert rows == [("2024-01", "C", False, None), ("2024-02", "A", True, "strategic partner"),
                     ("2024-03", "A", True, "strategic partner"), ("2024-04", "C", False, None),
                     ("2024-05", "C", False, None)]
-    audit = _rows(warehouse, """select strftime(month, '%Y-%m'), matrix_tier, final_tier, override_approver
+    audit = _rows(warehouse, """select strftime(month, '%Y-%m'), matrix_tier, final_tier, override_approved_by_key
                                 from audit.customer_tier_results where customer_id = 'W2' and is_overridden
                                 order by month""")
-    assert audit == [("2024-02", "C", "A", "head of sales"), ("2024-03", "C", "A", "head of sales")]
+    key = approver_key("head of sales")   # the approver, pseudonymous (tiering.pseudonym)
+    assert audit == [("2024-02", "C", "A", key), ("2024-03", "C", "A", key)]
 
 
 def test_run_order_does_not_matter(in_order, source_and_rules, tmp_path_factory):

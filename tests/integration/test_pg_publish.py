@@ -173,7 +173,7 @@ def test_a_failing_swap_leaves_the_previous_month_intact(pg, demo_warehouse, mon
 
     def swap_then_fail(con, table, *args):
         real_swap(con, table, *args)
-        if table.target == "pii.customers":   # the last table, after bi and audit were swapped
+        if table.target == "pii.customers":   # after bi and audit were swapped
             raise psycopg.errors.QueryCanceled("simulated failure during the swap")
 
     monkeypatch.setattr(pg_publish, "_swap", swap_then_fail)

@@ -92,7 +92,7 @@ CONTRACT_MART_COLUMNS = [
         "prior_share", "cumulative_share", "value_tier", "is_key_account", "is_active", "credit_grade",
         "final_tier", "credit_hold", "movement", "previous_final_tier", "customer_code", "rule_version", "run_id",
         "region", "customer_kind", "account_manager", "contact_cadence", "contact_days", "review_cadence_months",
-        "complaint_priority", "override_reason", "tenure_months")
+        "complaint_priority", "override_reason", "override_approved_by_key", "tenure_months")
 ] + ["tier_policy.description", "customer_credit_monthly.dpd_bucket", "customer_tier_history.valid_from"]
 
 

@@ -1,7 +1,13 @@
 -- The manual override in force for each customer this month (valid_from <= month <= valid_until,
 -- valid_until inclusive and open-ended when empty); when several apply, the latest approved wins.
+-- The approver leaves as its pseudonymous key (potential.approver_keys, written by the pipeline:
+-- tiering.pseudonym); PostgreSQL's pii.approvers maps it back for auditors.
 with overrides as (
     select * from {{ ref('stg_raw__tier_overrides') }}
+),
+
+approver_keys as (
+    select * from {{ source('potential', 'approver_keys') }}
 ),
 
 in_force as (
@@ -13,7 +19,9 @@ in_force as (
         and (valid_until_month is null or valid_until_month >= {{ month_start() }})
 )
 
-select customer_id, override_id, override_tier, override_reason, override_approver,
-       valid_from_month, valid_until_month
+select in_force.customer_id, in_force.override_id, in_force.override_tier, in_force.override_reason,
+       approver_keys.approver_key as override_approved_by_key,
+       in_force.valid_from_month, in_force.valid_until_month
 from in_force
-where override_rank = 1
+left join approver_keys on approver_keys.approver = in_force.override_approver
+where in_force.override_rank = 1

@@ -84,7 +84,7 @@ final as (
         overrides.override_id is not null as is_overridden,
         overrides.override_id,
         overrides.override_reason,
-        overrides.override_approver
+        overrides.override_approved_by_key
     from matrix
     left join overrides on overrides.customer_id = matrix.customer_id
 ),
@@ -151,7 +151,7 @@ select
     is_overridden,
     override_id,
     override_reason,
-    override_approver,
+    override_approved_by_key,
     customer_sequence,
     substr(code_digits, 1, 2) || '-' || substr(code_digits, 3, 2) || '-' || substr(code_digits, 5, 1)
         || '-' || substr(code_digits, 6) || '-'

@@ -49,6 +49,7 @@ select
     with_previous.credit_hold,
     with_previous.is_overridden,
     with_previous.override_reason,
+    with_previous.override_approved_by_key,
     case
         when with_previous.previous_final_tier is null then 'new'
         when not with_previous.is_active and with_previous.was_active then 'lapsed'

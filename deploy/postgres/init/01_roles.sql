@@ -63,7 +63,9 @@ GRANT USAGE ON SCHEMA audit TO tiering_auditor;
 GRANT SELECT ON ALL TABLES IN SCHEMA audit TO tiering_auditor;
 
 -- pii: no grant at all. Without USAGE on the schema nobody but the owner
--- (tiering_writer) can reach any object in it, whatever its own grants.
+-- (tiering_writer) can reach any object in it, whatever its own grants. It holds
+-- pii.customers (name, e-mail, phone by customer_key) and pii.approvers (the approver
+-- of a tier override by approver_key: bi and audit show override_approved_by_key only).
 
 -- Tables and views the writer creates later get the same read grants.
 -- NB: default privileges apply to objects created BY tiering_writer only; a table
