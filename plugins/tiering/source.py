@@ -292,7 +292,21 @@ class Delta:
     carried_rows: str | None = None
 
 
-UPDATED_TS = "try_cast(updated_at as timestamptz)"
+# Strings DuckDB's timestamp and date casts accept although they name no real moment ('infinity'
+# reads as 9999-12-31, '-infinity' as 0001-01-01, 'epoch' as 1970-01-01; the others are PostgreSQL's,
+# listed in case a DuckDB version accepts them). tiering.load quarantines them (impossible_timestamp);
+# an updated_at holding one counts as unparseable, so the row is extracted in every month and
+# quarantined, never silently left out of every month ('infinity' is never before a cutoff).
+SPECIAL_TIMESTAMPS = ("infinity", "+infinity", "-infinity", "inf", "+inf", "-inf", "epoch", "allballs", "now",
+                      "today", "tomorrow", "yesterday")
+
+
+def is_special_timestamp(column: str) -> str:
+    """SQL: the text column holds one of SPECIAL_TIMESTAMPS (any case, surrounding spaces)."""
+    return f"lower(trim({column})) in ({', '.join(map(sql_literal, SPECIAL_TIMESTAMPS))})"
+
+
+UPDATED_TS = f"(case when {is_special_timestamp('updated_at')} then null else try_cast(updated_at as timestamptz) end)"
 
 
 def _as_of_filter(spec: TableSpec, cutoff: str, delta: Delta | None = None) -> str:
