@@ -21,6 +21,7 @@ import duckdb
 
 from tiering.errors import TieringError
 from tiering.increment import Base, find_base, history_unchanged, plan_table, same_file_as_base
+from tiering.reproduce import check_reproduces
 from tiering.rules import load_rules
 from tiering.runspec import RunSpec
 from tiering.source import (LOAD_ORDER, TABLES, Delta, TableSpec, carried_collisions, check_source_dir,
@@ -85,6 +86,8 @@ def _land(spec: RunSpec, staging: Path, target: Path) -> dict:
             with source_rows(con, TABLES[name], path) as rows:   # a CSV is read once for the three passes
                 tables[name] = _land_table(con, spec, name, path, rows, staging, cutoffs, base, no_base,
                                            incremental, hashes[name])
+        if not spec.restate:   # a plain rerun reproduces the month's last successful run, or fails
+            check_reproduces(con, spec, tables, paths)
     finally:
         hasher.shutdown(wait=True, cancel_futures=True)
         con.close()
