@@ -62,8 +62,10 @@ def check_reproduces(con: duckdb.DuckDBPyConnection, spec: RunSpec, tables: dict
         if gone or changed:
             changes.append(f"{name} {gone} rows gone, {changed} changed")
     if changes:
+        # (a restatement saw the rows updated up to its own cutoff: a plain rerun cannot give its result)
+        restated = f" (a restatement as of {manifest['as_of_cutoff']})" if manifest.get("restatement") else ""
         raise SourceChangedError(
-            f"the source for {spec.month_text} differs from its last successful run {run_id}: "
+            f"the source for {spec.month_text} differs from its last successful run {run_id}{restated}: "
             f"{'; '.join(changes)}; rerun with --restate to accept it")
 
 
