@@ -4,7 +4,8 @@ are quarantined with their reason (a row dated in a later month counts from that
 both landing modes; CSV files with quoted headers, another delimiter or another encoding; and a
 landing that failed half-way can be retried for the same run.
 
-Source (CSV; customers.csv in cp1252, declared in source.yml, with a quoted header):
+Source (CSV; customers.csv in cp1252, declared in source.yml; customers.csv and orders.csv with
+a quoted header):
   customers  K1..K9 (2023), KJ "José", KE created at 'epoch' (impossible_timestamp)
   orders     50 valid January orders of K1..K6 (10.00 each), and
              OX-INF / OX-NINF / OX-EPOCH  ordered_at 'infinity' / '-infinity' / 'epoch'
@@ -85,6 +86,10 @@ QUARANTINED_IN_MARCH = {k: v for k, v in QUARANTINED_IN_JANUARY.items()
 
 def write_rules_source(directory: Path) -> Path:
     write_source(directory, orders=ORDERS, invoices=INVOICES, payments=PAYMENTS)
+    # orders: a quoted header line (valid CSV; its amounts once made the columns numbers)
+    lines = (directory / "orders.csv").read_text().splitlines(keepends=True)
+    header = ",".join(f'"{c}"' for c in TABLES["orders"].columns)
+    (directory / "orders.csv").write_text(header + "\r\n" + "".join(lines[1:]))
     # customers: a quoted header (valid CSV) and cp1252 text, declared in source.yml
     with open(directory / "customers.csv", "w", newline="", encoding="cp1252") as fh:
         writer = csv.DictWriter(fh, fieldnames=TABLES["customers"].columns, quoting=csv.QUOTE_ALL)
