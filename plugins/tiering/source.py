@@ -176,7 +176,8 @@ def read_table(spec: TableSpec, path: Path, encoding: str = "utf-8") -> pa.Table
     missing = [c for c in spec.columns if c not in table.column_names]
     if missing:
         raise SourceError(_delimiter_hint(path, spec, table.column_names) or
-                          f"{path}: missing column(s) {', '.join(missing)}; expected columns: {', '.join(spec.columns)}")
+                          f"{path}: missing column(s) {', '.join(missing)}; "
+                          f"expected columns: {', '.join(spec.columns)}")
     table = table.select(list(spec.columns))
     lines = pa.array(range(first_line, first_line + table.num_rows), type=pa.int64())
     return table.append_column("_source_line", lines)
@@ -217,7 +218,8 @@ def _undecodable(path: Path, encoding: str) -> str:
                 return (f"{path}: line {number} is not valid {encoding} (byte 0x{raw[exc.start]:02x} at column "
                         f"{exc.start + 1}); re-export the file as UTF-8, or declare its encoding in "
                         f"{SOURCE_CONFIG} in the source directory (e.g. 'encoding: {{{path.stem}: cp1252}}')")
-    return f"{path}: cannot be decoded as {encoding}; re-export the file as UTF-8 or declare its encoding in {SOURCE_CONFIG}"
+    return (f"{path}: cannot be decoded as {encoding}; re-export the file as UTF-8 or declare its encoding "
+            f"in {SOURCE_CONFIG}")
 
 
 # Optional per-source settings, in the source directory. Today one key: the text encoding of the

@@ -141,7 +141,8 @@ def test_impossible_and_out_of_month_dates_are_quarantined_with_their_reason(bot
     warehouse, runs = both_modes["incremental"]["warehouse"], both_modes["incremental"]["runs"]
     january = quarantined(warehouse, runs["2024-01"]["run_id"])
     assert {k: rule for k, (rule, _) in january.items()} == QUARANTINED_IN_JANUARY
-    assert january[("orders", "OX-INF")][1] == "special value 'infinity' in 'ordered_at' is no real moment (expected ISO 8601)"
+    assert january[("orders", "OX-INF")][1] == \
+        "special value 'infinity' in 'ordered_at' is no real moment (expected ISO 8601)"
     assert january[("orders", "OX-UPD")][1].startswith("special value 'infinity' in 'updated_at'")
     assert january[("customers", "KE")][1].startswith("special value 'epoch' in 'created_at'")
     assert january[("orders", "OX-1899")][1] == "ordered_at 1899-12-31T10:00:00 is before 1900-01-01"
