@@ -16,6 +16,9 @@ Batch-level checks (severity error in gates.yml, a failure stops the run):
   row_count_drop            (on `<table>__batch`) the extracted row count did not drop by more than
                             `max_row_count_drop_share` against the latest successful run of the
                             previous month (skipped when that month has no successful run)
+  same_month_row_count_drop (on `<table>__batch`) nor by more than `same_month_row_count_drop`
+                            against the same month's last successful run (a rerun or restatement;
+                            skipped for a month's first run)
   id_not_null_<col>         the id columns are filled in at least `ids_not_null_mostly` of the rows
 
 Row-level validity (`valid_*`, severity warn, `mostly` = `row_validity_mostly`): the same rules
@@ -56,6 +59,20 @@ def previous_extracted_rows(b) -> tuple[str | None, dict[str, int]]:
         where r.status = 'success' and r.month = ? and r.run_id <> ?
         qualify dense_rank() over (order by r.finished_at desc nulls last, r.started_at desc, r.run_id desc) = 1
     """, [previous_month, b.spec.run_id])
+    if not rows:
+        return None, {}
+    return rows[0][0], {table: count for _, table, count in rows}
+
+
+def same_month_rows(b) -> tuple[str | None, dict[str, int]]:
+    """(run id, {table: rows of the as-of snapshot}) of the latest successful run of the same month."""
+    rows = b.query("""
+        select r.run_id, lb.source_table, coalesce(lb.snapshot_rows, lb.extracted_rows)
+        from audit.load_batches lb
+        join audit.runs r on r.run_id = lb.run_id
+        where r.status = 'success' and r.month = ? and r.run_id <> ?
+        qualify dense_rank() over (order by r.finished_at desc nulls last, r.started_at desc, r.run_id desc) = 1
+    """, [b.spec.month, b.spec.run_id])
     if not rows:
         return None, {}
     return rows[0][0], {table: count for _, table, count in rows}
@@ -127,6 +144,8 @@ def build(b) -> None:
         b.note(f"row_count_drop not evaluated: no successful run of {add_months(b.spec.month, -1):%Y-%m}")
     mostly = b.threshold("row_validity_mostly")
     drop_share = b.threshold("max_row_count_drop_share")
+    same_month_run, same_month = same_month_rows(b)
+    same_month_drop = b.threshold("same_month_row_count_drop")
     reporting_currency = b.rules.data["reporting_currency"]
     currencies = {reporting_currency}
     fx = manifest["tables"].get("fx_rates")
@@ -169,6 +188,12 @@ def build(b) -> None:
                      f"{name}: at least {minimum} rows: the previous month's run {previous_run} extracted "
                      f"{previous[name]}, a drop of more than {drop_share:.0%} means a truncated source",
                      frame=batch)
+        if same_month.get(name):
+            minimum = math.ceil(same_month[name] * (1 - same_month_drop))
+            b.expect(name, "same_month_row_count_drop", E.ExpectColumnMaxToBeBetween(column="rows", min_value=minimum),
+                     f"{name}: at least {minimum} rows: the month's last successful run {same_month_run} extracted "
+                     f"{same_month[name]}, a drop of more than {same_month_drop:.0%} (same_month_row_count_drop) "
+                     f"means a truncated source", frame=batch)
         for col in spec.key:
             if col in present:
                 b.expect(name, f"id_not_null_{col}",

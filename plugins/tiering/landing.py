@@ -3,12 +3,15 @@
 One folder per run, `<landing root>/<run_id>/`, holding one Parquet file per
 source table (original text values plus `_source_file` and `_source_line`)
 and `_manifest.json` (row counts and SHA-256 of every landed file). A landing
-folder is written once: if it exists the task refuses to overwrite it.
+folder is written once: if it exists the task refuses to overwrite it. It is
+written as `<run_id>.partial` and renamed when complete; a retried task removes
+its own earlier attempt's `.partial` folder first.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -18,6 +21,7 @@ import duckdb
 
 from tiering.errors import TieringError
 from tiering.increment import Base, find_base, history_unchanged, plan_table, same_file_as_base
+from tiering.reproduce import check_reproduces
 from tiering.rules import load_rules
 from tiering.runspec import RunSpec
 from tiering.source import (LOAD_ORDER, TABLES, Delta, TableSpec, carried_collisions, check_source_dir,
@@ -48,7 +52,18 @@ def extract_and_land(spec: RunSpec) -> dict:
         raise LandingError(f"landing folder {target} already exists: landed batches are immutable, "
                            f"start a new run (new run id) instead")
     staging = target.with_name(target.name + ".partial")
+    # a leftover of this run's own earlier attempt (a failed or killed task being retried): the run
+    # id is the run's own, so nothing else writes there
+    shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True, exist_ok=False)
+    try:
+        return _land(spec, staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _land(spec: RunSpec, staging: Path, target: Path) -> dict:
     base, no_base = find_base(spec, load_rules(spec.rules_path).version)
     con = apply_settings(duckdb.connect())
     if base is not None:   # (its quarantine records: the carried rows of a byte-identical file)
@@ -71,6 +86,8 @@ def extract_and_land(spec: RunSpec) -> dict:
             with source_rows(con, TABLES[name], path) as rows:   # a CSV is read once for the three passes
                 tables[name] = _land_table(con, spec, name, path, rows, staging, cutoffs, base, no_base,
                                            incremental, hashes[name])
+        if not spec.restate:   # a plain rerun reproduces the month's last successful run, or fails
+            check_reproduces(con, spec, tables, paths)
     finally:
         hasher.shutdown(wait=True, cancel_futures=True)
         con.close()

@@ -16,7 +16,9 @@ two checks look at those inherited rows too: a reference may point at an inherit
 invoice, and an inherited version of an id may be newer than a landed one (conflicts).
 
 The rules, in the order they are checked (the first broken rule is the reason):
-  missing_value, bad_timestamp, bad_date, bad_amount, negative_amount,
+  missing_value, bad_timestamp, impossible_timestamp (infinity, epoch, ...), bad_date,
+  date_before_1900, after_month_end (ordered_at, issued_on, paid_at after the end of the month
+  computed), bad_amount, negative_amount,
   unknown_value (status / customer_kind), personal_data_in_free_text (an e-mail address or
   phone number in an override's reason: tiering.pii), bad_fx_rate, unknown_currency,
   missing_fx_rate, due_before_issue, conflicting_versions (same id and
@@ -38,7 +40,8 @@ from tiering.errors import TieringError
 from tiering.landing import read_manifest
 from tiering.rules import Rules
 from tiering.runspec import RunSpec
-from tiering.source import LOAD_ORDER, REFERENCES, TABLES, TableSpec, record_of, sql_literal as _q
+from tiering.source import (LOAD_ORDER, REFERENCES, TABLES, TableSpec, is_special_timestamp, record_of,
+                            sql_literal as _q)
 from tiering.warehouse import connect, ensure_schema, transaction
 
 SCRATCH = "load_scratch"   # the batch's checked rows: an attached database file, deleted after the load
@@ -48,14 +51,29 @@ class LoadError(TieringError):
     pass
 
 
-def _intrinsic_checks(spec: TableSpec, reporting_currency: str, month_end: str) -> list[tuple[str, str, str]]:
-    """(rule, condition, message expression) in evaluation order."""
+# No source date lies before this (months from 1900 on can be computed): an earlier one is a typo or
+# a placeholder ('0001-01-01').
+EARLIEST_DATE = "1900-01-01"
+# The dates that place a row in a month: one after the end of the month computed has not happened
+# yet as of then (the row is valid from the month whose end it precedes).
+BUSINESS_DATES = ("ordered_at", "issued_on", "paid_at")
+
+
+def _intrinsic_checks(spec: TableSpec, reporting_currency: str, month_end: str, period_end: str | None = None
+                      ) -> list[tuple[str, str, str]]:
+    """(rule, condition, message expression) in evaluation order. `month_end`: the as-of cutoff
+    (a restatement's is later than its month); `period_end`: the end of the month computed (the
+    first day of the next month; default `month_end`)."""
+    period_end = period_end or month_end
     checks = []
     for col in spec.required:
         checks.append(("missing_value", f"coalesce(trim({col}), '') = ''", _q(f"missing required field '{col}'")))
     for col in spec.timestamps:
         checks.append(("bad_timestamp", f"coalesce({col}, '') <> '' and {_parsed(col)} is null",
                        f"'unparseable timestamp in ''{col}'': ''' || {col} || ''' (expected ISO 8601)'"))
+    for col in spec.timestamps:
+        checks.append(("impossible_timestamp", is_special_timestamp(col),
+                       f"'special value ''' || {col} || ''' in ''{col}'' is no real moment (expected ISO 8601)'"))
     for col in spec.dates:
         checks.append(("bad_date",
                        f"coalesce({col}, '') <> '' and (not regexp_full_match({col}, '\\d{{4}}-\\d{{2}}-\\d{{2}}') "
@@ -66,6 +84,13 @@ def _intrinsic_checks(spec: TableSpec, reporting_currency: str, month_end: str) 
                        f"coalesce({col}, '') <> '' and (not regexp_full_match({col}, '\\d{{4}}-\\d{{2}}') "
                        f"or try_strptime({col}, '%Y-%m') is null)",
                        f"'unparseable month in ''{col}'': ''' || {col} || ''' (expected YYYY-MM)'"))
+    for col in (*spec.timestamps, *spec.dates):
+        checks.append(("date_before_1900", f"{_when(spec, col)} < timestamptz '{EARLIEST_DATE}'",
+                       f"'{col} ' || {col} || ' is before {EARLIEST_DATE}'"))
+    for col in (c for c in BUSINESS_DATES if c in (*spec.timestamps, *spec.dates)):
+        checks.append(("after_month_end", f"{_when(spec, col)} >= timestamptz '{period_end}'",
+                       f"'{col} ' || {col} || ' is after the end of the month computed (valid from the month "
+                       f"it falls in)'"))
     for col in spec.amounts:
         checks.append(("bad_amount", f"coalesce({col}, '') <> '' and {_number(col)} is null",
                        f"'amount ''{col}'' is not a number: ''' || {col} || ''''"))
@@ -150,7 +175,7 @@ def _by_index(checks: list[tuple[str, str, str]], pick: int) -> str:
 
 
 def _validate_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed_file: str, rules: Rules,
-                    month_end: str, inherited: dict[str, Inherited]) -> None:
+                    month_end: str, inherited: dict[str, Inherited], period_end: str | None = None) -> None:
     """Create table `load_scratch.checked_<name>` (landed rows + _row_key, rule, _reason: named apart
     from the source columns, as tier_overrides has a `reason` of its own) and the temp
     view `valid_<name>`. The scratch database is a file of its own (see `_scratch`), not temp
@@ -160,7 +185,7 @@ def _validate_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed_file
     deleted after the load (the warehouse file does not keep the space)."""
     cols = ", ".join(spec.columns)
     content = "concat_ws(chr(31), " + ", ".join(f"coalesce({c}, chr(0))" for c in spec.columns) + ")"
-    checks = _intrinsic_checks(spec, rules.data["reporting_currency"], month_end)
+    checks = _intrinsic_checks(spec, rules.data["reporting_currency"], month_end, period_end)
     # _row_key = content hash + occurrence number among identical lines: every row is written as
     # the first occurrence in one pass over the landed file, then the (few) repeated contents are
     # numbered in the written table. (Numbering them in the same statement read the landed rows
@@ -346,7 +371,7 @@ def load_raw(spec: RunSpec, rules: Rules) -> dict:
                     _empty_valid(con, table_spec)
                     continue
                 _validate_table(con, table_spec, str(spec.landing_dir / landed["landed_file"]), rules, month_end,
-                                inherited)
+                                inherited, f"{spec.next_month}")
         with transaction(con):
             for name in LOAD_ORDER:
                 landed = manifest["tables"].get(name)

@@ -318,14 +318,16 @@ def month_summary(spec: RunSpec) -> dict:
         quarantined = con.execute("""
             select source_table, count(*) from quarantine.rejected_rows where run_id = ?
             group by 1 order by 1""", [spec.run_id]).fetchall()
-        restated = None
+        restated = tiers_changed = None
         if spec.restate:
-            restated = con.execute("select count(*) from audit.restatement_diffs where run_id = ?",
-                                   [spec.run_id]).fetchone()[0]
+            restated, tiers_changed = con.execute(
+                "select count(*), count(distinct customer_id) filter (where column_name = 'final_tier') "
+                "from audit.restatement_diffs where run_id = ?", [spec.run_id]).fetchone()
     finally:
         con.close()
     return {
         "restatement_changes": restated,
+        "restatement_final_tier_changes": tiers_changed,   # customers whose final tier the restatement changed
         "month": spec.month_text,
         "run_id": spec.run_id,
         # what the tiers were ranked by (rules file value.measure)
@@ -342,7 +344,8 @@ def format_summary(summary: dict) -> str:
     if summary.get("value_measure"):
         text += f"; ranked by {summary['value_measure']}"
     if summary.get("restatement_changes") is not None:
-        text += (f"; restatement: {summary['restatement_changes']} value(s) changed against the previous run "
+        text += (f"; restatement: {summary['restatement_changes']} value(s) changed against the previous run, "
+                 f"{summary.get('restatement_final_tier_changes') or 0} customer(s) with another final tier "
                  f"(audit.restatement_diffs)")
     return text
 

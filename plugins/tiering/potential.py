@@ -405,7 +405,7 @@ def backtest(source: Path, calibration_end: date, holdout_months: int, rules) ->
     """Fit on the source as known at the end of `calibration_end` and compare with what the
     calibration customers actually bought in the next `holdout_months` months (as known at the
     hold-out end), against the naive 'same as the last period' predictor."""
-    from tiering.source import TABLES, check_source_dir, read_table
+    from tiering.source import TABLES, check_source_dir, read_table, source_encoding
 
     if holdout_months < 1:
         raise TieringError(f"--holdout-months must be at least 1, got {holdout_months}")
@@ -420,7 +420,7 @@ def backtest(source: Path, calibration_end: date, holdout_months: int, rules) ->
         con.execute("set TimeZone = 'UTC'")
         for name in ("orders", "customers", "fx_rates"):
             path = TABLES[name].path_in(source)
-            table = read_table(TABLES[name], path) if path else None
+            table = read_table(TABLES[name], path, source_encoding(path.parent, name)) if path else None
             if table is None:
                 con.execute("create table source_fx (currency varchar, month varchar, rate_to_reporting varchar)")
                 continue

@@ -8,6 +8,7 @@ it is extracted and then quarantined with that reason, so it is never lost).
 """
 from __future__ import annotations
 
+import csv
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -149,35 +150,117 @@ def depends_on(table: str) -> tuple[str, ...]:
     return refs + (("fx_rates",) if "currency" in TABLES[table].columns and table != "fx_rates" else ())
 
 
-def read_table(spec: TableSpec, path: Path) -> pa.Table:
-    """Read one source file with every column as text, plus `_source_line`."""
+def read_table(spec: TableSpec, path: Path, encoding: str = "utf-8") -> pa.Table:
+    """Read one source file with every column as text, plus `_source_line`. A CSV is decoded
+    with `encoding` (the source's declaration: `source_encoding`)."""
     try:
         if path.suffix == ".parquet":
             table = pq.read_table(path)
             table = table.cast(pa.schema([(f.name, pa.string()) for f in table.schema]))
             first_line = 1
         else:
-            with open(path, "rb") as fh:
-                header = fh.readline().decode("utf-8-sig").strip()
-            names = [c.strip() for c in header.split(",")] if header else []
+            names = _csv_header(path, encoding)
             table = pacsv.read_csv(
                 path,
-                read_options=pacsv.ReadOptions(encoding="utf8", block_size=1 << 24),
+                read_options=pacsv.ReadOptions(encoding="utf8" if _is_utf8(encoding) else encoding,
+                                               block_size=1 << 24),
                 convert_options=pacsv.ConvertOptions(
                     column_types={n: pa.string() for n in names}, strings_can_be_null=False
                 ),
             )
             first_line = 2  # line 1 is the header
+    except UnicodeDecodeError as exc:   # (a non-UTF-8 header, or pyarrow's transcoding of another encoding)
+        raise SourceError(_undecodable(path, encoding)) from exc
     except (OSError, pa.ArrowInvalid) as exc:
+        if "utf8" in str(exc).lower().replace("-", ""):
+            raise SourceError(_undecodable(path, encoding)) from exc
         raise SourceError(f"{path}: cannot be read ({str(exc).splitlines()[0]}); fix or replace the file") from exc
     missing = [c for c in spec.columns if c not in table.column_names]
     if missing:
-        raise SourceError(
-            f"{path}: missing column(s) {', '.join(missing)}; expected columns: {', '.join(spec.columns)}"
-        )
+        raise SourceError(_delimiter_hint(path, spec, table.column_names) or
+                          f"{path}: missing column(s) {', '.join(missing)}; "
+                          f"expected columns: {', '.join(spec.columns)}")
     table = table.select(list(spec.columns))
     lines = pa.array(range(first_line, first_line + table.num_rows), type=pa.int64())
     return table.append_column("_source_line", lines)
+
+
+def _csv_header(path: Path, encoding: str) -> list[str]:
+    """The column names of a CSV's first line, read as CSV: quoted names ("customer_id") are names."""
+    with open(path, "rb") as fh:
+        header = fh.readline().decode("utf-8-sig" if _is_utf8(encoding) else encoding)
+    return [c.strip() for c in next(csv.reader([header]), [])]
+
+
+def _is_utf8(encoding: str) -> bool:
+    return encoding.replace("-", "").replace("_", "").lower() == "utf8"
+
+
+def _delimiter_hint(path: Path, spec: TableSpec, columns: list[str]) -> str | None:
+    """A one-line error when the file's single column is the expected names joined by another
+    delimiter (a ';' export from a spreadsheet in many locales), else None."""
+    if len(columns) != 1:
+        return None
+    for delimiter in (";", "\t", "|"):
+        names = [c.strip().strip('"') for c in columns[0].split(delimiter)]
+        if len(names) > 1 and set(names) & set(spec.columns):
+            shown = "\\t" if delimiter == "\t" else delimiter
+            return (f"{path}: {path.name} seems to be delimited by '{shown}', not ','; "
+                    f"export it comma-separated")
+    return None
+
+
+def _undecodable(path: Path, encoding: str) -> str:
+    """The error for a CSV that cannot be decoded: the first line that is not `encoding`."""
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, 1):
+            try:
+                raw.decode(encoding)
+            except UnicodeDecodeError as exc:
+                return (f"{path}: line {number} is not valid {encoding} (byte 0x{raw[exc.start]:02x} at column "
+                        f"{exc.start + 1}); re-export the file as UTF-8, or declare its encoding in "
+                        f"{SOURCE_CONFIG} in the source directory (e.g. 'encoding: {{{path.stem}: cp1252}}')")
+    return (f"{path}: cannot be decoded as {encoding}; re-export the file as UTF-8 or declare its encoding "
+            f"in {SOURCE_CONFIG}")
+
+
+# Optional per-source settings, in the source directory. Today one key: the text encoding of the
+# CSV files, one for all (`encoding: cp1252`) or per table (`encoding: {orders: cp1252}`); default UTF-8.
+SOURCE_CONFIG = "source.yml"
+
+
+def source_encoding(source_dir: Path, table: str) -> str:
+    """The declared encoding of a table's CSV file (source.yml), UTF-8 when none is declared."""
+    declared = _source_config(Path(source_dir)).get("encoding") or "utf-8"
+    return declared.get(table, "utf-8") if isinstance(declared, dict) else declared
+
+
+def _source_config(source_dir: Path) -> dict:
+    path = source_dir / SOURCE_CONFIG
+    if not path.is_file():
+        return {}
+    import codecs
+
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SourceError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    if not isinstance(data, dict) or set(data) - {"encoding"}:
+        raise SourceError(f"{path}: expected only the key 'encoding' (e.g. 'encoding: cp1252' or "
+                          f"'encoding: {{orders: cp1252}}')")
+    declared = data.get("encoding") or "utf-8"
+    by_table = declared if isinstance(declared, dict) else {"*": declared}
+    for table, name in by_table.items():
+        if table != "*" and table not in TABLES:
+            raise SourceError(f"{path}: 'encoding.{table}': not a source table ({', '.join(TABLES)})")
+        try:
+            codecs.lookup(str(name))
+        except LookupError:
+            raise SourceError(f"{path}: unknown encoding {name!r}; use a Python codec name such as "
+                              f"utf-8, cp1252 or latin-1") from None
+    return data
 
 
 def check_source_dir(source_dir: Path) -> None:
@@ -190,6 +273,7 @@ def check_source_dir(source_dir: Path) -> None:
                 f"{source_dir}: required file {spec.name}.csv (or .parquet) is missing; "
                 f"see the source format in README.md"
             )
+    _source_config(source_dir)   # a bad source.yml fails here, before anything is written
 
 
 @dataclass(frozen=True)
@@ -212,7 +296,21 @@ class Delta:
     carried_rows: str | None = None
 
 
-UPDATED_TS = "try_cast(updated_at as timestamptz)"
+# Strings DuckDB's timestamp and date casts accept although they name no real moment ('infinity'
+# reads as 9999-12-31, '-infinity' as 0001-01-01, 'epoch' as 1970-01-01; the others are PostgreSQL's,
+# listed in case a DuckDB version accepts them). tiering.load quarantines them (impossible_timestamp);
+# an updated_at holding one counts as unparseable, so the row is extracted in every month and
+# quarantined, never silently left out of every month ('infinity' is never before a cutoff).
+SPECIAL_TIMESTAMPS = ("infinity", "+infinity", "-infinity", "inf", "+inf", "-inf", "epoch", "allballs", "now",
+                      "today", "tomorrow", "yesterday")
+
+
+def is_special_timestamp(column: str) -> str:
+    """SQL: the text column holds one of SPECIAL_TIMESTAMPS (any case, surrounding spaces)."""
+    return f"lower(trim({column})) in ({', '.join(map(sql_literal, SPECIAL_TIMESTAMPS))})"
+
+
+UPDATED_TS = f"(case when {is_special_timestamp('updated_at')} then null else try_cast(updated_at as timestamptz) end)"
 
 
 def _as_of_filter(spec: TableSpec, cutoff: str, delta: Delta | None = None) -> str:
@@ -271,7 +369,7 @@ def source_rows(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path):
             )
         yield _parquet_rows(spec, path)   # the line is the file's row position + 1
         return
-    con.register("source_file_rows", read_table(spec, path))
+    con.register("source_file_rows", read_table(spec, path, source_encoding(path.parent, spec.name)))
     try:
         yield f"select *, {name} as _source_file from source_file_rows"
     finally:

@@ -13,11 +13,14 @@ Source, version 1 (January and February):
   stay under the staging gate's max_quarantined_share)
   payments   P1 for I1 (Jan), P2 for I2 paid Jan 31: unknown_invoice in January, valid in February
              P3 for I1 (Jan 20), moved to F1 by a second version (Feb 5): both invoices' totals change
-             P4 for F2, recorded Jan 25 but paid Feb 15: counts from February, a row landed in January
+             P4 for F2, recorded Jan 25 but paid Feb 15: after_month_end in January (quarantined),
+                carried and valid in February
 Version 2 (March): O1's January row is corrected in place (110): the rows before February's
-cutoff changed, so orders are landed in full; the other tables stay deltas. The staging tables
-are updated in place in February (a delta on the batch they hold), rebuilt in March and for the
-rerun of February; every result is compared after every run.
+cutoff changed, so orders are landed in full; the other tables stay deltas. A plain rerun of
+February then fails (its source differs from February's run: tiering.reproduce); February is
+restated as of its end instead. The staging tables are updated in place in February (a delta on
+the batch they hold), rebuilt in March and for the restatement of February; every result is
+compared after every run.
 """
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ import pytest
 from tests.conftest import run_steps
 from tests.fixtures.sources import customer, order, write_source
 from tests.fixtures.warehouse import query
+from tiering.reproduce import SourceChangedError
 from tiering.source import TABLES
 
 INVOICES = [
@@ -125,11 +129,12 @@ def _manifest(warehouse: Path, run: dict) -> dict:
     return json.loads((warehouse.parent / "landing" / run["run_id"] / "_manifest.json").read_text())
 
 
-def _run(source: Path, warehouse: Path, month: str, mode: str) -> dict:
+def _run(source: Path, warehouse: Path, month: str, mode: str, restate_as_of: str | None = None) -> dict:
     previous = os.environ.get("TIERING_LANDING")
     os.environ["TIERING_LANDING"] = mode
+    restate = {"restate": True, "as_of": restate_as_of} if restate_as_of else {}
     try:
-        return run_steps({"month": month, "source_dir": str(source), "warehouse": str(warehouse)})
+        return run_steps({"month": month, "source_dir": str(source), "warehouse": str(warehouse), **restate})
     finally:
         if previous is None:
             del os.environ["TIERING_LANDING"]
@@ -146,11 +151,17 @@ def both_modes(tmp_path_factory) -> dict:
     for mode in ("incremental", "full"):
         source, warehouse = root / mode / "source", root / mode / "wh" / "tiering.duckdb"
         runs, after_each = [], []
-        for month, o1_amount in (("2024-01", "100.00"), ("2024-02", "100.00"), ("2024-03", "110.00"),
-                                 ("2024-02", "110.00")):
+        for month, o1_amount in (("2024-01", "100.00"), ("2024-02", "100.00"), ("2024-03", "110.00")):
             _source(source, o1_amount=o1_amount, row_group_size=4)
             runs.append(_run(source, warehouse, month, mode))
             after_each.append(_results(warehouse))   # staging holds each run's batch
+        # February again on the corrected source: a plain rerun must reproduce February's run (O1's
+        # January row changed), so it fails; a restatement as of February's end accepts the change
+        with pytest.raises(SourceChangedError, match=r"differs from its last successful run "
+                                                     rf"{runs[1]['run_id']}: orders 0 rows gone, 1 changed; rerun"):
+            _run(source, warehouse, "2024-02", mode)
+        runs.append(_run(source, warehouse, "2024-02", mode, restate_as_of="2024-03-01T00:00:00"))
+        after_each.append(_results(warehouse))
         out[mode] = {"warehouse": warehouse, "manifests": [_manifest(warehouse, r) for r in runs],
                      "results": after_each[-1], "after_each": after_each}
     return out
@@ -165,7 +176,7 @@ def test_every_result_equals_the_full_landing(both_modes):
     tiers = {(c, str(m)): (rev, t) for c, m, rev, _, t, *_ in incremental["marts.customer_tier_monthly"]}
     # O2 (K2, carried from January's quarantine) and O3's newest version count from February on
     assert float(tiers[("K2", "2024-02-01")][0]) == 40.0
-    # O1 was corrected to 110 in the source before March; February was then run again with it
+    # O1 was corrected to 110 in the source before March; February was then restated with it
     assert float(tiers[("K1", "2024-02-01")][0]) == 20 + 110.0 + 70.0 + 30.0
     assert float(tiers[("K1", "2024-03-01")][0]) == 20 + 110.0 + 70.0 + 30.0
 
@@ -178,8 +189,8 @@ def test_february_lands_only_the_changes_and_the_quarantined_rows(both_modes):
     # O2 and both O3 rows quarantined in January, O3's new version and O5
     assert (orders["carried_rows"], orders["rows"], orders["snapshot_rows"]) == (3, 5, 26)
     payments = february["tables"]["payments"]
-    # P2 (carried) and P3's second version
-    assert (payments["landing"], payments["carried_rows"], payments["rows"]) == ("delta", 1, 2)
+    # P2 and P4 (carried) and P3's second version
+    assert (payments["landing"], payments["carried_rows"], payments["rows"]) == ("delta", 2, 3)
     assert february["tables"]["customers"]["landing"] == "delta"
     # the row groups read: of the orders' 7 (4 rows each), the last (O3's new version, O5); the
     # customers' only one (K2 created in February); of the payments' 4, the first (P3's new
@@ -218,15 +229,15 @@ def test_a_changed_history_is_landed_in_full_with_the_reason(both_modes):
     assert march["orders"]["landing"] == "full"
     assert "changed since run" in march["orders"]["full_reason"]
     assert march["customers"]["landing"] == march["payments"]["landing"] == "delta"
-    # February again after March: its base would be February's first run, whose orders changed
+    # February restated after March: a restatement lands every table in full
     again = both_modes["incremental"]["manifests"][3]["tables"]
-    assert again["orders"]["landing"] == "full" and again["customers"]["landing"] == "delta"
+    assert {t["landing"] for t in again.values()} == {"full"}
 
 
 def test_staging_is_updated_in_place_only_on_the_batch_it_holds(both_modes):
     manifests = both_modes["incremental"]["manifests"]
     # February is a delta on January in every table: staging (holding January) is updated in place;
-    # March's orders were landed in full, and so is the rerun of February: staging is rebuilt
+    # March's orders were landed in full, and February's restatement all tables: staging is rebuilt
     assert [m["delta_on"] for m in manifests] == [None, manifests[0]["run_id"], None, None]
     held = query(both_modes["incremental"]["warehouse"], "select batch_id from audit.staging_state")
     assert held == [(manifests[3]["run_id"],)]

@@ -1,0 +1,104 @@
+"""A plain rerun of a month reproduces its last successful run or fails (tiering.reproduce), through
+the command line: March of the small demo source is run, then 60% of its orders disappear from
+the source (and a late order appears). A plain rerun fails with the counts; `--restate` fails on the landed gate's
+same_month_row_count_drop; with that threshold relaxed ($TIERING_GATES) the restatement succeeds,
+replaces the month and reports what it changed."""
+from __future__ import annotations
+
+import csv
+import re
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tests.conftest import run_steps
+from tests.fixtures.warehouse import query
+from tiering.settings import EXPECTATIONS_DIR
+
+MONTH = "2024-03"
+
+
+def _revenue(warehouse: Path) -> float:
+    return float(query(warehouse, "select sum(net_revenue) from marts.tier_summary_monthly "
+                                  "where month = date '2024-03-01'")[0][0])
+
+
+def _cli(capsys, *args: str) -> tuple[int, str, str]:
+    from tiering.cli import main
+
+    code = main(["run", *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err.strip()
+
+
+@pytest.fixture(scope="module")
+def month_run(demo_source, tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("reproduce")
+    source, warehouse = root / "source", root / "wh" / "tiering.duckdb"
+    shutil.copytree(demo_source, source)
+    first = run_steps({"month": MONTH, "source_dir": str(source), "warehouse": str(warehouse)})
+    return {"root": root, "source": source, "warehouse": warehouse, "first": first,
+            "revenue": _revenue(warehouse)}
+
+
+def _drop_60_percent_of_orders(source: Path) -> int:
+    """Keep 2 orders of every 5 and add a late one; returns how many of the dropped rows March's run
+    had (its as-of rows)."""
+    path = source / "orders.csv"
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        columns, rows = reader.fieldnames, list(reader)
+    kept, dropped = [r for i, r in enumerate(rows) if i % 5 >= 3], [r for i, r in enumerate(rows) if i % 5 < 3]
+    # ... and one late row: an order March's run did not see, updated before March's end
+    kept.append({**kept[0], "order_id": "O-LATE", "ordered_at": "2024-03-20T10:00:00",
+                 "updated_at": "2024-03-20T10:00:00"})
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(kept)
+    stamps = [r["updated_at"] for r in dropped]
+    con = duckdb.connect()
+    try:
+        return con.execute("select count(*) from (select unnest($s) as u) where try_cast(u as timestamptz) is null "
+                           "or try_cast(u as timestamptz) < timestamptz '2024-04-01 00:00:00+00'",
+                           {"s": stamps}).fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_a_changed_source_fails_a_plain_rerun_and_restate_accepts_it_within_the_gate(month_run, capsys,
+                                                                                     monkeypatch):
+    source, warehouse = month_run["source"], month_run["warehouse"]
+    args = ["--source", str(source), "--month", MONTH, "--warehouse", str(warehouse)]
+    gone = _drop_60_percent_of_orders(source)
+    first = month_run["first"]["run_id"]
+
+    # a plain rerun: exit 1, one line with the counts; nothing is replaced
+    code, _, err = _cli(capsys, *args)
+    assert code == 1 and len(err.splitlines()) == 1
+    assert err.endswith(f"the source for {MONTH} differs from its last successful run {first}: "
+                        f"orders {gone} rows gone, 1 changed; rerun with --restate to accept it"), err
+    assert _revenue(warehouse) == month_run["revenue"]
+
+    # --restate: the landed gate still compares the row count with the month's last successful run
+    code, _, err = _cli(capsys, *args, "--restate")
+    assert code == 1 and len(err.splitlines()) == 1
+    assert "landed.orders.same_month_row_count_drop" in err, err
+    assert _revenue(warehouse) == month_run["revenue"]
+
+    # ... which a relaxed threshold lets through: the month is replaced and the diff reported
+    gates = month_run["root"] / "gates.yml"
+    gates.write_text((EXPECTATIONS_DIR / "gates.yml").read_text().replace(
+        "same_month_row_count_drop: 0.10", "same_month_row_count_drop: 0.7"))
+    monkeypatch.setenv("TIERING_GATES", str(gates))
+    code, out, err = _cli(capsys, *args, "--restate")
+    assert code == 0, err
+    restated = query(warehouse, "select run_id from audit.runs where month = date '2024-03-01' and status = 'success' "
+                                "order by finished_at desc limit 1")[0][0]
+    changed = query(warehouse, "select count(distinct customer_id) from audit.restatement_diffs "
+                               "where run_id = ? and column_name = 'final_tier'", [restated])[0][0]
+    assert changed > 0
+    assert re.search(rf"{changed} customer\(s\) with another final tier", out), out
+    assert _revenue(warehouse) < 0.6 * month_run["revenue"]
