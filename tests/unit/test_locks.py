@@ -57,7 +57,7 @@ def test_a_warehouse_held_by_a_scheduler_is_refused_naming_it(tmp_path):
     assert HELD_ENV not in os.environ and path.read_text() == ""
 
 
-def test_a_run_waits_for_another_run(tmp_path, capsys):
+def test_a_run_waits_for_another_run(tmp_path, caplog):
     warehouse = tmp_path / "tiering.duckdb"
     child = _hold_in_child(warehouse, "run")
     with pytest.raises(TieringError, match="in use by the test holder"):
@@ -69,4 +69,5 @@ def test_a_run_waits_for_another_run(tmp_path, capsys):
     with warehouse_lock(warehouse, "me"):
         pass
     child.wait(timeout=30)
-    assert f"waiting for the test holder (pid {child.pid}" in capsys.readouterr().err
+    # a warning every user sees (tiering.console.warn_user: the terminal, also under a progress bar)
+    assert f"waiting for the test holder (pid {child.pid}" in caplog.text
