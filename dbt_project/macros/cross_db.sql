@@ -49,7 +49,9 @@
         {{ config(materialized='incremental', incremental_strategy='insert_overwrite', partition_by=[key],
                   file_format='parquet') }}
     {%- else -%}
-        {{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key=key) }}
+        {#- (a column added to the model is added to the table, as for the marts kept per month) -#}
+        {{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key=key,
+                  on_schema_change='append_new_columns') }}
     {%- endif -%}
 {%- endmacro %}
 

@@ -54,7 +54,9 @@
     {%- if target.type == 'spark' -%}
         {{ config(materialized='table') }}
     {%- else -%}
-        {{ config(materialized='incremental', incremental_strategy='append',
+        {#- a column added to the model (a contract extension) is added to a warehouse built before it;
+            its older months hold null there -#}
+        {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='append_new_columns',
                   pre_hook="{{ delete_months_rebuilt() }}") }}
     {%- endif -%}
 {%- endmacro %}
