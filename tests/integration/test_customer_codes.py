@@ -44,9 +44,39 @@ def _source(directory, with_c2: bool = True, with_late: bool = False):
     return write_source(directory, customers=customers, orders=orders)
 
 
-def _run(source, warehouse, months):
+def _run(source, warehouse, months, restated=()):
+    """Run the months in this order; those in `restated` (run before on another source) as
+    restatements as of their month end, which is how a changed source is accepted."""
+    from tiering.runspec import add_months, parse_month
+
     for month in months:
-        run_steps({"month": month, "source_dir": str(source), "warehouse": str(warehouse)})
+        conf = {"month": month, "source_dir": str(source), "warehouse": str(warehouse)}
+        if month in restated:
+            conf.update(restate=True, as_of=f"{add_months(parse_month(month), 1)}")
+        run_steps(conf)
+
+
+@pytest.fixture(scope="module")
+def relaxed_gates(tmp_path_factory):
+    """A gates file whose same-month row-count check lets a restatement drop a vanished customer
+    (a 2-customer month loses half its rows)."""
+    import os
+
+    import yaml
+
+    from tiering.settings import EXPECTATIONS_DIR
+
+    gates = yaml.safe_load((EXPECTATIONS_DIR / "gates.yml").read_text())
+    gates.setdefault("thresholds", {})["same_month_row_count_drop"] = 1.0
+    path = tmp_path_factory.mktemp("gates") / "gates.yml"
+    path.write_text(yaml.safe_dump(gates))
+    previous = os.environ.get("TIERING_GATES")
+    os.environ["TIERING_GATES"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("TIERING_GATES", None)
+    else:
+        os.environ["TIERING_GATES"] = previous
 
 
 def _codes(warehouse) -> dict[tuple[str, str], str]:
@@ -69,14 +99,14 @@ def _sequences(codes: dict) -> dict[str, set[int]]:
 
 
 @pytest.fixture(scope="module")
-def changed_source_run(tmp_path_factory):
+def changed_source_run(tmp_path_factory, relaxed_gates):
     """(codes after the in-order months, codes after the reruns on the changed source, warehouse)."""
     base = tmp_path_factory.mktemp("codes")
     warehouse = base / "wh" / "tiering.duckdb"
     _run(_source(base / "source"), warehouse, ["2024-01", "2024-03"])
     before = _codes(warehouse)
     changed = _source(base / "changed", with_c2=False, with_late=True)
-    _run(changed, warehouse, ["2024-01", "2024-02", "2024-03", "2024-04"])
+    _run(changed, warehouse, ["2024-01", "2024-02", "2024-03", "2024-04"], restated=("2024-01", "2024-03"))
     # an ad-hoc full refresh leaves the registry alone (full_refresh: false)
     assert cli.main(["dbt", "--warehouse", str(warehouse), "--", "run", "--full-refresh",
                      "--select", "int_customer_code_registry"]) == 0
