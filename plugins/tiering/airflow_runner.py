@@ -111,9 +111,16 @@ def start_execution_api() -> None:
 
 def run_month(spec: RunSpec) -> dict:
     """Run the DAG for `spec.month`; return the month summary or raise TieringError with the reason."""
+    from tiering import runs
     from tiering.pipeline import month_summary, run_status
 
     home = configure_environment()
+    # the whole DAG run is this process: recorded in audit.runs (a killed run is then found dead), and
+    # SIGTERM stops the run at the next step boundary (tiering.runs)
+    runs.IN_PROCESS = True
+    runs.install_stop_handler()
+    if runs.stop_requested():
+        raise TieringError(f"stopped by {runs.stop_requested()} before the run of {spec.month_text} started")
     with home_lock(home):
         dag = get_dag()
         start_execution_api()

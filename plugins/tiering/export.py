@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 
 from tiering.errors import TieringError
 from tiering.publish import published_path
+from tiering.runs import no_successful_run
 from tiering.runspec import parse_month
 from tiering.warehouse import connect
 
@@ -46,10 +47,24 @@ def open_published(warehouse: Path) -> duckdb.DuckDBPyConnection:
 
 
 def require_month(con: duckdb.DuckDBPyConnection, month: date, where: Path) -> tuple[list[str], list[str]]:
-    """The month's rule versions and run ids; TieringError naming the computed months if absent."""
+    """The month's rule versions and run ids; TieringError naming the computed months if absent,
+    and when the month has no successful run (the copy's audit.successful_runs, written by publish)
+    or the copy holds another run of it than its last successful one."""
     rows = con.execute("""
         select distinct rule_version, run_id from marts.customer_tier_monthly where month = ? order by all
     """, [month]).fetchall()
+    has_runs = con.execute("""select count(*) from information_schema.tables where table_schema = 'audit'
+                              and table_name = 'successful_runs'""").fetchall()[0][0]
+    if has_runs:
+        last = con.execute("""select run_id from audit.successful_runs where month = ?
+                              order by finished_at desc nulls last, run_id desc limit 1""", [month]).fetchall()
+        if not last:
+            raise no_successful_run(month, where)
+        last = last[0]
+        if rows and {r[1] for r in rows} != {last[0]}:
+            raise TieringError(f"{where} holds run(s) {', '.join(sorted({r[1] for r in rows}))} of {month:%Y-%m}, "
+                               f"not its last successful run {last[0]}; run `tiering run --month {month:%Y-%m}` "
+                               f"again to publish it")
     if not rows:
         months = [f"{m:%Y-%m}" for (m,) in con.execute(
             "select distinct month from marts.customer_tier_monthly order by month").fetchall()]

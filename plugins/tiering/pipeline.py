@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tiering import landing, load
+from tiering import landing, load, runs
 from tiering.dbt_runner import run_dbt
+from tiering.marts_build import PENDING_SCHEMA
 from tiering.rules import load_rules
+from tiering.runs import abandon_dead_runs
 from tiering.runspec import RunSpec
 from tiering.settings import DBT_PROJECT_DIR
 from tiering.source import check_source_dir
@@ -50,12 +53,17 @@ def start_run(conf: dict, logical_date: datetime | None = None) -> dict:
                        select ?, ?, ?, ? where not exists
                        (select 1 from audit.rule_versions where rule_version = ?)""",
                     [rules.version, rules.data["label"], rules.canonical_json, _now(), rules.version])
+        abandoned = abandon_dead_runs(con, spec.run_id)
         con.execute("delete from audit.runs where run_id = ?", [spec.run_id])
-        con.execute("insert into audit.runs values (?, ?, ?, 'running', ?, ?, null, ?, ?, null, null)",
+        con.execute("insert into audit.runs (run_id, month, rule_version, status, source_dir, landing_dir, "
+                    "restatement, started_at, pid, host, heartbeat_at) "
+                    "values (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
                     [spec.run_id, spec.month, rules.version, str(spec.source_dir), str(spec.landing_dir),
-                     spec.restate, _now()])
+                     spec.restate, _now(), os.getpid() if runs.IN_PROCESS else None, runs.host_name(), _now()])
     finally:
         con.close()
+    for run_id in abandoned:
+        print(f"run {run_id} was still 'running' but its process is gone: marked abandoned (audit.runs)")
     print(f"run {spec.run_id}: month {spec.month_text}, rules {rules.version}, source {spec.source_dir}")
     return spec.to_conf()
 
@@ -103,7 +111,9 @@ def transform_staging(run: dict) -> dict:
                      *KEPT_WITH_STAGING, "--indirect-selection", "cautious", *PRODUCTION_BUILD,
                      *([] if increment else ["--full-refresh"]),
                      extra_vars={"staging_increment": increment, "own_rows_new": _own_rows_new(spec) if increment else [],
-                                 "delta_since": _delta_since(manifest) if increment else {}})
+                                 "delta_since": _delta_since(manifest) if increment else {},
+                                 # (builds no mart: the var makes this build share transform_marts' parse)
+                                 "marts_schema": PENDING_SCHEMA})
     record_staging_state(spec.warehouse, spec.run_id, code, increment)
     return {**result, "staging_increment": increment}
 
@@ -165,13 +175,19 @@ def score_potential(run: dict) -> dict:
 
 
 def transform_marts(run: dict) -> dict:
+    """dbt build of intermediate, marts and audit; the marts into `marts_pending`, swapped into
+    `marts` by `publish` once every test and gate passed (tiering.marts_build)."""
+    from tiering import marts_build
+
     spec = RunSpec.from_conf(run)
+    marts_build.prepare(spec)
     # not the models kept with staging again (transform_staging built and tested them); their tests
     # with a parent built here (relationships) stay selected (cautious indirect selection), and
     # check the rows this run wrote when it updated them in place (same vars as transform_staging)
     return run_dbt("build", spec, load_rules(spec.rules_path), "--exclude", "staging",
                    *(f"{name},resource_type:model" for name in KEPT_WITH_STAGING), "--indirect-selection", "cautious",
-                   *PRODUCTION_BUILD, extra_vars=_staging_vars_of_run(spec))
+                   *PRODUCTION_BUILD, extra_vars={**_staging_vars_of_run(spec),
+                                                  "marts_schema": marts_build.PENDING_SCHEMA})
 
 
 def _staging_vars_of_run(spec: RunSpec) -> dict:
@@ -206,9 +222,13 @@ def gate_marts(run: dict) -> dict:
 
 
 def publish(run: dict) -> dict:
+    """Swap the run's marts rows in (one transaction), then write the copy BI reads."""
+    from tiering.marts_build import swap_in
     from tiering.publish import publish_run
 
-    return publish_run(RunSpec.from_conf(run))
+    spec = RunSpec.from_conf(run)
+    swap_in(spec)
+    return publish_run(spec)
 
 
 def publish_postgres(run: dict) -> dict:

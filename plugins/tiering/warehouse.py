@@ -84,6 +84,11 @@ DDL = [
     # a batch whose loaded rows were all new to raw lists none of them in raw.batch_rows (tiering.load;
     # at 1M customers 9.5M keys a month, 137M for a first month). NULL (older loads): listed there.
     "alter table raw.batch_lineage add column if not exists member_rows_added boolean",
+    # who runs a run and when it was last seen alive: the next run marks a dead run 'abandoned'
+    # (tiering.runs.abandon_dead_runs); pid only when one process runs the whole DAG run (tiering run)
+    "alter table audit.runs add column if not exists pid integer",
+    "alter table audit.runs add column if not exists host varchar",
+    "alter table audit.runs add column if not exists heartbeat_at timestamp",
     _batch_members_ddl(),
 ]
 
