@@ -54,8 +54,10 @@ def last_successful_run(con, month: date) -> str | None:
     return row[0][0] if row else None
 
 
-def no_successful_run(month: date, where: Path | str) -> TieringError:
-    return TieringError(f"no successful run of {month:%Y-%m} in {where}; "
+def no_successful_run(month: date, where: Path | str, available: str | None = None) -> TieringError:
+    """The one-line refusal; `available`: the months that can be read there, when known."""
+    known = f" (months available: {available})" if available else ""
+    return TieringError(f"no successful run of {month:%Y-%m} in {where}{known}; "
                         f"run `tiering run --month {month:%Y-%m}` first")
 
 
