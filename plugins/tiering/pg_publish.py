@@ -442,8 +442,8 @@ def write_month(dsn: str, month: date, run_id: str, tables: list[Table]) -> None
 def publish(warehouse: Path, month: date, dsn: str | None = None, run_id: str | None = None) -> dict:
     """Publish one month (the run `run_id`, else the month's last successful run); raises
     NotReachable when there is nothing to publish to."""
-    if run_id is None:
-        _require_successful_run(warehouse, month)   # before looking for PostgreSQL: the first thing wrong
+    if run_id is None:   # checked before looking for PostgreSQL: the first thing wrong
+        run_id = _require_successful_run(warehouse, month)
     dsn, origin = resolve_dsn(dsn)
     if not dsn:
         raise NotReachable(f"no PostgreSQL configured: set {DSN_ENV} (e.g. postgresql://tiering_writer@"
@@ -470,7 +470,8 @@ def publish(warehouse: Path, month: date, dsn: str | None = None, run_id: str | 
             "seconds": round(seconds, 3)}
 
 
-def _require_successful_run(warehouse: Path, month: date) -> None:
+def _require_successful_run(warehouse: Path, month: date) -> str:
+    """The month's last successful run, which the marts must hold (else TieringError)."""
     from tiering.runs import require_successful_run
     from tiering.warehouse import connect
 
@@ -481,9 +482,15 @@ def _require_successful_run(warehouse: Path, month: date) -> None:
     except Exception as exc:  # e.g. a run holds the write lock
         raise TieringError(f"cannot read {warehouse}: {exc}; retry when the running pipeline step is done") from exc
     try:
-        require_successful_run(con, month, warehouse)
+        run_id = require_successful_run(con, month, warehouse)
+        found = [r[0] for r in con.execute("select distinct run_id from marts.customer_tier_monthly where month = ?",
+                                           [month]).fetchall()] if _columns(con, "marts", "customer_tier_monthly") else []
     finally:
         con.close()
+    if found and found != [run_id]:
+        raise TieringError(f"the marts of {warehouse} hold run {', '.join(found)} of {month:%Y-%m}, not {run_id} "
+                           f"(its last successful run); run `tiering run --month {month:%Y-%m}` again")
+    return run_id
 
 
 def publish_month(spec: RunSpec) -> dict:
