@@ -25,8 +25,8 @@ def run_step(step: str, *args: Any) -> Any:
 
     runs.install_stop_handler()
     stopped = runs.stop_requested()
-    if stopped:
-        raise AirflowFailException(f"stopped by {stopped} before {step}; the run was not finished "
+    if stopped and step not in runs.FINISHING_STEPS:
+        raise AirflowFailException(f"stopped by {stopped} before {step}; nothing of the run was published "
                                    f"(marts and the published copy are unchanged)")
     run = args[0] if args and isinstance(args[0], dict) else {}
     if step != "start_run" and run.get("run_id") and run.get("warehouse"):

@@ -18,11 +18,9 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tiering import landing, load, runs
+from tiering import landing, load, marts_build, runs
 from tiering.dbt_runner import run_dbt
-from tiering.marts_build import PENDING_SCHEMA
 from tiering.rules import load_rules
-from tiering.runs import abandon_dead_runs
 from tiering.runspec import RunSpec
 from tiering.settings import DBT_PROJECT_DIR
 from tiering.source import check_source_dir
@@ -53,7 +51,7 @@ def start_run(conf: dict, logical_date: datetime | None = None) -> dict:
                        select ?, ?, ?, ? where not exists
                        (select 1 from audit.rule_versions where rule_version = ?)""",
                     [rules.version, rules.data["label"], rules.canonical_json, _now(), rules.version])
-        abandoned = abandon_dead_runs(con, spec.run_id)
+        abandoned = runs.abandon_dead_runs(con, spec.run_id)
         con.execute("delete from audit.runs where run_id = ?", [spec.run_id])
         con.execute("insert into audit.runs (run_id, month, rule_version, status, source_dir, landing_dir, "
                     "restatement, started_at, pid, host, heartbeat_at) "
@@ -113,7 +111,7 @@ def transform_staging(run: dict) -> dict:
                      extra_vars={"staging_increment": increment, "own_rows_new": _own_rows_new(spec) if increment else [],
                                  "delta_since": _delta_since(manifest) if increment else {},
                                  # (builds no mart: the var makes this build share transform_marts' parse)
-                                 "marts_schema": PENDING_SCHEMA})
+                                 "marts_schema": marts_build.PENDING_SCHEMA})
     record_staging_state(spec.warehouse, spec.run_id, code, increment)
     return {**result, "staging_increment": increment}
 
@@ -177,8 +175,6 @@ def score_potential(run: dict) -> dict:
 def transform_marts(run: dict) -> dict:
     """dbt build of intermediate, marts and audit; the marts into `marts_pending`, swapped into
     `marts` by `publish` once every test and gate passed (tiering.marts_build)."""
-    from tiering import marts_build
-
     spec = RunSpec.from_conf(run)
     marts_build.prepare(spec)
     # not the models kept with staging again (transform_staging built and tested them); their tests
@@ -223,11 +219,10 @@ def gate_marts(run: dict) -> dict:
 
 def publish(run: dict) -> dict:
     """Swap the run's marts rows in (one transaction), then write the copy BI reads."""
-    from tiering.marts_build import swap_in
     from tiering.publish import publish_run
 
     spec = RunSpec.from_conf(run)
-    swap_in(spec)
+    marts_build.swap_in(spec)
     return publish_run(spec)
 
 

@@ -11,7 +11,8 @@
       recorded on another host): abandoned only when its heartbeat is older than
       $TIERING_STALE_RUN_HOURS (default 24) hours; a run with a fresh heartbeat is left alone.
 - SIGTERM during a `tiering run`/`backfill` sets a flag; `airflow_tasks.run_step` checks it
-  before each step and fails the run there ("stopped by SIGTERM"). Under a real scheduler,
+  before each step and fails the run there ("stopped by SIGTERM"), up to `publish` (after it the
+  run's rows are in the marts and published: it finishes). Under a real scheduler,
   Airflow's own SIGTERM handling applies (the handler is installed in-process only).
 """
 from __future__ import annotations
@@ -27,6 +28,10 @@ from tiering.errors import TieringError
 
 STALE_HOURS_ENV = "TIERING_STALE_RUN_HOURS"
 DEFAULT_STALE_HOURS = 24.0
+
+# The steps after `publish`, which swapped the run's rows into the marts and published them: a run
+# asked to stop there finishes (short steps) rather than be marked failed with its rows published.
+FINISHING_STEPS = ("publish_postgres", "finish_run")
 
 # set by tiering.airflow_runner while it runs the DAG in this process (dag.test)
 IN_PROCESS = False
