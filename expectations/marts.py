@@ -61,10 +61,11 @@ def pii_columns(column_refs, tokens) -> list[str]:
 
 def build(b) -> None:
     month = b.spec.month
-    tier_monthly = b.dataset("customer_tier_monthly", """
+    m = b.marts   # marts_pending: the rows the run built, before they are swapped into marts
+    tier_monthly = b.dataset("customer_tier_monthly", f"""
         select customer_id, month, net_revenue::double as net_revenue, value_share, value_tier, final_tier,
                credit_grade, movement
-        from marts.customer_tier_monthly where month = ?""", [month])
+        from {m}.customer_tier_monthly where month = ?""", [month])
     b.expect("customer_tier_monthly", "not_empty", E.ExpectTableRowCountToBeBetween(min_value=1),
              "the month has rows")
     b.expect("customer_tier_monthly", "one_row_per_customer_month",
@@ -94,13 +95,13 @@ def build(b) -> None:
         b.note("a_customers_value_share not evaluated: " +
                ("no revenue this month" if not has_revenue else f"rule set is {value['rule_set']}"))
 
-    previous = b.scalar("select max(month) from marts.customer_tier_monthly where month < ?", [month])
+    previous = b.scalar(f"select max(month) from {m}.customer_tier_monthly where month < ?", [month])
     if previous is not None:
-        b.dataset("previous_month_customers", """
+        b.dataset("previous_month_customers", f"""
             select p.customer_id, p.month,
                    case when c.customer_id is null then p.customer_id end as missing_customer_id
-            from marts.customer_tier_monthly p
-            left join (select customer_id from marts.customer_tier_monthly where month = ?) c
+            from {m}.customer_tier_monthly p
+            left join (select customer_id from {m}.customer_tier_monthly where month = ?) c
                    on c.customer_id = p.customer_id
             where p.month = ?""", [month, previous])
         b.expect("previous_month_customers", "still_present",
@@ -110,9 +111,9 @@ def build(b) -> None:
     else:
         b.note("still_present not evaluated: no earlier month computed")
 
-    summary = b.dataset("tier_summary_monthly", """
+    summary = b.dataset("tier_summary_monthly", f"""
         select month, final_tier, customer_count, net_revenue::double as net_revenue, revenue_share
-        from marts.tier_summary_monthly where month = ?""", [month])
+        from {m}.tier_summary_monthly where month = ?""", [month])
     tolerance = b.threshold("revenue_share_tolerance")
     target = 1.0 if bool((summary["net_revenue"] > 0).any()) else 0.0
     b.expect("tier_summary_monthly", "revenue_share_sums_to_one",
@@ -126,16 +127,16 @@ def build(b) -> None:
 
     # customer_credit_monthly's grades and the history's single current interval are dbt's tests
     # (accepted_values; assert_customer_tier_history_one_current_row_per_customer): docs/quality.md
-    if b.table_exists("marts", "tier_policy"):
-        b.dataset("tier_policy", "select tier from marts.tier_policy")
+    if b.table_exists(m, "tier_policy"):
+        b.dataset("tier_policy", f"select tier from {m}.tier_policy")
         b.expect("tier_policy", "tiers", E.ExpectColumnDistinctValuesToEqualSet(column="tier", value_set=list(TIERS)),
                  "a service policy for every tier")
 
     # --- no personal data in marts ---
-    columns = b.dataset("marts_columns", """
+    columns = b.dataset("marts_columns", f"""
         select table_name, column_name, data_type, table_name || '.' || column_name as column_ref
         from information_schema.columns
-        where table_schema = 'marts' and table_catalog = current_database()
+        where table_schema = '{m}' and table_catalog = current_database()
         order by table_name, ordinal_position""")
     b.expect("marts_columns", "no_pii_columns",
              E.ExpectColumnValuesToNotMatchRegex(column="column_ref", regex=pii_regex(b.config.pii_column_tokens)),
@@ -146,7 +147,7 @@ def build(b) -> None:
     for table, column in zip(text_columns["table_name"], text_columns["column_name"]):
         where = " where month = $month" if table in month_tables else ""
         scans.append(f"select '{table}.{column}' as column_ref, count(*) filter "
-                     f"(where regexp_matches(\"{column}\", $email)) as email_like_values from marts.\"{table}\"{where}")
+                     f"(where regexp_matches(\"{column}\", $email)) as email_like_values from {m}.\"{table}\"{where}")
     if scans:
         b.dataset("marts_text_values", " union all ".join(scans), {"month": month, "email": EMAIL_VALUE})
         b.expect("marts_text_values", "email_like_values",

@@ -121,10 +121,17 @@ def logical_date_of(spec: RunSpec) -> datetime:
 def run_month(spec: RunSpec) -> dict:
     """Run the DAG for `spec.month`; return the month summary or raise TieringError with the reason.
     Holds the warehouse's lock (tiering.locks) for the whole run."""
+    from tiering import runs
     from tiering.locks import warehouse_lock
     from tiering.pipeline import month_summary, run_status
 
     home = configure_environment()
+    # the whole DAG run is this process: recorded in audit.runs (a killed run is then found dead), and
+    # SIGTERM stops the run at the next step boundary (tiering.runs)
+    runs.IN_PROCESS = True
+    runs.install_stop_handler()
+    if runs.stop_requested():
+        raise TieringError(f"stopped by {runs.stop_requested()} before the run of {spec.month_text} started")
     holder = f"tiering run of {spec.month_text} (run id {spec.run_id})"
     with warehouse_lock(spec.warehouse, holder), home_lock(home):
         dag = get_dag()

@@ -15,13 +15,24 @@ log = logging.getLogger(__name__)
 
 
 def run_step(step: str, *args: Any) -> Any:
-    """Call tiering.pipeline.<step>(*args); imported here so that parsing the DAG stays light."""
+    """Call tiering.pipeline.<step>(*args); imported here so that parsing the DAG stays light.
+
+    Before the step: a run asked to stop (SIGTERM to `tiering run`/`backfill`: tiering.runs) fails
+    here, at the step boundary; otherwise the run's heartbeat is recorded (audit.runs)."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from tiering import pipeline
+    from tiering import pipeline, runs
     from tiering.console import report_step
 
+    runs.install_stop_handler()
+    stopped = runs.stop_requested()
+    if stopped and step not in runs.FINISHING_STEPS:
+        raise AirflowFailException(f"stopped by {stopped} before {step}; nothing of the run was published "
+                                   f"(marts and the published copy are unchanged)")
     report_step(step)  # the CLI's progress display (same process under dag.test())
+    run = args[0] if args and isinstance(args[0], dict) else {}
+    if step != "start_run" and run.get("run_id") and run.get("warehouse"):
+        runs.heartbeat(run["run_id"], run["warehouse"])
     try:
         return getattr(pipeline, step)(*args)
     except TieringError as exc:

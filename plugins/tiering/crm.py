@@ -69,6 +69,7 @@ def read_actions(warehouse: Path, month_text: str, include_contact: bool = False
     """The month's actions as export records (dicts in EXPORT_COLUMNS order, + contact columns)."""
     import duckdb
 
+    from tiering.runs import require_successful_run
     from tiering.warehouse import connect
 
     month = parse_month(month_text)
@@ -80,6 +81,7 @@ def read_actions(warehouse: Path, month_text: str, include_contact: bool = False
         raise TieringError(f"warehouse {warehouse} not found; run the month first (tiering run)")
     con = connect(warehouse, read_only=True)
     try:
+        require_successful_run(con, month, warehouse)   # the marts hold the month's last successful run
         try:
             computed = con.execute("select count(*) from marts.customer_tier_monthly where month = ?",
                                    [month]).fetchone()[0]

@@ -85,17 +85,20 @@ def _warehouse_env(path: Path):
             os.environ["TIERING_WAREHOUSE"] = previous
 
 
-def _manifest(spec: RunSpec, rules: Rules):
+def _manifest(spec: RunSpec, rules: Rules, marts_schema: str = "marts"):
+    """(The schema of the marts, var marts_schema, is fixed when parsing: a pipeline run builds them
+    into marts_pending, tiering.marts_build; it passes it to every build, staging's too, so that
+    its steps share one parse.)"""
     from dbt.cli.main import dbtRunner
 
-    key = (rules.version, Path(spec.warehouse).name)
+    key = (rules.version, Path(spec.warehouse).name, marts_schema)
     if key not in _MANIFESTS:
         stand_in = RunSpec(month=_PARSE_MONTH, run_id="parse", source_dir=Path("."),
                            warehouse=_PARSE_DIR / key[1])
+        parse_vars = {**dbt_vars(stand_in, rules), **({"marts_schema": marts_schema} if marts_schema != "marts" else {})}
         try:
             with _warehouse_env(stand_in.warehouse):
-                result = dbtRunner().invoke(["parse", *_project_args(),
-                                             "--vars", json.dumps(dbt_vars(stand_in, rules))])
+                result = dbtRunner().invoke(["parse", *_project_args(), "--vars", json.dumps(parse_vars)])
         finally:
             _close_duckdb()
         if not result.success:
@@ -115,7 +118,8 @@ def run_dbt(command: str, spec: RunSpec, rules: Rules, *args: str, extra_vars: d
     base_args = [*_project_args(), "--vars", json.dumps({**dbt_vars(spec, rules), **(extra_vars or {})})]
     started = time.monotonic()
     try:
-        runner = dbtRunner(manifest=_manifest(spec, rules)) if command in ("build", "run", "test") \
+        runner = dbtRunner(manifest=_manifest(spec, rules, (extra_vars or {}).get("marts_schema", "marts"))) \
+            if command in ("build", "run", "test") \
             else dbtRunner()
         # dbt's command groups take their subcommand before any option: `dbt docs generate --vars ...`
         sub = list(args[:1]) if command in ("docs", "source") else []

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from tiering.errors import TieringError
 from tiering.files import replace_atomically
 from tiering.publish import published_path
+from tiering.runs import no_successful_run
 from tiering.runspec import parse_month
 from tiering.warehouse import connect
 
@@ -45,17 +46,34 @@ def open_published(warehouse: Path) -> duckdb.DuckDBPyConnection:
 
 
 def require_month(con: duckdb.DuckDBPyConnection, month: date, where: Path) -> tuple[list[str], list[str]]:
-    """The month's rule versions and run ids; TieringError naming the computed months if absent."""
+    """The month's rule versions and run ids; TieringError naming the computed months if absent,
+    and when the month has no successful run (the copy's audit.successful_runs, written by publish)
+    or the copy holds another run of it than its last successful one."""
     rows = con.execute("""
         select distinct rule_version, run_id from marts.customer_tier_monthly where month = ? order by all
     """, [month]).fetchall()
+    has_runs = con.execute("""select count(*) from information_schema.tables where table_schema = 'audit'
+                              and table_name = 'successful_runs'""").fetchall()[0][0]
+    if has_runs:
+        last = con.execute("""select run_id from audit.successful_runs where month = ?
+                              order by finished_at desc nulls last, run_id desc limit 1""", [month]).fetchall()
+        if not last:
+            raise no_successful_run(month, where, _available_months(con))
+        last = last[0]
+        if rows and {r[1] for r in rows} != {last[0]}:
+            raise TieringError(f"{where} holds run(s) {', '.join(sorted({r[1] for r in rows}))} of {month:%Y-%m}, "
+                               f"not its last successful run {last[0]}; run `tiering run --month {month:%Y-%m}` "
+                               f"again to publish it")
     if not rows:
-        months = [f"{m:%Y-%m}" for (m,) in con.execute(
-            "select distinct month from marts.customer_tier_monthly order by month").fetchall()]
-        available = f"{months[0]}..{months[-1]} ({len(months)} months)" if months else "none"
-        raise TieringError(f"month {month:%Y-%m} is not in {where} (months available: {available}); "
+        raise TieringError(f"month {month:%Y-%m} is not in {where} (months available: {_available_months(con)}); "
                            f"run `tiering run --month {month:%Y-%m}` first")
     return sorted({r[0] for r in rows}), sorted({r[1] for r in rows})
+
+
+def _available_months(con: duckdb.DuckDBPyConnection) -> str:
+    months = [f"{m:%Y-%m}" for (m,) in con.execute(
+        "select distinct month from marts.customer_tier_monthly order by month").fetchall()]
+    return f"{months[0]}..{months[-1]} ({len(months)} months)" if months else "none"
 
 
 def mart_tables(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:

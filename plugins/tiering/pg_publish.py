@@ -267,8 +267,12 @@ def _with_customer_key(rows, columns: list[tuple[str, str]], keys: _CustomerKeys
     return rows.add_column(position, "customer_key", keys), pg_columns
 
 
-def read_month(warehouse: Path, month: date) -> tuple[str, list[Table]]:
-    """(run_id, tables) of the month from the warehouse, in one short read-only session."""
+def read_month(warehouse: Path, month: date, run_id: str | None = None) -> tuple[str, list[Table]]:
+    """(run_id, tables) of the month from the warehouse, in one short read-only session: the run
+    `run_id` (the DAG's publish step: the run itself, its gates passed), else the month's last
+    successful run (audit.runs); refused when the month has none, or when the marts hold another run
+    of the month."""
+    from tiering.runs import last_successful_run, no_successful_run
     from tiering.warehouse import connect
 
     if not Path(warehouse).exists():
@@ -280,10 +284,16 @@ def read_month(warehouse: Path, month: date) -> tuple[str, list[Table]]:
     try:
         found = con.execute("select distinct run_id from marts.customer_tier_monthly where month = ?",
                             [month]).fetchall() if _columns(con, "marts", "customer_tier_monthly") else []
+        if run_id is None:
+            run_id = last_successful_run(con, month)
+            if run_id is None:
+                raise no_successful_run(month, warehouse)
         if len(found) != 1:
             raise TieringError(f"no single result for {month:%Y-%m} in {warehouse} (runs: {len(found)}); "
                                f"run the month first (tiering run --month {month:%Y-%m})")
-        run_id = found[0][0]
+        if found[0][0] != run_id:
+            raise TieringError(f"the marts of {warehouse} hold run {found[0][0]} of {month:%Y-%m}, not {run_id} "
+                               f"(its last successful run); run `tiering run --month {month:%Y-%m}` again")
         keys = _CustomerKeys(con)
         tables = []
         marts = [r[0] for r in con.execute(
@@ -490,8 +500,11 @@ def write_month(dsn: str, month: date, run_id: str, tables: list[Table]) -> None
 
 # --------------------------------------------------------------------------- entry points
 
-def publish(warehouse: Path, month: date, dsn: str | None = None) -> dict:
-    """Publish one month; raises NotReachable when there is nothing to publish to."""
+def publish(warehouse: Path, month: date, dsn: str | None = None, run_id: str | None = None) -> dict:
+    """Publish one month (the run `run_id`, else the month's last successful run); raises
+    NotReachable when there is nothing to publish to."""
+    if run_id is None:   # checked before looking for PostgreSQL: the first thing wrong
+        run_id = _require_successful_run(warehouse, month)
     dsn, origin = resolve_dsn(dsn)
     if not dsn:
         raise NotReachable(f"no PostgreSQL configured: set {DSN_ENV} (e.g. postgresql://tiering_writer@"
@@ -507,7 +520,7 @@ def publish(warehouse: Path, month: date, dsn: str | None = None) -> dict:
 
         ensure_database(conninfo_to_dict(dsn).get("dbname") or "tiering", admin)
     started = time.monotonic()
-    run_id, tables = read_month(warehouse, month)    # DuckDB is closed again before PostgreSQL
+    run_id, tables = read_month(warehouse, month, run_id)    # DuckDB is closed again before PostgreSQL
     read_seconds = time.monotonic() - started
     write_month(dsn, month, run_id, tables)
     seconds = time.monotonic() - started
@@ -516,6 +529,29 @@ def publish(warehouse: Path, month: date, dsn: str | None = None) -> dict:
              f"{sum(rows.values())} rows in {seconds:.2f} s (DuckDB read {read_seconds:.2f} s)")
     return {"dsn": redact(dsn), "month": f"{month:%Y-%m}", "run_id": run_id, "rows": rows,
             "seconds": round(seconds, 3)}
+
+
+def _require_successful_run(warehouse: Path, month: date) -> str:
+    """The month's last successful run, which the marts must hold (else TieringError)."""
+    from tiering.runs import require_successful_run
+    from tiering.warehouse import connect
+
+    if not Path(warehouse).exists():
+        raise TieringError(f"warehouse {warehouse} not found; run the month first (tiering run)")
+    try:
+        con = connect(warehouse, read_only=True)
+    except Exception as exc:  # e.g. a run holds the write lock
+        raise TieringError(f"cannot read {warehouse}: {exc}; retry when the running pipeline step is done") from exc
+    try:
+        run_id = require_successful_run(con, month, warehouse)
+        found = [r[0] for r in con.execute("select distinct run_id from marts.customer_tier_monthly where month = ?",
+                                           [month]).fetchall()] if _columns(con, "marts", "customer_tier_monthly") else []
+    finally:
+        con.close()
+    if found and found != [run_id]:
+        raise TieringError(f"the marts of {warehouse} hold run {', '.join(found)} of {month:%Y-%m}, not {run_id} "
+                           f"(its last successful run); run `tiering run --month {month:%Y-%m}` again")
+    return run_id
 
 
 def publish_month(spec: RunSpec) -> dict:
@@ -527,7 +563,7 @@ def publish_month(spec: RunSpec) -> dict:
         log.warning(f"publish_postgres skipped: {message}")
         return {"skipped": message}
     try:
-        return publish(spec.warehouse, spec.month)
+        return publish(spec.warehouse, spec.month, run_id=spec.run_id)
     except NotReachable as exc:
         message = f"publish_postgres skipped: {exc}"
         log.warning(message)

@@ -15,11 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tiering import landing, load
+from tiering import landing, load, marts_build, runs
 from tiering.console import warn_user
 from tiering.dbt_runner import run_dbt
 from tiering.locks import warehouse_free
@@ -66,13 +67,17 @@ def start_run(conf: dict, data_interval_start: datetime | None = None,
                        select ?, ?, ?, ? where not exists
                        (select 1 from audit.rule_versions where rule_version = ?)""",
                     [rules.version, rules.data["label"], rules.canonical_json, _now(), rules.version])
+        abandoned = runs.abandon_dead_runs(con, spec.run_id)
         con.execute("delete from audit.runs where run_id = ?", [spec.run_id])
         con.execute("insert into audit.runs (run_id, month, rule_version, status, source_dir, landing_dir, "
-                    "restatement, started_at) values (?, ?, ?, 'running', ?, ?, ?, ?)",
+                    "restatement, started_at, pid, host, heartbeat_at) "
+                    "values (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
                     [spec.run_id, spec.month, rules.version, str(spec.source_dir), str(spec.landing_dir),
-                     spec.restate, _now()])
+                     spec.restate, _now(), os.getpid() if runs.IN_PROCESS else None, runs.host_name(), _now()])
     finally:
         con.close()
+    for run_id in abandoned:
+        warn_user(f"run {run_id} was still 'running' but its process is gone: marked abandoned (audit.runs)")
     if spec.provisional:
         warn_user(f"{spec.month_text} is computed as provisional: the month has not ended; its marts are marked "
                   f"is_provisional and it is not published to PostgreSQL")
@@ -123,7 +128,9 @@ def transform_staging(run: dict) -> dict:
                      *KEPT_WITH_STAGING, "--indirect-selection", "cautious", *PRODUCTION_BUILD,
                      *([] if increment else ["--full-refresh"]),
                      extra_vars={"staging_increment": increment, "own_rows_new": _own_rows_new(spec) if increment else [],
-                                 "delta_since": _delta_since(manifest) if increment else {}})
+                                 "delta_since": _delta_since(manifest) if increment else {},
+                                 # (builds no mart: the var makes this build share transform_marts' parse)
+                                 "marts_schema": marts_build.PENDING_SCHEMA})
     record_staging_state(spec.warehouse, spec.run_id, code, increment)
     return {**result, "staging_increment": increment}
 
@@ -185,13 +192,17 @@ def score_potential(run: dict) -> dict:
 
 
 def transform_marts(run: dict) -> dict:
+    """dbt build of intermediate, marts and audit; the marts into `marts_pending`, swapped into
+    `marts` by `publish` once every test and gate passed (tiering.marts_build)."""
     spec = RunSpec.from_conf(run)
+    marts_build.prepare(spec)
     # not the models kept with staging again (transform_staging built and tested them); their tests
     # with a parent built here (relationships) stay selected (cautious indirect selection), and
     # check the rows this run wrote when it updated them in place (same vars as transform_staging)
     return run_dbt("build", spec, load_rules(spec.rules_path), "--exclude", "staging",
                    *(f"{name},resource_type:model" for name in KEPT_WITH_STAGING), "--indirect-selection", "cautious",
-                   *PRODUCTION_BUILD, extra_vars=_staging_vars_of_run(spec))
+                   *PRODUCTION_BUILD, extra_vars={**_staging_vars_of_run(spec),
+                                                  "marts_schema": marts_build.PENDING_SCHEMA})
 
 
 def _staging_vars_of_run(spec: RunSpec) -> dict:
@@ -226,9 +237,12 @@ def gate_marts(run: dict) -> dict:
 
 
 def publish(run: dict) -> dict:
+    """Swap the run's marts rows in (one transaction), then write the copy BI reads."""
     from tiering.publish import publish_run
 
-    return publish_run(RunSpec.from_conf(run))
+    spec = RunSpec.from_conf(run)
+    marts_build.swap_in(spec)
+    return publish_run(spec)
 
 
 def publish_postgres(run: dict) -> dict:

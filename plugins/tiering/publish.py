@@ -120,6 +120,18 @@ def _months_rebuilt(con, spec: RunSpec) -> list[date]:
     return [spec.month] + following
 
 
+def _copy_successful_runs(con, spec: RunSpec) -> None:
+    """audit.successful_runs in the copy: every successful run (run_id, month, rule_version,
+    finished_at), and the publishing run, whose gates all passed (finish_run marks it 'success'
+    next). `tiering export` and `report` read the month's last successful run from it."""
+    con.execute("create schema if not exists bi_copy.audit")
+    con.execute("""create or replace table bi_copy.audit.successful_runs as
+        select run_id, month, rule_version, finished_at from audit.runs where status = 'success' and run_id <> ?
+        union all
+        select run_id, month, rule_version, cast(current_timestamp as timestamp) from audit.runs where run_id = ?
+        """, [spec.run_id, spec.run_id])
+
+
 def publish_duckdb(spec: RunSpec, full: bool = False) -> dict:
     target = published_path(spec.warehouse)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -158,6 +170,7 @@ def publish_duckdb(spec: RunSpec, full: bool = False) -> dict:
             else:
                 con.execute(f"create or replace table bi_copy.marts.{table} as select * from marts.{table}")
             rows[table] = con.execute(f"select count(*) from bi_copy.marts.{table}").fetchone()[0]
+        _copy_successful_runs(con, spec)
         con.execute("detach bi_copy")
         os.replace(partial, target)
         stat = target.stat()

@@ -232,6 +232,7 @@ class SuiteBuilder:
     b.expect(dataset, check, expectation, description=None, frame=None)
     b.query / b.scalar / b.table_exists / b.columns   facts for building the expectations
     b.spec, b.rules, b.config, b.threshold(key), b.note(text)
+    b.marts                       the schema of the marts to validate (marts_pending during a run)
     """
 
     def __init__(self, gate: str, spec: RunSpec, config: GateConfig, con):
@@ -243,6 +244,13 @@ class SuiteBuilder:
         self.checks: list[Check] = []
         self.notes: list[str] = []
         self._rules = None
+        # where the marts gate reads the marts: the rows a run built apart, before they are swapped
+        # into `marts` (tiering.marts_build), else `marts`
+        self.marts = "marts"
+        if gate == "marts" and con.execute(
+                "select count(*) from information_schema.schemata where schema_name = 'marts_pending' "
+                "and catalog_name = current_database()").fetchall()[0][0]:
+            self.marts = "marts_pending"
 
     @property
     def rules(self):

@@ -87,6 +87,11 @@ DDL = [
     # the SHA-256 of the run's source files (tiering.operations.manifest_fingerprint; set by finish_run): with
     # rule_version, what `tiering backfill` compares to skip a month whose inputs have not changed
     "alter table audit.runs add column if not exists source_fingerprint varchar",
+    # who runs a run and when it was last seen alive: the next run marks a dead run 'abandoned'
+    # (tiering.runs.abandon_dead_runs); pid only when one process runs the whole DAG run (tiering run)
+    "alter table audit.runs add column if not exists pid integer",
+    "alter table audit.runs add column if not exists host varchar",
+    "alter table audit.runs add column if not exists heartbeat_at timestamp",
     _batch_members_ddl(),
 ]
 

@@ -109,7 +109,8 @@ def test_contact_needs_pii_role(demo_warehouse, tmp_path, monkeypatch, capsys):
 def test_unknown_month_is_a_clear_error(demo_warehouse, tmp_path, capsys):
     assert main(["crm-export", "--month", "2023-01", "--format", "csv", "--out", str(tmp_path / "x.csv"),
                  "--warehouse", str(demo_warehouse)]) == 1
-    assert "month 2023-01 has not been computed" in capsys.readouterr().err
+    assert f"no successful run of 2023-01 in {demo_warehouse}; run `tiering run --month 2023-01` first" \
+        in capsys.readouterr().err
 
 
 def test_actions_follow_the_policy(mart):

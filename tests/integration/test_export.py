@@ -103,7 +103,7 @@ def test_export_again_replaces_the_folder(demo_warehouse, exported, capsys):
 def test_missing_month_and_missing_copy_are_clear_errors(demo_warehouse, tmp_path, capsys):
     assert main(["export", "--month", "2019-01", "--out", str(tmp_path), "--warehouse", str(demo_warehouse)]) == 1
     err = capsys.readouterr().err
-    assert "month 2019-01 is not in" in err and "2024-01..2024-04" in err
+    assert "no successful run of 2019-01 in" in err and "2024-01..2024-04" in err
     assert not any(tmp_path.iterdir())  # nothing left behind
 
     assert main(["export", "--month", MONTH, "--out", str(tmp_path / "out"),

@@ -256,3 +256,29 @@ def test_failure_callback_logs_records_an_alert_and_posts_the_webhook(tmp_path, 
     assert send_webhook_alert("r1", "2024-03", "t", "m") is False
     monkeypatch.setenv("TIERING_ALERT_WEBHOOK", "http://127.0.0.1:1/hook")
     assert send_webhook_alert("r1", "2024-03", "t", "m") is False
+
+
+def test_publish_postgres_reads_the_months_last_successful_run(demo_warehouse, tmp_path, capsys):
+    """`tiering publish-postgres` publishes the month's last successful run (audit.runs), refusing
+    before it looks for PostgreSQL when the month has none or when the marts hold another run."""
+    import shutil
+
+    from tiering.cli import main
+
+    shutil.copytree(demo_warehouse.parent, tmp_path / "wh", ignore=shutil.ignore_patterns("landing", "gx_docs"))
+    warehouse = tmp_path / "wh" / demo_warehouse.name
+    nowhere = ["--dsn", "postgresql://nobody@127.0.0.1:1/none", "--warehouse", str(warehouse)]
+    con = connect(warehouse)
+    con.execute("update audit.runs set status = 'failed' where month = date '2024-03-01'")
+    [(april,)] = con.execute("select distinct run_id from marts.customer_tier_monthly "
+                             "where month = date '2024-04-01'").fetchall()
+    con.execute("insert into audit.runs (run_id, month, status, started_at, finished_at) values "
+                "('202404-later', date '2024-04-01', 'success', now(), now() + interval 1 day)")
+    con.close()
+    assert main(["publish-postgres", "--month", "2024-03", *nowhere]) == 1
+    assert capsys.readouterr().err.strip() == (f"tiering: error: no successful run of 2024-03 in {warehouse}; "
+                                               f"run `tiering run --month 2024-03` first")
+    assert main(["publish-postgres", "--month", "2024-04", *nowhere]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"tiering: error: the marts of {warehouse} hold run {april} of 2024-04, not 202404-later (its last "
+        f"successful run); run `tiering run --month 2024-04` again")

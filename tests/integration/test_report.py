@@ -197,7 +197,7 @@ def test_the_page_names_the_value_measure(demo_warehouse, html, tmp_path):
 def test_missing_month_and_missing_copy_are_clear_errors(demo_warehouse, tmp_path, capsys):
     out = tmp_path / "r.html"
     assert main(["report", "--month", "2019-01", "--out", str(out), "--warehouse", str(demo_warehouse)]) == 1
-    assert "month 2019-01 is not in" in capsys.readouterr().err and not out.exists()
+    assert "no successful run of 2019-01 in" in capsys.readouterr().err and not out.exists()
     assert main(["report", "--month", MONTH, "--out", str(out),
                  "--warehouse", str(tmp_path / "none" / "tiering.duckdb")]) == 1
     assert "run a month first" in capsys.readouterr().err

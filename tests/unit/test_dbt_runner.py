@@ -63,3 +63,15 @@ def test_one_manifest_per_rule_version_and_warehouse_name(parses):
     other = dbt_runner._manifest(_spec(date(2024, 1, 1), "/a/other.duckdb"), rules)
     assert first == again != other
     assert len(parses) == 2
+
+
+def test_the_marts_schema_is_parsed_in_and_keys_the_manifest(parses):
+    """The schema the marts are built into (var marts_schema: a pipeline run builds them into
+    marts_pending, tiering.marts_build) is fixed when parsing: one manifest per schema."""
+    rules = load_rules()
+    spec = _spec(date(2024, 1, 1), "/a/tiering.duckdb")
+    pending = dbt_runner._manifest(spec, rules, "marts_pending")
+    again = dbt_runner._manifest(spec, rules, "marts_pending")
+    live = dbt_runner._manifest(spec, rules)
+    assert pending == again != live
+    assert [p[0].get("marts_schema") for p in parses] == ["marts_pending", None]

@@ -1,9 +1,11 @@
 -- Tier history as validity intervals, derived from the monthly facts (gaps and islands):
 -- an interval runs while the final tier stays the same; valid_to is exclusive and NULL
 -- while current. Deterministic: backfilling or rerunning any month rebuilds it exactly.
+-- Read from int_customer_tier_months (every month computed, the final tiers customer_tier_monthly
+-- carries): a run builds the marts apart with only the months it rebuilds (tiering.marts_build).
 with tier_months as (
     select customer_id, month, final_tier
-    from {{ ref('customer_tier_monthly') }}
+    from {{ ref('int_customer_tier_months') }}
 ),
 
 -- an interval starts where the final tier differs from the customer's previous computed month
