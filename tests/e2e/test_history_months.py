@@ -147,6 +147,6 @@ def test_the_current_month_is_refused_unless_provisional(history):
     report = warehouse.parent / "report.html"
     code, out, err = _cli("report", "--month", month, "--out", report, "--warehouse", warehouse)
     assert code == 0, err
-    assert 'id="provisional-banner"' in report.read_text()
+    assert 'id="provisional"' in report.read_text()
     code, out, err = _cli("report", "--month", "1998-02", "--out", report, "--warehouse", warehouse)
-    assert code == 0 and 'id="provisional-banner"' not in report.read_text()
+    assert code == 0 and 'id="provisional"' not in report.read_text()
