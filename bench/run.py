@@ -45,7 +45,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
@@ -608,7 +608,7 @@ def run_bench(args: argparse.Namespace) -> int:
         if previous.get("source", {}).get("params") != source_info.get("params"):
             previous = {}
     results: dict = {"scale": args.scale, "customers": customers, "months_of_history": months, "month": last,
-                     "machine": machine(), "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                     "machine": machine(), "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
                      "duckdb_settings": {"threads": args.threads, "memory_limit": args.duckdb_memory},
                      "source": source_info, "scenarios": dict(previous.get("scenarios", {})),
                      "speed_probe_s": {"start": speed_probe(args.threads)}}
@@ -722,7 +722,7 @@ def run_bench(args: argparse.Namespace) -> int:
                             "passed": bool(agreement) and all(p["agree"] for p in agreement)}
     merge_previous(json_path, args, results, scenarios)
     results["summary"] = summarise(results)
-    results["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     out.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(results, indent=2, default=str))
     table = markdown(results)
@@ -780,7 +780,7 @@ def kill_and_rerun(pipeline_spec, month: str, env: dict, tiers: dict, on_warehou
 
     on_warehouse: run it on that warehouse (the steady scenario's, where the month already ran after
     the month before: the killed run updates staging in place), else on an empty one."""
-    where = f"the steady scenario's warehouse" if on_warehouse else "an empty warehouse"
+    where = "the steady scenario's warehouse" if on_warehouse else "an empty warehouse"
     log(f"kill: {month} on {where}, killed during transform_staging, then rerun on the same warehouse")
     spec = pipeline_spec("kill", [month], "steps")
     if on_warehouse:

@@ -28,7 +28,7 @@ Checks (all severity error):
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import great_expectations as gx
 from great_expectations.expectations.row_conditions import Column
@@ -48,7 +48,7 @@ def staging_table(name: str) -> str:
 
 def build(b) -> None:
     # the as-of cutoff: the month end, or a restatement's moment (it sees the rows updated since)
-    month_end = datetime.fromisoformat(b.spec.as_of_cutoff).replace(tzinfo=timezone.utc)
+    month_end = datetime.fromisoformat(b.spec.as_of_cutoff).replace(tzinfo=UTC)
     available = {name: b.columns("staging", staging_table(name)) for name in TABLES}
     # the valid rows of the run's as-of batch: loaded now, or inherited from a delta's base run
     # (snapshot_rows - extracted_rows: the rows of the snapshot that were not landed again)

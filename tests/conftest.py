@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -41,7 +41,7 @@ _SHARED_SCOPE = "demo-warehouse"
 _SHARED_MARKS = ("demo_warehouse", "mark.postgres")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _xdist_scope(path: str) -> str:
     """A test module is one unit of work (its module fixtures are built once), except the modules
     that name the `demo_warehouse` fixture or the `postgres` mark: they are one unit together, so the
@@ -81,7 +81,6 @@ def demo_source(session_dir: Path) -> Path:
 def run_steps(run_conf: dict) -> dict:
     """Run every pipeline step for one month without Airflow (fast path for unit-level tests)."""
     from tiering import pipeline
-
     from tiering.steps import STEPS
 
     run = pipeline.start_run(run_conf)

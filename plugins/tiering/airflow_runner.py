@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tiering.console import warn_user
@@ -115,7 +115,7 @@ def logical_date_of(spec: RunSpec) -> datetime:
     day after the month (CronDataIntervalTimetable.infer_manual_data_interval takes the last whole
     period before it). `dag.test()` and a REST trigger alike."""
     after = spec.next_month
-    return datetime(after.year, after.month, 1, tzinfo=timezone.utc)
+    return datetime(after.year, after.month, 1, tzinfo=UTC)
 
 
 def run_month(spec: RunSpec) -> dict:

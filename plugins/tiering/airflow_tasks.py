@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+from datetime import UTC
 from typing import Any
 
 from tiering.errors import TieringError
@@ -91,7 +92,7 @@ def _record_failure(run_id: str, month: str | None, task_id: str, warehouse: str
 def record_alert(warehouse: str, run_id: str | None, month: str | None, task_id: str, message: str) -> None:
     """One row in audit.run_alerts (published to PostgreSQL's audit schema with the next publish),
     e-mail addresses and phone numbers scrubbed out of the message (tiering.pii)."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from tiering.pii import scrub
     from tiering.runspec import parse_month
@@ -103,7 +104,7 @@ def record_alert(warehouse: str, run_id: str | None, month: str | None, task_id:
         con.execute(ALERTS_DDL)
         con.execute("insert into audit.run_alerts values (?, ?, ?, ?, ?)",
                     [run_id, parse_month(month) if month else None, task_id, scrub(message)[:4000],
-                     datetime.now(timezone.utc).replace(tzinfo=None)])
+                     datetime.now(UTC).replace(tzinfo=None)])
     finally:
         con.close()
 

@@ -25,9 +25,10 @@ import logging
 import os
 import sys
 import threading
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import TextIO
 
 USER_LOGGER = "tiering.user"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -55,7 +56,7 @@ def report_step(step: str) -> None:
 def log_path_for(warehouse: Path) -> Path:
     """A new log file path in `logs/` beside the warehouse file."""
     folder = Path(warehouse).resolve().parent / "logs"
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = folder / f"tiering-{stamp}.log"
     n = 1
     while path.exists():
@@ -132,7 +133,7 @@ class RunConsole:
         self._done = 0
 
     # -- set-up and tear-down
-    def __enter__(self) -> "RunConsole":
+    def __enter__(self) -> RunConsole:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.log_path, "a", encoding="utf-8", buffering=1)
         self._log_stream = _Redirect([self._file], self._lock)
@@ -210,8 +211,7 @@ class RunConsole:
     # -- the terminal
     def _start_bar(self) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, \
-            TimeElapsedColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         self._console = Console(file=self._stdout, force_terminal=True, highlight=False)
         self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),

@@ -44,9 +44,9 @@ memory stays bounded by one month of orders.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -192,7 +192,7 @@ class _Calendar:
         return int(self.starts[-1])
 
     @classmethod
-    def build(cls, start_month: str, months: int, seed: int) -> "_Calendar":
+    def build(cls, start_month: str, months: int, seed: int) -> _Calendar:
         first = np.datetime64(start_month, "M")
         month_range = first + np.arange(months + 1)
         starts = month_range.astype("datetime64[s]").astype(np.int64)
@@ -380,11 +380,11 @@ class _Orders:
     cost_cents: np.ndarray           # -1 = no cost
     dirty: np.ndarray                # index into DIRTY_ORDER_KINDS, -1 = regular
 
-    def take(self, idx: np.ndarray) -> "_Orders":
+    def take(self, idx: np.ndarray) -> _Orders:
         return _Orders(**{k: v[idx] for k, v in vars(self).items()})
 
     @staticmethod
-    def concat(parts: list["_Orders"]) -> "_Orders":
+    def concat(parts: list[_Orders]) -> _Orders:
         return _Orders(**{k: np.concatenate([vars(p)[k] for p in parts]) for k in vars(parts[0])})
 
 
@@ -692,7 +692,7 @@ class _Writer:
         self.schema = pa.schema([(c, pa.string()) for c in self.columns])
         self.rows = 0
 
-    def __enter__(self) -> "_Writer":
+    def __enter__(self) -> _Writer:
         if self.fmt == "csv":
             self._fh = open(self.path, "wb")
             self._fh.write((",".join(self.columns) + "\n").encode("utf-8"))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import duckdb
@@ -151,7 +151,7 @@ def export_month(warehouse: Path, month: date, out_dir: Path) -> dict:
         manifest = {"month": month_text, "rule_versions": rule_versions, "run_ids": run_ids,
                     "rule_version": rule_versions[0] if len(rule_versions) == 1 else None,
                     "run_id": run_ids[0] if len(run_ids) == 1 else None,
-                    "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
                     "source": str(source), "duckdb": duckdb_name, "tables": tables}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         (staging / "README.md").write_text(_readme(month_text, manifest))

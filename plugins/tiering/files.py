@@ -70,13 +70,12 @@ def atomic_write(target: str | Path, content: str | bytes, encoding: str = "utf-
     written as is (no newline translation). `mode`: the file's permissions (e.g. 0o600), set
     before it becomes visible; else the umask's default. Returns the number of bytes written."""
     data = content.encode(encoding) if isinstance(content, str) else content
-    with replace_atomically(target) as staging:
-        with open(staging, "wb") as fh:
-            if mode is not None:
-                os.fchmod(fh.fileno(), mode)
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+    with replace_atomically(target) as staging, open(staging, "wb") as fh:
+        if mode is not None:
+            os.fchmod(fh.fileno(), mode)
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
     return len(data)
 
 

@@ -14,7 +14,7 @@ import json
 import shutil
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -24,9 +24,22 @@ from tiering.increment import Base, find_base, history_unchanged, plan_table, sa
 from tiering.reproduce import check_reproduces
 from tiering.rules import load_rules
 from tiering.runspec import RunSpec
-from tiering.source import (LOAD_ORDER, TABLES, Delta, TableSpec, carried_collisions, check_source_dir,
-                            columns_of_record, delta_line_ranges, extract_as_of_to, fingerprint_of_landing,
-                            fingerprints, row_group_times, source_rows, sql_literal)
+from tiering.source import (
+    LOAD_ORDER,
+    TABLES,
+    Delta,
+    TableSpec,
+    carried_collisions,
+    check_source_dir,
+    columns_of_record,
+    delta_line_ranges,
+    extract_as_of_to,
+    fingerprint_of_landing,
+    fingerprints,
+    row_group_times,
+    source_rows,
+    sql_literal,
+)
 from tiering.warehouse import apply_settings
 
 MANIFEST = "_manifest.json"
@@ -102,7 +115,7 @@ def _land(spec: RunSpec, staging: Path, target: Path) -> dict:
         # plus this folder's rows, so staging may be updated in place (tiering.pipeline.transform_staging)
         "delta_on": base.run_id if base and all(n in incremental for n, t in TABLES.items() if t.versioned)
         else None,
-        "landed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "landed_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "tables": tables,
     }
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -40,8 +40,8 @@ from tiering.errors import TieringError
 from tiering.landing import read_manifest
 from tiering.rules import Rules
 from tiering.runspec import RunSpec
-from tiering.source import (LOAD_ORDER, REFERENCES, TABLES, TableSpec, is_special_timestamp, record_of,
-                            sql_literal as _q)
+from tiering.source import LOAD_ORDER, REFERENCES, TABLES, TableSpec, is_special_timestamp, record_of
+from tiering.source import sql_literal as _q
 from tiering.warehouse import connect, ensure_schema, transaction
 
 SCRATCH = "load_scratch"   # the batch's checked rows: an attached database file, deleted after the load
@@ -101,7 +101,7 @@ def _intrinsic_checks(spec: TableSpec, reporting_currency: str, month_end: str, 
                        f"'unknown {col} ''' || {col} || ''' (expected {' | '.join(allowed)})'"))
     checks += _personal_data_checks(spec)
     if spec.name == "fx_rates":
-        checks.append(("bad_fx_rate", f"try_cast(rate_to_reporting as decimal(18, 6)) <= 0",
+        checks.append(("bad_fx_rate", "try_cast(rate_to_reporting as decimal(18, 6)) <= 0",
                        "'fx rate must be positive, got ' || rate_to_reporting"))
         checks.append(("bad_fx_rate",
                        f"currency = {_q(reporting_currency)} and try_cast(rate_to_reporting as decimal(18, 6)) <> 1",
@@ -122,7 +122,7 @@ def _intrinsic_checks(spec: TableSpec, reporting_currency: str, month_end: str, 
                        "'due_on ' || due_on || ' is before issued_on ' || issued_on"))
     if spec.versioned:  # belt and braces: landing already filtered on updated_at
         checks.append(("future_row", f"{_parsed('updated_at')} >= timestamptz '{month_end}'",
-                       f"'updated_at ' || updated_at || ' is after the as-of cutoff'"))
+                       "'updated_at ' || updated_at || ' is after the as-of cutoff'"))
     return checks
 
 
@@ -354,7 +354,7 @@ def load_raw(spec: RunSpec, rules: Rules) -> dict:
     """Validate the landed batch of `spec.run_id` and load it idempotently. Returns counts per table."""
     manifest = read_manifest(spec)
     month_end = spec.as_of_cutoff
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    now = datetime.now(UTC).replace(tzinfo=None)
     con = connect(spec.warehouse)
     counts: dict[str, dict[str, int]] = {}
     scratch = _scratch(spec)

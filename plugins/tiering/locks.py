@@ -16,9 +16,8 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import sys
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tiering.errors import TieringError
@@ -74,7 +73,7 @@ def warehouse_lock(warehouse: Path | str, holder: str, kind: str = "run", wait: 
         handle.seek(0)
         handle.truncate()
         handle.write(json.dumps({"holder": holder, "kind": kind, "pid": os.getpid(),
-                                 "since": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}) + "\n")
+                                 "since": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}) + "\n")
         handle.flush()
         previous = os.environ.get(HELD_ENV)
         os.environ[HELD_ENV] = os.pathsep.join(filter(None, [previous, str(path)]))

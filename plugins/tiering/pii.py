@@ -85,7 +85,7 @@ def _sql_string(text: str) -> str:
 def sql_contains_personal_data(column: str) -> str:
     """DuckDB SQL: true when the text column holds an e-mail address or a phone number (as
     `contains_personal_data`); false when it is NULL or empty."""
-    digits = f"length(regexp_replace(candidate, '[^0-9]', '', 'g'))"
+    digits = "length(regexp_replace(candidate, '[^0-9]', '', 'g'))"
     return (f"(coalesce(regexp_matches({column}, {_sql_string(EMAIL_PATTERN)}), false) "
             f"or coalesce(len(list_filter(regexp_extract_all({column}, {_sql_string(PHONE_PATTERN)}), "
             f"lambda candidate: {digits} >= {PHONE_MIN_DIGITS})) > 0, false))")

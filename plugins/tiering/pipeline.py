@@ -17,7 +17,7 @@ import json
 import logging
 import os
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tiering import landing, load, marts_build, runs
@@ -29,8 +29,14 @@ from tiering.rules import load_rules
 from tiering.runspec import RunSpec, check_month_ended, current_month
 from tiering.settings import DBT_PROJECT_DIR
 from tiering.source import check_source_dir
-from tiering.warehouse import (add_provisional_columns, connect, ensure_schema, record_staging_state,
-                               tables_loaded_all_new, take_staging_state)
+from tiering.warehouse import (
+    add_provisional_columns,
+    connect,
+    ensure_schema,
+    record_staging_state,
+    tables_loaded_all_new,
+    take_staging_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +49,7 @@ PRODUCTION_BUILD = ("--exclude-resource-type", "unit_test", "--no-write-json")
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def start_run(conf: dict, data_interval_start: datetime | None = None,

@@ -38,7 +38,7 @@ import math
 import time
 import warnings
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import duckdb
@@ -224,7 +224,7 @@ def predict(models: FittedModels, summary: pd.DataFrame, horizon: int) -> pd.Dat
 # --- the pipeline step -----------------------------------------------------------------------
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def refresh_customer_keys(con: duckdb.DuckDBPyConnection) -> int:

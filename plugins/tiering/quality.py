@@ -32,7 +32,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -41,9 +41,9 @@ from pydantic import BaseModel, Field, field_validator
 
 from tiering.errors import QualityGateError, TieringError
 from tiering.rules import load_rules
-from tiering.validation import PATTERN_HELP, STRICT, validate
 from tiering.runspec import RunSpec, parse_month
 from tiering.settings import EXPECTATIONS_DIR
+from tiering.validation import PATTERN_HELP, STRICT, validate
 from tiering.warehouse import connect, ensure_schema
 
 GATES = ("landed", "staging", "marts")
@@ -362,7 +362,7 @@ def _validate(gx, gate: str, spec: RunSpec, builder: SuiteBuilder, context, data
     from great_expectations.core.run_identifier import RunIdentifier
 
     source = context.data_sources.add_pandas(f"{gate}")
-    run_identifier = RunIdentifier(run_name=_run_name(spec, gate), run_time=datetime.now(timezone.utc))
+    run_identifier = RunIdentifier(run_name=_run_name(spec, gate), run_time=datetime.now(UTC))
     datasets = [(dataset, df, [c for c in builder.checks if c.validated_on == dataset])
                 for dataset, df in builder.datasets.items()]
     datasets = [entry for entry in datasets if entry[2]]
@@ -576,7 +576,7 @@ def failure_message(gate: str, spec: RunSpec, errors: list[dict]) -> str:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def evaluate(builder: SuiteBuilder, docs: Path | None = None) -> tuple[list[dict], Path | None]:

@@ -29,7 +29,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from pathlib import Path
 
@@ -495,7 +495,7 @@ def page_context(data: ReportData, generated_at: str | None = None) -> dict:
         "rule_set": data.rule_set or "mixed",
         "value_measure": MEASURE_WORDS.get(data.value_measure, data.value_measure),
         "source": str(data.source),
-        "generated_at": generated_at or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "generated_at": generated_at or datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "provisional": data.provisional,
         "kpis": kpis,
         "charts": charts,

@@ -21,7 +21,7 @@ import os
 import signal
 import socket
 import threading
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from tiering.errors import TieringError
@@ -39,7 +39,7 @@ _STOP_SIGNAL: str | None = None
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def host_name() -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from tiering.errors import TieringError
@@ -22,7 +22,7 @@ class MonthError(TieringError, ValueError):
 
 def current_month(now: datetime | None = None) -> date:
     """The first day of the month that is under way now (UTC)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     return date(now.year, now.month, 1)
 
 
@@ -63,17 +63,17 @@ def _utc(moment) -> datetime | None:
     if isinstance(moment, str):
         moment = datetime.fromisoformat(moment.replace("Z", "+00:00"))
     if moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
 
 
 def month_of_interval(start, end=None) -> date:
     """The month a data interval [start, end) stands for: it must be one whole calendar month (UTC)."""
     start, end = _utc(start), _utc(end)
     month = date(start.year, start.month, 1)
-    whole_start = start == datetime(month.year, month.month, 1, tzinfo=timezone.utc)
+    whole_start = start == datetime(month.year, month.month, 1, tzinfo=UTC)
     next_month = add_months(month, 1)
-    whole_end = end is None or end == datetime(next_month.year, next_month.month, 1, tzinfo=timezone.utc)
+    whole_end = end is None or end == datetime(next_month.year, next_month.month, 1, tzinfo=UTC)
     if not (whole_start and whole_end):
         raise MonthError(f"the data interval {start.isoformat()} -> {end.isoformat() if end else '?'} is not one "
                          f"calendar month (UTC): a run computes the month from its first day to the next month's")
@@ -117,7 +117,7 @@ def month_range(start: date, end: date) -> list[date]:
 
 
 def new_run_id(month: date) -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     return f"{month:%Y%m}-{stamp}-{uuid.uuid4().hex[:6]}"
 
 
@@ -156,7 +156,7 @@ class RunSpec:
         return conf
 
     @classmethod
-    def from_conf(cls, conf: dict, data_interval_start=None, data_interval_end=None) -> "RunSpec":
+    def from_conf(cls, conf: dict, data_interval_start=None, data_interval_end=None) -> RunSpec:
         """Build from a DAG run's conf and data interval (month_of_run): the first task passes the
         interval, later ones get start_run's conf, which names the month."""
         import os
@@ -172,7 +172,7 @@ class RunSpec:
             warehouse=Path(conf.get("warehouse") or os.environ.get("TIERING_WAREHOUSE") or DEFAULT_WAREHOUSE),
             rules_path=Path(conf.get("rules_path") or os.environ.get("TIERING_RULES") or DEFAULT_RULES),
             restate=bool(conf.get("restate", False)),
-            as_of=conf.get("as_of") or (datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+            as_of=conf.get("as_of") or (datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
                                         if conf.get("restate") else None),
             provisional=_flag(conf.get("provisional", False)),
         )

@@ -73,7 +73,7 @@ class Scheduler:
     def password_file(self) -> Path:
         return self.home / PASSWORD_FILE
 
-    def start(self, timeout: float = 300) -> "Scheduler":
+    def start(self, timeout: float = 300) -> Scheduler:
         from tiering.locks import warehouse_lock
 
         self.home.mkdir(parents=True, exist_ok=True)
@@ -131,7 +131,7 @@ class Scheduler:
         finally:
             self._stack.close()
 
-    def __enter__(self) -> "Scheduler":
+    def __enter__(self) -> Scheduler:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -31,13 +31,13 @@ def sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def record_of(spec: "TableSpec") -> str:
+def record_of(spec: TableSpec) -> str:
     """SQL: a landed row's source columns as the JSON record quarantine.rejected_rows keeps
     (tiering.load); `columns_of_record` reads them back."""
     return "to_json({" + ", ".join(f"{sql_literal(c)}: {c}" for c in spec.columns) + "})"
 
 
-def columns_of_record(spec: "TableSpec", record: str = "record") -> str:
+def columns_of_record(spec: TableSpec, record: str = "record") -> str:
     """SQL: the source columns (text, as landed) from a quarantine record (`record_of`)."""
     return ", ".join(f"json_extract_string({record}, {sql_literal('$.' + c)}) as {c}" for c in spec.columns)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -41,7 +41,7 @@ def test_schedule_tags_retries_catchup(dag):
 
 def test_any_month_from_1900_can_run(dag):
     """A run before start_date would create no task instance: the DAG starts in 1900, catchup off."""
-    assert dag.start_date == datetime(1900, 1, 1, tzinfo=timezone.utc)
+    assert dag.start_date == datetime(1900, 1, 1, tzinfo=UTC)
     assert "data interval" in dag.doc_md and "1900-01" in dag.doc_md
     for task in dag.tasks:
         assert task.retries == 2, task.task_id
@@ -61,10 +61,10 @@ def test_a_month_is_computed_after_it_ends(dag):
     """The run for March 2024 has the data interval [March 1, April 1) and starts on April 1."""
     from airflow.timetables.base import DataInterval
 
-    march = DataInterval(datetime(2024, 3, 1, tzinfo=timezone.utc), datetime(2024, 4, 1, tzinfo=timezone.utc))
+    march = DataInterval(datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 4, 1, tzinfo=UTC))
     info = dag.timetable.next_dagrun_info(
-        last_automated_data_interval=DataInterval(datetime(2024, 2, 1, tzinfo=timezone.utc),
-                                                  datetime(2024, 3, 1, tzinfo=timezone.utc)),
+        last_automated_data_interval=DataInterval(datetime(2024, 2, 1, tzinfo=UTC),
+                                                  datetime(2024, 3, 1, tzinfo=UTC)),
         restriction=_restriction(catchup=True),
     )
     assert info.data_interval == march
@@ -73,9 +73,9 @@ def test_a_month_is_computed_after_it_ends(dag):
 
 
 def test_without_catchup_the_next_run_computes_the_last_complete_month(dag):
-    now = datetime.now(timezone.utc)
-    this_month = datetime(now.year, now.month, 1, tzinfo=timezone.utc)
-    last_month = datetime(now.year - (now.month == 1), (now.month - 2) % 12 + 1, 1, tzinfo=timezone.utc)
+    now = datetime.now(UTC)
+    this_month = datetime(now.year, now.month, 1, tzinfo=UTC)
+    last_month = datetime(now.year - (now.month == 1), (now.month - 2) % 12 + 1, 1, tzinfo=UTC)
     info = dag.timetable.next_dagrun_info(last_automated_data_interval=None,
                                           restriction=_restriction(catchup=False))
     assert (info.data_interval.start, info.data_interval.end) == (last_month, this_month)
@@ -84,7 +84,7 @@ def test_without_catchup_the_next_run_computes_the_last_complete_month(dag):
 def _restriction(catchup: bool):
     from airflow.timetables.base import TimeRestriction
 
-    return TimeRestriction(earliest=datetime(2024, 1, 1, tzinfo=timezone.utc), latest=None, catchup=catchup)
+    return TimeRestriction(earliest=datetime(2024, 1, 1, tzinfo=UTC), latest=None, catchup=catchup)
 
 
 def test_dag_import_does_not_touch_the_warehouse_or_dbt():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import re
 from contextlib import redirect_stderr, redirect_stdout
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -106,12 +106,12 @@ def test_impossible_months_are_one_line_errors(history):
         code, out, err = _cli("run", "--source", source, "--month", month, "--warehouse", warehouse)
         assert code == 1
         assert err == (f"tiering: error: month {month} is out of range: months from 1900-01 up to the current "
-                       f"month ({datetime.now(timezone.utc):%Y-%m}) can be run\n")
+                       f"month ({datetime.now(UTC):%Y-%m}) can be run\n")
 
 
 def test_the_current_month_is_refused_unless_provisional(history):
     source, warehouse, _ = history
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     month = f"{now:%Y-%m}"
     code, out, err = _cli("run", "--source", source, "--month", month, "--warehouse", warehouse)
     assert code == 1 and err.count("\n") == 1

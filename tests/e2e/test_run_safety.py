@@ -24,7 +24,7 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -110,7 +110,7 @@ def scenario(demo_warehouse: Path, demo_source: Path, tmp_path_factory) -> dict:
 
     # runs that look alive: this process on this host; another host, seen a minute ago; another
     # host, not seen for two days (a run of a scheduler that died)
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    now = datetime.now(UTC).replace(tzinfo=None)
     con = duckdb.connect(str(warehouse))
     if "heartbeat_at" in killed_left:   # (without the columns the killed run's test fails on its own)
         for run_id, pid, host, heartbeat in (
@@ -192,7 +192,7 @@ def test_a_month_failing_in_a_dbt_test_changes_no_mart_and_publishes_nothing(sce
 
 def test_publishing_commands_read_the_last_successful_run_and_refuse_a_month_without_one(scenario):
     warehouse, root = str(scenario["warehouse"]), scenario["root"]
-    message = f"no successful run of 2024-05 in "
+    message = "no successful run of 2024-05 in "
     for args in (("publish-postgres", "--month", "2024-05", "--dsn", "postgresql://nobody@127.0.0.1:1/none"),
                  ("export", "--month", "2024-05", "--out", str(root / "export-05")),
                  ("report", "--month", "2024-05", "--out", str(root / "report-05.html")),

@@ -208,7 +208,7 @@ def test_postgres_audit_messages_are_scrubbed_when_published(runs, pg):
     assert main(["publish-postgres", "--month", "2024-01", "--warehouse", str(warehouse),
                  "--dsn", pg("tiering_writer")]) == 0
     published = [r[0] for r in _pg_rows(pg("tiering_auditor"), "select message from audit.run_alerts order by 1")]
-    assert f"gate_marts: row C1 (<email>, <phone>) failed on 2024-01-31 in run 202401-20261207T045512-ab12cd" \
+    assert "gate_marts: row C1 (<email>, <phone>) failed on 2024-01-31 in run 202401-20261207T045512-ab12cd" \
         in published
     runs_messages = _pg_rows(pg("tiering_auditor"), "select message from audit.runs where status = 'failed'")
     assert len(runs_messages) == 1 and "<email>" in runs_messages[0][0] and "@" not in runs_messages[0][0]

@@ -16,7 +16,7 @@ from tests.fixtures.warehouse import published_differences
 from tests.fixtures.warehouse import query as _rows
 from tiering import publish
 from tiering.dbt_runner import run_dbt
-from tiering.publish import published_path, publish_duckdb
+from tiering.publish import publish_duckdb, published_path
 from tiering.rules import load_rules
 from tiering.runspec import RunSpec
 from tiering.warehouse import connect

@@ -77,7 +77,7 @@ def test_query_refuses_anything_beyond_the_database(capsys, warehouse, secret_fi
         "read_parquet": f"select * from read_parquet('{tmp_path}/*.parquet')",
         "glob": f"select * from glob('{tmp_path}/*')",
         "set_external_access": f"set enable_external_access = true; select * from read_csv('{secret_file}')",
-        "reset_lock": f"set lock_configuration = false",
+        "reset_lock": "set lock_configuration = false",
         "pragma_setting": "pragma threads = 1",
         "install_extension": "install httpfs",
         "export_database": f"export database '{tmp_path / 'dump'}'",

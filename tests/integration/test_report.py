@@ -13,7 +13,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from markupsafe import escape   # the template's autoescape: ' is &#39;
+from markupsafe import escape  # the template's autoescape: ' is &#39;
 
 from tiering import report
 from tiering.cli import main

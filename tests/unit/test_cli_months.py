@@ -1,7 +1,7 @@
 """`tiering run`/`backfill` refuse impossible and unended months with one line, before Airflow starts."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -18,7 +18,7 @@ def test_impossible_months(month, tmp_path, capsys):
 
 
 def test_the_month_under_way_needs_provisional(tmp_path, capsys):
-    month = f"{datetime.now(timezone.utc):%Y-%m}"
+    month = f"{datetime.now(UTC):%Y-%m}"
     for argv in (["run", "--month", month], ["backfill", "--start", "2020-01", "--end", month]):
         assert cli.main([*argv, "--source", str(tmp_path), "--warehouse", str(tmp_path / "w.duckdb")]) == 1
         err = capsys.readouterr().err

@@ -26,10 +26,9 @@ def test_atomic_write_sets_the_mode_before_the_file_is_visible(tmp_path):
 def test_a_failure_keeps_the_previous_file_and_removes_the_staging_path(tmp_path):
     out = tmp_path / "data.txt"
     out.write_text("old")
-    with pytest.raises(RuntimeError):
-        with replace_atomically(out) as staging:
-            staging.write_text("half")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), replace_atomically(out) as staging:
+        staging.write_text("half")
+        raise RuntimeError("boom")
     assert out.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["data.txt"]
 

@@ -10,8 +10,17 @@ import pytest
 from tests.fixtures.sources import order, write_source
 from tiering.errors import TieringError
 from tiering.increment import Base, history_unchanged, landing_mode, plan_table, same_file_as_base
-from tiering.source import (TABLES, Delta, carried_collisions, delta_line_ranges, depends_on, extract_as_of_to,
-                            fingerprint_of_landing, fingerprints, row_group_times)
+from tiering.source import (
+    TABLES,
+    Delta,
+    carried_collisions,
+    delta_line_ranges,
+    depends_on,
+    extract_as_of_to,
+    fingerprint_of_landing,
+    fingerprints,
+    row_group_times,
+)
 
 ORDERS = TABLES["orders"]
 JAN, FEB, MAR = "2024-02-01", "2024-03-01", "2024-04-01"   # month-end cutoffs of January .. March

@@ -36,9 +36,8 @@ def test_a_warehouse_held_by_a_scheduler_is_refused_naming_it(tmp_path):
     warehouse = tmp_path / "tiering.duckdb"
     child = _hold_in_child(warehouse, "scheduler")
     try:
-        with pytest.raises(TieringError) as error:
-            with warehouse_lock(warehouse, "me"):
-                pass
+        with pytest.raises(TieringError) as error, warehouse_lock(warehouse, "me"):
+            pass
         message = str(error.value)
         assert message.startswith(f"warehouse {warehouse} is in use by the test holder (pid {child.pid}, since ")
         assert str(lock_path(warehouse)) in message and "\n" not in message

@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.fixtures.rules import rules_file
 from tiering import potential
 from tiering.potential import PotentialFitError, fit, horizon_days, predict, summarise
 from tiering.pseudonym import customer_key
 from tiering.rules import RulesError, load_rules
 from tiering.runspec import RunSpec
-from tests.fixtures.rules import rules_file
 
 END = date(2025, 1, 1)   # observation end (exclusive): the month 2024-12
 

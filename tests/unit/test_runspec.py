@@ -1,15 +1,15 @@
 """Which month a run computes (conf / data interval -> month), and which months can run at all."""
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 
-from tiering.runspec import (MonthError, RunSpec, check_month_ended, current_month, month_of_run, parse_month)
+from tiering.runspec import MonthError, RunSpec, check_month_ended, current_month, month_of_run, parse_month
 
 
 def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 CONF = {"source_dir": "/src"}
@@ -79,7 +79,7 @@ def test_impossible_months_get_a_one_line_error(text):
 
 def test_every_month_from_1900_01_to_the_current_month_parses():
     assert parse_month("1900-01") == date(1900, 1, 1)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     assert parse_month(f"{now:%Y-%m}") == current_month()
     with pytest.raises(MonthError, match="expected YYYY-MM"):
         parse_month("2024-13")
