@@ -20,7 +20,7 @@ overhead). The timers are the bench's (`bench/run.py _instrument`); dbt nodes ar
 itself; SQL statements are timed on the connections of tiering.warehouse.connect and of the
 landing and potential steps; `--functions module:name,...` times any module-level function
 (total seconds over its calls), named in the module that calls it (a name imported with `from`
-is that module's own), e.g. `tiering.quality:build_gate,tiering.landing:sha256_of`.
+is that module's own), e.g. `tiering.quality:build_gate,tiering.files:sha256_file`.
 The bench's machine speed probe runs before and after the month (`--no-speed-probe` skips it):
 the machine's speed drifts, and profiles compare only beside it.
 The report is printed and written as JSON (`--out`).

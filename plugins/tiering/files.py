@@ -48,14 +48,16 @@ def _move_into_place(staging: Path, target: Path) -> None:
 
 
 @contextmanager
-def replace_atomically(target: str | Path) -> Iterator[Path]:
+def replace_atomically(target: str | Path, staging: str | Path | None = None) -> Iterator[Path]:
     """Yield a staging path beside `target` (nothing exists there yet: create a file or a folder);
     when the block ends without an error, move it into place in one rename (parents created);
-    on an error, remove it and leave `target` as it was."""
+    on an error, remove it and leave `target` as it was. `staging`: a name of the caller's instead
+    of the per-process one (a landing names it after its run, so that a retry in another process
+    removes what a killed attempt left)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = staging_path(target)
-    _remove(staging)   # a leftover of an earlier process with the same pid
+    staging = Path(staging) if staging is not None else staging_path(target)
+    _remove(staging)   # a leftover of an earlier attempt (same pid, or the caller's own name)
     try:
         yield staging
         _move_into_place(staging, target)

@@ -9,9 +9,7 @@ its own earlier attempt's `.partial` folder first.
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -20,6 +18,7 @@ from pathlib import Path
 import duckdb
 
 from tiering.errors import TieringError
+from tiering.files import replace_atomically, sha256_file
 from tiering.increment import Base, find_base, history_unchanged, plan_table, same_file_as_base
 from tiering.reproduce import check_reproduces
 from tiering.rules import load_rules
@@ -50,12 +49,6 @@ class LandingError(TieringError):
     pass
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def extract_and_land(spec: RunSpec) -> dict:
@@ -64,19 +57,18 @@ def extract_and_land(spec: RunSpec) -> dict:
     if target.exists():
         raise LandingError(f"landing folder {target} already exists: landed batches are immutable, "
                            f"start a new run (new run id) instead")
-    staging = target.with_name(target.name + ".partial")
-    # a leftover of this run's own earlier attempt (a failed or killed task being retried): the run
-    # id is the run's own, so nothing else writes there
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True, exist_ok=False)
-    try:
-        return _land(spec, staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    # written as <run_id>.partial and renamed when complete (a landing folder is complete or absent);
+    # a leftover of this run's own earlier attempt (a failed or killed task being retried) is removed
+    # first: the run id is the run's own, so nothing else writes there
+    with replace_atomically(target, staging=target.with_name(target.name + ".partial")) as staging:
+        staging.mkdir(parents=True)
+        manifest = _land(spec, staging)
+    for f in target.iterdir():
+        f.chmod(0o444)
+    return manifest
 
 
-def _land(spec: RunSpec, staging: Path, target: Path) -> dict:
+def _land(spec: RunSpec, staging: Path) -> dict:
     base, no_base = find_base(spec, load_rules(spec.rules_path).version)
     con = apply_settings(duckdb.connect())
     if base is not None:   # (its quarantine records: the carried rows of a byte-identical file)
@@ -87,7 +79,7 @@ def _land(spec: RunSpec, staging: Path, target: Path) -> dict:
     # the source files' SHA-256, computed in a thread of their own in load order while DuckDB
     # reads the tables before (hashlib releases the GIL): 3.6 GB at 1M customers
     hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
-    hashes = {name: hasher.submit(sha256_of, path) for name, path in paths.items() if path is not None}
+    hashes = {name: hasher.submit(sha256_file, path) for name, path in paths.items() if path is not None}
     try:
         cutoffs = [spec.as_of_cutoff, *([base.cutoff] if base and base.cutoff != spec.as_of_cutoff else [])]
         for name in LOAD_ORDER:
@@ -119,9 +111,6 @@ def _land(spec: RunSpec, staging: Path, target: Path) -> dict:
         "tables": tables,
     }
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    staging.rename(target)  # atomic: a landing folder is complete or absent
-    for f in target.iterdir():
-        f.chmod(0o444)
     return manifest
 
 
@@ -168,7 +157,7 @@ def _land_table(con: duckdb.DuckDBPyConnection, spec: RunSpec, name: str, path: 
         found = fingerprint_of_landing(con, table_spec, out, spec.as_of_cutoff,
                                        base.tables[name]["fingerprint"] if delta is not None else None)
         entry["fingerprint_from"] = "base run and landed rows" if delta is not None else "landed rows"
-    entry.update(rows=landed, landed_file=out.name, landed_sha256=sha256_of(out),
+    entry.update(rows=landed, landed_file=out.name, landed_sha256=sha256_file(out),
                  fingerprint={"cutoff": spec.as_of_cutoff, **found[spec.as_of_cutoff]},
                  snapshot_rows=found[spec.as_of_cutoff]["rows"] + found["unparseable"])
     return entry

@@ -27,14 +27,14 @@ def manifest_fingerprint(manifest: dict) -> str:
 
 def source_fingerprint(source_dir: Path) -> str:
     """The source fingerprint of a source directory now (hashes every file: ~1 s per GB)."""
-    from tiering.landing import sha256_of
+    from tiering.files import sha256_file
     from tiering.source import TABLES
 
     files = {}
     for name, spec in TABLES.items():
         path = spec.path_in(source_dir)
         if path is not None:
-            files[name] = (path.name, sha256_of(path))
+            files[name] = (path.name, sha256_file(path))
     return fingerprint_of(files)
 
 

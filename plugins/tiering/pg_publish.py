@@ -81,12 +81,13 @@ PERSONAL_COLUMNS = frozenset({"name", "email", "phone", "approver", "override_ap
 # free-text columns that may quote row values: e-mail addresses and phone numbers scrubbed (tiering.pii)
 SCRUBBED_COLUMNS = {("audit", "runs"): ("message",), ("audit", "run_alerts"): ("message",)}
 
-# DuckDB type (prefix) -> PostgreSQL type; anything else is published as text
+# DuckDB type -> PostgreSQL type (DECIMAL(p, s) -> numeric(p, s)); anything else is text. The one
+# map of the project: publishing (here) and the dbt portability replay (tiering.targets) use it.
 _PG_TYPES = {
     "VARCHAR": "text", "DATE": "date", "BOOLEAN": "boolean", "BIGINT": "bigint", "INTEGER": "integer",
     "SMALLINT": "smallint", "TINYINT": "smallint", "DOUBLE": "double precision", "FLOAT": "real",
     "TIMESTAMP WITH TIME ZONE": "timestamptz", "TIMESTAMP": "timestamp", "JSON": "jsonb",
-    "HUGEINT": "numeric", "UBIGINT": "numeric", "UINTEGER": "bigint",
+    "HUGEINT": "numeric(38, 0)", "UBIGINT": "numeric(20, 0)", "UINTEGER": "bigint",
 }
 
 
@@ -203,10 +204,31 @@ def ensure_database(dbname: str = "tiering", admin_dsn: str | None = None) -> No
 
 # --------------------------------------------------------------------------- reading DuckDB
 
-def _pg_type(duck_type: str) -> str:
+def pg_type(duck_type: str) -> str:
+    """The PostgreSQL type a DuckDB column is written as."""
     if duck_type.startswith("DECIMAL"):
         return duck_type.replace("DECIMAL", "numeric")
     return _PG_TYPES.get(duck_type, "text")
+
+
+def copy_arrow(pg, target, columns: list[str], batches) -> int:
+    """COPY Arrow rows (a Table, or an iterable of RecordBatches read in chunks) into `target` (a
+    psycopg sql.Composable naming the table): CSV written by Arrow, in which a null is an unquoted
+    empty field and an empty text a quoted one, as COPY's CSV format reads them. Returns the rows
+    copied. The one COPY path of the project (publishing, and tiering.targets' replay)."""
+    import pyarrow.csv as pacsv
+    from psycopg import sql
+
+    statement = sql.SQL("copy {} ({}) from stdin with (format csv)").format(
+        target, sql.SQL(", ").join(sql.Identifier(c) for c in columns))
+    rows = 0
+    with pg.cursor().copy(statement) as cp:
+        for batch in ([batches] if hasattr(batches, "num_rows") else batches):
+            buffer = io.BytesIO()
+            pacsv.write_csv(batch, buffer, pacsv.WriteOptions(include_header=False))
+            cp.write(buffer.getvalue())
+            rows += batch.num_rows
+    return rows
 
 
 def _select_list(columns: list[tuple[str, str]]) -> str:
@@ -259,10 +281,10 @@ def _with_customer_key(rows, columns: list[tuple[str, str]], keys: _CustomerKeys
     """Add `customer_key` right after `customer_id` (HMAC pseudonym, tiering.pseudonym)."""
     names = [c for c, _ in columns]
     if "customer_id" not in names or "customer_key" in names:
-        return rows, [(c, _pg_type(t)) for c, t in columns]
+        return rows, [(c, pg_type(t)) for c, t in columns]
     position = names.index("customer_id") + 1
     keys = keys.of(rows.column("customer_id"))
-    pg_columns = [(c, _pg_type(t)) for c, t in columns]
+    pg_columns = [(c, pg_type(t)) for c, t in columns]
     pg_columns.insert(position, ("customer_key", "text"))
     return rows.add_column(position, "customer_key", keys), pg_columns
 
@@ -432,18 +454,13 @@ def _migrate_approver_columns(pg) -> None:
 
 def _stage(pg, table: Table) -> str:
     """COPY the rows into a temp table of the session; returns its name."""
-    import pyarrow.csv as pacsv
     from psycopg import sql
 
     stage = f"stage_{table.schema}_{table.name}"
     pg.execute(sql.SQL("drop table if exists {}").format(_ident(stage)))
     pg.execute(sql.SQL("create temp table {} ({})").format(_ident(stage), sql.SQL(", ").join(
         sql.SQL("{} {}").format(_ident(c), sql.SQL(t)) for c, t in table.columns)))
-    buffer = io.BytesIO()
-    pacsv.write_csv(table.rows, buffer, pacsv.WriteOptions(include_header=False))
-    columns = sql.SQL(", ").join(_ident(c) for c, _ in table.columns)
-    with pg.cursor().copy(sql.SQL("copy {} ({}) from stdin with (format csv)").format(_ident(stage), columns)) as cp:
-        cp.write(buffer.getvalue())
+    copy_arrow(pg, _ident(stage), [c for c, _ in table.columns], table.rows)
     return stage
 
 

@@ -29,12 +29,12 @@ copies in full.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import time
 from datetime import date
 from pathlib import Path
 
+from tiering.files import replace_atomically
 from tiering.runspec import RunSpec
 from tiering.warehouse import connect
 
@@ -135,8 +135,6 @@ def _copy_successful_runs(con, spec: RunSpec) -> None:
 def publish_duckdb(spec: RunSpec, full: bool = False) -> dict:
     target = published_path(spec.warehouse)
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial.duckdb")
-    partial.unlink(missing_ok=True)
     started = time.monotonic()
     con = connect(spec.warehouse)
     try:
@@ -147,39 +145,41 @@ def publish_duckdb(spec: RunSpec, full: bool = False) -> dict:
         why_full = "asked for" if full else _why_full(spec, target, state, invocations)
         mode = "full"
         columns = _marts_columns(con, con.execute("select current_database()").fetchone()[0])
-        if why_full is None:
-            shutil.copyfile(target, partial)
-            con.execute(f"attach '{partial}' as bi_copy")
-            why_full = _why_full_of_copy(con, columns)
+        # the copy is built under a staging name and replaces the published file in one rename
+        # (tiering.files): BI sees the previous copy or the new one, never a partial one
+        with replace_atomically(target) as partial:
             if why_full is None:
-                mode = "by month"
-            else:
-                con.execute("detach bi_copy")
-                partial.unlink()
-        if mode == "full":
-            log.info(f"publish: full copy ({why_full})")
-            con.execute(f"attach '{partial}' as bi_copy")
-            con.execute("create schema bi_copy.marts")
-        months = _months_rebuilt(con, spec) if mode == "by month" else []
-        rows = {}
-        for table in columns:
-            if mode == "by month" and table in BY_MONTH:
-                listed = ", ".join(f"date '{m}'" for m in months)
-                con.execute(f"delete from bi_copy.marts.{table} where month in ({listed})")
-                con.execute(f"insert into bi_copy.marts.{table} select * from marts.{table} where month in ({listed})")
-            else:
-                con.execute(f"create or replace table bi_copy.marts.{table} as select * from marts.{table}")
-            rows[table] = con.execute(f"select count(*) from bi_copy.marts.{table}").fetchone()[0]
-        _copy_successful_runs(con, spec)
-        con.execute("detach bi_copy")
-        os.replace(partial, target)
+                shutil.copyfile(target, partial)
+                con.execute(f"attach '{partial}' as bi_copy")
+                why_full = _why_full_of_copy(con, columns)
+                if why_full is None:
+                    mode = "by month"
+                else:
+                    con.execute("detach bi_copy")
+                    partial.unlink()
+            if mode == "full":
+                log.info(f"publish: full copy ({why_full})")
+                con.execute(f"attach '{partial}' as bi_copy")
+                con.execute("create schema bi_copy.marts")
+            months = _months_rebuilt(con, spec) if mode == "by month" else []
+            rows = {}
+            for table in columns:
+                if mode == "by month" and table in BY_MONTH:
+                    listed = ", ".join(f"date '{m}'" for m in months)
+                    con.execute(f"delete from bi_copy.marts.{table} where month in ({listed})")
+                    con.execute(f"insert into bi_copy.marts.{table} select * from marts.{table} "
+                                f"where month in ({listed})")
+                else:
+                    con.execute(f"create or replace table bi_copy.marts.{table} as select * from marts.{table}")
+                rows[table] = con.execute(f"select count(*) from bi_copy.marts.{table}").fetchone()[0]
+            _copy_successful_runs(con, spec)
+            con.execute("detach bi_copy")
         stat = target.stat()
         con.execute("delete from audit.publish_state")
         con.execute("insert into audit.publish_state values (?, ?, ?, ?, ?, ?, ?, current_timestamp)",
                     [spec.run_id, spec.month, mode, str(target), stat.st_size, stat.st_mtime_ns, seq])
     finally:
         con.close()
-        partial.unlink(missing_ok=True)
     detail = f" (months {', '.join(m.strftime('%Y-%m') for m in months)} replaced)" if months else ""
     how = "by month" if mode == "by month" else "as a full copy"
     log.info(f"published {len(columns)} tables to {target} {how}{detail} in {time.monotonic() - started:.1f} s "

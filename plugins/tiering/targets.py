@@ -185,22 +185,12 @@ def ensure_pg_database() -> str:
     return name
 
 
-_PG_TYPES = {"VARCHAR": "text", "BIGINT": "bigint", "INTEGER": "integer", "BOOLEAN": "boolean",
-             "DATE": "date", "TIMESTAMP": "timestamp", "TIMESTAMP WITH TIME ZONE": "timestamptz",
-             "DOUBLE": "double precision", "JSON": "jsonb", "HUGEINT": "numeric(38, 0)"}
-
-
-def _pg_type(duckdb_type: str) -> str:
-    if duckdb_type.startswith("DECIMAL"):
-        return duckdb_type.replace("DECIMAL", "numeric")
-    return _PG_TYPES.get(duckdb_type, "text")
-
-
 def copy_to_postgres(warehouse: Path, batch_rows: int = 50_000) -> dict:
     """Replace the source schemas (and drop the model schemas) in the dbt test database with the
     warehouse's source tables. Returns rows copied per table."""
     from psycopg import sql
 
+    from tiering.pg_publish import copy_arrow, pg_type
     from tiering.warehouse import connect
 
     ensure_pg_database()
@@ -216,17 +206,9 @@ def copy_to_postgres(warehouse: Path, batch_rows: int = 50_000) -> dict:
         for schema, table, columns in _duckdb_tables(duck, schemas):
             name = sql.Identifier(schema, table)
             pg.execute(sql.SQL("create table {} ({})").format(name, sql.SQL(", ").join(
-                sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(_pg_type(t))) for c, t in columns)))
-            cursor = duck.execute(f'select * from "{schema}"."{table}"')
-            rows = 0
-            copy_sql = sql.SQL("copy {} ({}) from stdin").format(
-                name, sql.SQL(", ").join(sql.Identifier(c) for c, _ in columns))
-            with pg.cursor().copy(copy_sql) as copy:
-                while chunk := cursor.fetchmany(batch_rows):
-                    for row in chunk:
-                        copy.write_row(row)
-                    rows += len(chunk)
-            copied[f"{schema}.{table}"] = rows
+                sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(pg_type(t))) for c, t in columns)))
+            batches = duck.execute(f'select * from "{schema}"."{table}"').fetch_record_batch(batch_rows)
+            copied[f"{schema}.{table}"] = copy_arrow(pg, name, [c for c, _ in columns], batches)
         pg.commit()
     finally:
         pg.close()

@@ -50,3 +50,16 @@ def test_sha256_file_equals_hashlib_on_the_bytes(tmp_path):
     data = b"order_id,amount\n" + b"O1,10.00\n" * 300_000    # several chunks
     path.write_bytes(data)
     assert sha256_file(path) == hashlib.sha256(data).hexdigest()
+
+
+def test_a_named_staging_path_left_by_a_killed_attempt_is_removed_first(tmp_path):
+    """A landing names its staging folder after its run: a retry in another process removes what a
+    killed attempt left there before building it again."""
+    target, staging = tmp_path / "run-1", tmp_path / "run-1.partial"
+    (staging / "half").mkdir(parents=True)
+    (staging / "half" / "orders.parquet").write_bytes(b"truncated")
+    with replace_atomically(target, staging=staging) as path:
+        assert path == staging and not path.exists()
+        path.mkdir()
+        (path / "orders.parquet").write_bytes(b"complete")
+    assert [p.name for p in target.iterdir()] == ["orders.parquet"] and not staging.exists()

@@ -114,10 +114,10 @@ def _source(tmp_path: Path) -> Path:
 def test_the_source_fingerprint_is_the_landing_manifests(tmp_path):
     """The backfill hashes the source directory; finish_run records the fingerprint of what was
     landed (the manifest's source files and SHA-256): the same files give the same value."""
-    from tiering.landing import sha256_of
+    from tiering.files import sha256_file
 
     source = _source(tmp_path)
-    manifest = {"tables": {name: {"source_file": f"{name}.csv", "source_sha256": sha256_of(source / f"{name}.csv"),
+    manifest = {"tables": {name: {"source_file": f"{name}.csv", "source_sha256": sha256_file(source / f"{name}.csv"),
                                   "landing": "delta"} for name in ("orders", "customers")}}
     before = operations.source_fingerprint(source)
     assert before == operations.manifest_fingerprint(manifest)
