@@ -207,7 +207,7 @@ def copy_to_postgres(warehouse: Path, batch_rows: int = 50_000) -> dict:
             name = sql.Identifier(schema, table)
             pg.execute(sql.SQL("create table {} ({})").format(name, sql.SQL(", ").join(
                 sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(pg_type(t))) for c, t in columns)))
-            batches = duck.execute(f'select * from "{schema}"."{table}"').fetch_record_batch(batch_rows)
+            batches = duck.sql(f'select * from "{schema}"."{table}"').to_arrow_reader(batch_rows)
             copied[f"{schema}.{table}"] = copy_arrow(pg, name, [c for c, _ in columns], batches)
         pg.commit()
     finally:

@@ -6,15 +6,14 @@ scenario in order (module fixture), each bullet checked by its own test:
 
 1. `tiering run --month 2024-05`, SIGTERM while it lands: stopped at the next step boundary, failed.
 2. `tiering run --month 2024-04`, SIGKILL while it lands: left 'running' by the dead process.
-3. `tiering run --month 2024-02` on a source with a late-arriving, backdated customer: every
-   customer's code sequence moves, so the dbt test assert_customer_tier_monthly_customer_code_valid
-   fails after the marts were built. Its start marks the killed run 'abandoned'.
+3. `tiering run --month 2024-02` after a customer was deleted from the code registry: the rerun
+   numbers it anew, so the dbt test assert_customer_tier_monthly_customer_code_valid fails after
+   the marts were built. Its start marks the killed run 'abandoned'.
 Then the marts and the published copy must be what the successful runs left, and the publishing
 commands must read the months' last successful runs and refuse 2024-05, which has none.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -121,18 +120,14 @@ def scenario(demo_warehouse: Path, demo_source: Path, tmp_path_factory) -> dict:
                         "values (?, date '2024-03-01', 'running', ?, ?, ?, ?)", [run_id, heartbeat, pid, host, heartbeat])
     con.close()
 
-    # 3. a month that fails in a dbt test after its marts were built: a late-arriving customer,
-    # backdated before every other one, moves every customer's code sequence
-    bad_source = root / "bad-source"
-    shutil.copytree(demo_source, bad_source)
-    with open(bad_source / "customers.csv", newline="") as handle:
-        header = next(csv.reader(handle))
-    late = {"customer_id": "C000000", "name": "Late Arrival Ltd", "email": "late@example.com",
-            "phone": "+31 6 00000000", "region": "North", "industry": "Retail", "customer_kind": "organisation",
-            "parent_customer_id": "", "created_at": "2023-12-01T00:00:00", "updated_at": "2023-12-01T00:00:00"}
-    with open(bad_source / "customers.csv", "a", newline="") as handle:
-        csv.writer(handle).writerow([late[c] for c in header])
-    failed = _tiering("run", "--source", str(bad_source), "--month", "2024-02", "--warehouse", str(warehouse))
+    # 3. a month that fails in a dbt test after its marts were built: the customer-code registry lost
+    # a customer (a damaged table), so the rerun of 2024-02 (same source) numbers it anew, and
+    # the dbt test assert_customer_tier_monthly_customer_code_valid finds two numbers for it
+    con = duckdb.connect(str(warehouse))
+    con.execute("delete from intermediate.int_customer_code_registry where customer_id = (select min(customer_id) "
+                "from marts.customer_tier_monthly where month = date '2024-01-01')")
+    con.close()
+    failed = _tiering("run", "--source", str(demo_source), "--month", "2024-02", "--warehouse", str(warehouse))
     return {"root": root, "warehouse": warehouse, "published": published, "before": before,
             "term": (term_run, term_status, term_err), "after_term": after_term,
             "killed": (killed_run, killed_status, killed_left), "failed": failed,
