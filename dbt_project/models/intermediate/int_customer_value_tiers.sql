@@ -12,18 +12,19 @@ with ranked as (
 tiered as (
     select
         *,
-        {{ double_to_decimal('cast(ranking_value * 12 as ' ~ double_type() ~ ') / ' ~ window_months, 18, 4) }} as annual_spend,
+        {{ double_to_decimal('cast(ranking_value * 12 as ' ~ double_type() ~ ') / ' ~ window_months, 18, 4) }}
+            as annual_spend,
         case
-        {%- if dormant_tier and rule_set != 'spend' %}
+            {%- if dormant_tier and rule_set != 'spend' %}
             when not is_active and has_earlier_purchase then 'D'
         {%- endif %}
-        {%- if rule_set == 'pareto' %}
+            {%- if rule_set == 'pareto' %}
             when not is_active then 'C'
             -- exact decimal comparison: prior_share < a_share  <=>  prior_value < a_share * total_value
             when prior_value < {{ rule('value.pareto.a_share') }} * total_value then 'A'
             when prior_value < {{ rule('value.pareto.b_share') }} * total_value then 'B'
             else 'C'
-        {%- elif rule_set == 'count' %}
+            {%- elif rule_set == 'count' %}
             when not is_active then 'C'
             when value_rank <= ceil({{ rule('value.count.a_share') }} * ranked_customers) then 'A'
             when value_rank <= ceil(({{ rule('value.count.a_share') }} + {{ rule('value.count.b_share') }}) * ranked_customers) then 'B'
