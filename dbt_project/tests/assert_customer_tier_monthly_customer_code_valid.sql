@@ -41,10 +41,9 @@ bad_codes as (
         and (
             not {{ regexp_full_match('customer_code', code_pattern) }}
             or substr(customer_code, 1, 2) <> case final_tier
-                {%- for tier, tier_code in code['tier_codes'].items() %} when
-                    '{{ tier }}'
-                    then '{{ tier_code }}'
-                {% endfor %}
+                {%- for tier, tier_code in code['tier_codes'].items() %}
+                when '{{ tier }}' then '{{ tier_code }}'
+                {%- endfor %}
             end
             or cast(substr(all_digits, {{ 6 + seq_digits }}, 1) as integer)
             <> {{ luhn_check_digit('payload', 5 + seq_digits) }}
@@ -68,7 +67,7 @@ unstable_sequences as (
         {{ distinct_list('sequence_part') }} as customer_code,
         'customer has several sequence numbers' as problem
     from codes
-    where customer_id in (select customer_id from customers_with_several_sequences)
+    where customer_id in (select customers_with_several_sequences.customer_id from customers_with_several_sequences)
     group by customer_id
 ),
 

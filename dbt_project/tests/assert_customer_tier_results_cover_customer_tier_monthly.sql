@@ -7,7 +7,7 @@ with tiers as (
 
 results as (
     select * from {{ ref('customer_tier_results') }}
-    where run_id in (select run_id from tiers)
+    where run_id in (select tiers.run_id from tiers)
 )
 
 select

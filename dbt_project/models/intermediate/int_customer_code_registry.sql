@@ -24,7 +24,7 @@ registered as (
     {%- if is_incremental() %}
     select customer_id, customer_sequence
     from {{ this }}
-{%- else %}
+    {%- else %}
     select
         customer_id,
         cast(null as bigint) as customer_sequence

@@ -23,7 +23,7 @@ earlier_best as (
     where month < {{ month_start() }}
         and month >= {{ dbt.dateadd('month', 1 - hold_months, month_start()) }}
     group by customer_id
-{%- else %}
+    {%- else %}
     select
         customer_id,
         cast(null as {{ text_type() }}) as best_earlier_rule_tier
@@ -70,16 +70,15 @@ matrix as (
             {%- for tier, row in matrix.items() %}
             when '{{ tier }}'
                 then case credit.credit_grade
-                    {%- for grade, final_tier in row.items() %} when
-                        '{{ grade }}'
-                        then '{{ final_tier }}'{% endfor %}
+                    {%- for grade, final_tier in row.items() %}
+                    when '{{ grade }}' then '{{ final_tier }}'
+                    {%- endfor %}
                 end
             {%- endfor %}
         end as matrix_tier,
         credit.credit_grade in (
-            {% for g in rule('credit_hold_grades') %}'{{ g }}'{{ ', ' if not loop.last }}{% endfor %}
-        )
-            as credit_hold,
+            {%- for g in rule('credit_hold_grades') %}'{{ g }}'{{ ', ' if not loop.last }}{% endfor %}
+        ) as credit_hold,
         registry.customer_sequence
     from value_tiers
     inner join credit on credit.customer_id = value_tiers.customer_id
@@ -105,15 +104,14 @@ coded as (
     select
         *,
         case final_tier
-            {%- for tier, tier_code in code['tier_codes'].items() %} when
-                '{{ tier }}'
-                then '{{ tier_code }}'{% endfor %}
+            {%- for tier, tier_code in code['tier_codes'].items() %}
+            when '{{ tier }}' then '{{ tier_code }}'
+            {%- endfor %}
         end
         || coalesce(case region
-            {%- for region, region_code in code['region_codes'].items() %} when
-                {{ lit(region) }}
-                then '{{ region_code }}'
-            {% endfor %}
+            {%- for region, region_code in code['region_codes'].items() %}
+            when {{ lit(region) }} then '{{ region_code }}'
+            {%- endfor %}
         end, '{{ code["unknown_region_code"] }}')
         || case
             {%- for scale, minimum in code['scale_min_revenue'].items() | sort(reverse=true) %}

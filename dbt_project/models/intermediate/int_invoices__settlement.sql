@@ -32,7 +32,7 @@ invoices as (
     from {{ ref('stg_raw__invoices') }}
     {%- if staging_increment() %}
     where invoice_id in (select invoice_id from touched_invoices)
-{%- endif %}
+    {%- endif %}
 ),
 
 payments as (
@@ -41,7 +41,7 @@ payments as (
     where paid_at < {{ next_month_start() }}
     {%- if staging_increment() %}
         and invoice_id in (select invoice_id from touched_invoices)
-{%- endif %}
+    {%- endif %}
 ),
 
 -- what was paid per invoice by the month end: one group-by, which spills to disk under a memory limit

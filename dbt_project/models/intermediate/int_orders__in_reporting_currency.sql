@@ -9,7 +9,7 @@ with orders as (
     select * from {{ ref('stg_raw__orders') }}
     {%- if staging_increment() %}
     where staged_before = {{ next_month_start() }}
-{%- endif %}
+    {%- endif %}
 ),
 
 fx_rates as (

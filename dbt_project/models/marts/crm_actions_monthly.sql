@@ -103,20 +103,14 @@ actions as (
     select
         *,
         case contact_cadence
-            {%- for cadence, action in contact_actions.items() %} when
-                {{ lit(cadence) }}
-                then '{{ action }}'
-            {% endfor %}
+            {%- for cadence, action in contact_actions.items() %}
+            when {{ lit(cadence) }} then '{{ action }}'
+            {%- endfor %}
             else 'scheduled_contact'
         end as action,
         cast({{ dbt.dateadd('day', 'cast(contact_days as integer)', 'month_last_day') }} as date) as due_date,
-        'tier '
-        || final_tier
-        || ' policy: '
-        || contact_cadence
-        || ' contact (every '
-        || contact_days
-        || ' days)' as reason
+        'tier ' || final_tier || ' policy: ' || contact_cadence
+        || ' contact (every ' || contact_days || ' days)' as reason
     from customers
     where contact_days > 0
 

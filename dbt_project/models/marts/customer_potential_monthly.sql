@@ -56,13 +56,13 @@ tiered as (
             when potential_rank <= ceil({{ rule('value.count.a_share') }} * ranked_customers) then 'A'
             when potential_rank <= ceil(({{ rule('value.count.a_share') }} + {{ rule('value.count.b_share') }}) * ranked_customers) then 'B'
             else 'C'
-        {%- else %}
+            {%- else %}
             -- spend: expected revenue annualised over the horizon
             when expected_revenue_12m * 12 / horizon_months >= {{ rule('value.spend.a_min') }} then 'A'
             when expected_revenue_12m * 12 / horizon_months >= {{ rule('value.spend.b_min') }} then 'B'
             when expected_revenue_12m * 12 / horizon_months >= {{ rule('value.spend.c_min') }} then 'C'
             else 'D'
-        {%- endif %}
+            {%- endif %}
         end as potential_tier
     from ranked
 ),

@@ -6,7 +6,7 @@ with tier_months as (
     select * from {{ ref('int_customer_tier_months') }}
     {%- if is_incremental() %}
     where month in ({{ months_read() }})
-{%- endif %}
+    {%- endif %}
 ),
 
 policy as (

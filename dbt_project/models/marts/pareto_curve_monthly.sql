@@ -13,7 +13,7 @@ with ranked as (
     where value_rank is not null
     {%- if is_incremental() %}
         and month in ({{ months_rebuilt() }})
-{%- endif %}
+    {%- endif %}
 ),
 
 percentiles as (

@@ -8,7 +8,7 @@ with tier_months as (
     select * from {{ ref('customer_tier_monthly') }}
     {%- if is_incremental() %}
     where month in ({{ months_read() }})
-{%- endif %}
+    {%- endif %}
 ),
 
 credit as (
@@ -19,7 +19,7 @@ credit as (
     from {{ ref('customer_credit_monthly') }}
     {%- if is_incremental() %}
     where month in ({{ months_read() }})
-{%- endif %}
+    {%- endif %}
 ),
 
 with_previous as (

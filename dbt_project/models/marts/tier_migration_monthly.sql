@@ -8,7 +8,7 @@ with tier_months as (
     select * from {{ ref('customer_tier_monthly') }}
     {%- if is_incremental() %}
     where month in ({{ months_rebuilt() }})
-{%- endif %}
+    {%- endif %}
 )
 
 select
