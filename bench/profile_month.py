@@ -231,7 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep-staging-state", action="store_true",
                         help="with --copy-from: take the kept staging tables as built by this code")
     parser.add_argument("--duckdb-memory", default=os.environ.get("TIERING_DUCKDB_MEMORY_LIMIT", "4GB"))
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("TIERING_DUCKDB_THREADS", os.cpu_count() or 2)))
+    parser.add_argument("--threads", type=int,
+                        default=int(os.environ.get("TIERING_DUCKDB_THREADS", os.cpu_count() or 2)))
     parser.add_argument("--sql-threshold", type=float, default=0.3, help="seconds from which a statement is listed")
     parser.add_argument("--functions", default="", help="module:name,... to time as well")
     parser.add_argument("--top", type=int, default=25, help="how many nodes and statements to print")

@@ -37,6 +37,7 @@ benchmark exit 1. Results: <out>/<scale>.json and a section of bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -98,10 +99,8 @@ def _tree_rss_bytes(root_pid: int) -> int:
         return 0
     total = 0
     for proc in tree:
-        try:
+        with contextlib.suppress(psutil.Error):   # ended between the listing and the reading
             total += proc.memory_info().rss
-        except psutil.Error:   # ended between the listing and the reading
-            pass
     return total
 
 
@@ -109,10 +108,8 @@ def _dir_bytes(path: Path) -> int:
     total = 0
     for dirpath, _, files in os.walk(path):
         for name in files:
-            try:
+            with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(dirpath, name)).st_size
-            except OSError:
-                pass
     return total
 
 
@@ -327,7 +324,8 @@ def single_query(source: str, month: str, rules: dict) -> str:
     ),
     customer_versions as (
         select customer_id,
-               row_number() over (partition by customer_id order by cast(updated_at as timestamptz) desc) as version_rank
+               row_number() over (partition by customer_id
+                                  order by cast(updated_at as timestamptz) desc) as version_rank
         from {src('customers')}
         where coalesce(trim(customer_id), '') <> ''
           and customer_kind in ('individual', 'organisation')
@@ -342,7 +340,8 @@ def single_query(source: str, month: str, rules: dict) -> str:
                cast(o.ordered_at as timestamptz) as ordered_at,
                cast(o.updated_at as timestamptz) as updated_at,
                cast(cast(o.amount as decimal(18, 4))
-                    * case when o.currency = '{reporting}' then 1 else fx_rates.rate end as decimal(18, 4)) as amount_reporting
+                    * case when o.currency = '{reporting}' then 1 else fx_rates.rate end
+                    as decimal(18, 4)) as amount_reporting
         from {src('orders')} as o
         left join fx_rates
           on fx_rates.currency = o.currency
@@ -437,7 +436,8 @@ def child_pandas(spec: dict) -> dict:
     cust = pq.read_table(source / "customers.parquet",
                          columns=["customer_id", "customer_kind", "created_at", "updated_at"]).to_pandas()
     updated = ts(cust["updated_at"])
-    ok = ((cust["customer_id"].fillna("").str.strip() != "") & cust["customer_kind"].isin(["individual", "organisation"])
+    ok = ((cust["customer_id"].fillna("").str.strip() != "")
+          & cust["customer_kind"].isin(["individual", "organisation"])
           & ts(cust["created_at"]).notna() & (updated < cutoff))
     known = pd.Index(cust.loc[ok, "customer_id"].unique())
     del cust, updated, ok
@@ -540,7 +540,7 @@ def read_tiers(path: Path) -> dict[str, str]:
     import pyarrow.parquet as pq
 
     table = pq.read_table(path)
-    return dict(zip(table.column("customer_id").to_pylist(), table.column("value_tier").to_pylist()))
+    return dict(zip(table.column("customer_id").to_pylist(), table.column("value_tier").to_pylist(), strict=True))
 
 
 def compare(name_a: str, a: dict, name_b: str, b: dict) -> dict:
@@ -570,7 +570,8 @@ def _cpu_model() -> str:
 def machine() -> dict:
     import duckdb
 
-    return {"cpus": os.cpu_count(), "cpu_model": _cpu_model(), "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
+    return {"cpus": os.cpu_count(), "cpu_model": _cpu_model(),
+            "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
             "python": platform.python_version(), "duckdb": duckdb.__version__, "platform": platform.platform()}
 
 
@@ -691,7 +692,8 @@ def run_bench(args: argparse.Namespace) -> int:
     if "kill" in scenarios:
         steady_run = results["scenarios"].get("steady", {})
         on_warehouse = None
-        if "steady" in scenarios and not steady_run.get("failed") and steady_run.get("months", [{}])[-1].get("month") == last:
+        if ("steady" in scenarios and not steady_run.get("failed")
+                and steady_run.get("months", [{}])[-1].get("month") == last):
             on_warehouse = str(work / "steady" / "warehouse" / "tiering.duckdb")
         record("kill", kill_and_rerun(pipeline_spec, last, env, tiers, on_warehouse))
     if "spill" in scenarios:
@@ -763,8 +765,8 @@ def collect_tiers(work: Path, scenarios: dict) -> dict[str, dict]:
     """value tiers of the measured month from each source that has them (this run or an earlier one)."""
     found: dict[str, dict] = {}
     # the spill run (memory_limit) stands in for the pipeline where no other pipeline run was made (L)
-    candidates = {"pipeline": [("month", "month"), ("backfill", "backfill"), ("mid", "steps-last"), ("steady", "steady"),
-                               ("spill", "spill")],
+    candidates = {"pipeline": [("month", "month"), ("backfill", "backfill"), ("mid", "steps-last"),
+                               ("steady", "steady"), ("spill", "spill")],
                   "sql": [("sql", "baseline-sql")], "pandas": [("pandas", "baseline-pandas")]}
     for name, options in candidates.items():
         for scenario, directory in options:
@@ -863,7 +865,8 @@ def markdown(results: dict) -> str:
              f"({results['source'].get('bytes', 0) / 2**20:,.0f} MB Parquet); DuckDB threads "
              f"{results['duckdb_settings']['threads']}, memory_limit {results['duckdb_settings']['memory_limit']}; "
              f"measured {results['started_at']}.", ""]
-    lines += ["| what | wall s | extract/land | load | dbt | GE | publish | other steps | Airflow overhead | peak RSS MB | load avg |",
+    lines += ["| what | wall s | extract/land | load | dbt | GE | publish | other steps | Airflow overhead "
+              "| peak RSS MB | load avg |",
               "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
 
     def stage_row(label, wall, stages, rss, load=None):
@@ -894,7 +897,8 @@ def markdown(results: dict) -> str:
             else:
                 stages, before = m["stages_s"], s["steady"]["months"][i - 1]["month"]
                 if m.get("via") == "airflow":
-                    label, wall = f"**month {m['month']} via Airflow, after {before}** (incremental landing)", m["wall_s"]
+                    label = f"**month {m['month']} via Airflow, after {before}** (incremental landing)"
+                    wall = m["wall_s"]
                 else:
                     label, wall = f"month {m['month']} steps, after {before} (incremental landing)", m["steps_total_s"]
                     stages = {k: v for k, v in stages.items() if k != "airflow_overhead"}
@@ -917,7 +921,8 @@ def markdown(results: dict) -> str:
     facts = []
     if "dbt_over_single_query" in summary:
         source = {"spill": " (from the memory_limit run)",
-                  "steady": " (from the steady-state month, after the month before)"}.get(summary.get("ratios_from"), "")
+                  "steady": " (from the steady-state month, after the month before)"
+                  }.get(summary.get("ratios_from"), "")
         facts.append(f"dbt stage / single query: **{summary['dbt_over_single_query']}x**; "
                      f"whole month / single query: {summary['month_over_single_query']}x{source}")
     if "dbt_over_pandas" in summary:
@@ -926,7 +931,8 @@ def markdown(results: dict) -> str:
     startup = next((s[n]["airflow_startup_s"] for n in ("month", "steady") if s.get(n, {}).get("airflow_startup_s")),
                    None)
     if startup is not None:
-        facts.append(f"Airflow start-up (DagBag, metadata DB, in-process Execution API; once per process): {_fmt(startup, ' s')}")
+        facts.append("Airflow start-up (DagBag, metadata DB, in-process Execution API; once per process): "
+                     f"{_fmt(startup, ' s')}")
     if summary.get("month_steps_cpu_s"):
         facts.append(f"CPU time of month {summary['month']}'s steps (user + system, every thread): "
                      f"{_fmt(summary['month_steps_cpu_s'], ' s')} in {_fmt(summary['month_steps_s'], ' s')}, "
@@ -1003,8 +1009,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--months-backfill", type=int, default=0,
                         help="also run the backfill scenario over this many months (opt-in; 12 is the issue's)")
     parser.add_argument("--skip-backfill", action="store_true", help="never run the backfill scenario")
-    parser.add_argument("--memory-limit", help="also run the month with this DuckDB memory_limit (spill test), e.g. 1GB")
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("TIERING_DUCKDB_THREADS", os.cpu_count() or 2)))
+    parser.add_argument("--memory-limit",
+                        help="also run the month with this DuckDB memory_limit (spill test), e.g. 1GB")
+    parser.add_argument("--threads", type=int,
+                        default=int(os.environ.get("TIERING_DUCKDB_THREADS", os.cpu_count() or 2)))
     parser.add_argument("--duckdb-memory", default=os.environ.get("TIERING_DUCKDB_MEMORY_LIMIT", "4GB"),
                         help="DuckDB memory_limit of the measured runs and the baselines")
     parser.add_argument("--timeout", type=float, default=1800,

@@ -119,7 +119,8 @@ def build(b) -> None:
     b.expect("tier_summary_monthly", "revenue_share_sums_to_one",
              E.ExpectColumnSumToBeBetween(column="revenue_share", min_value=target - tolerance,
                                           max_value=target + tolerance),
-             f"revenue_share sums to {target:g} within {tolerance:g}" + ("" if target else " (the month has no revenue)"))
+             f"revenue_share sums to {target:g} within {tolerance:g}"
+             + ("" if target else " (the month has no revenue)"))
     b.expect("tier_summary_monthly", "customer_count_matches",
              E.ExpectColumnSumToBeBetween(column="customer_count", min_value=len(tier_monthly),
                                           max_value=len(tier_monthly)),
@@ -144,7 +145,7 @@ def build(b) -> None:
     text_columns = columns[columns["data_type"].astype(str).str.upper().str.startswith("VARCHAR")]
     month_tables = set(columns.loc[columns["column_name"] == "month", "table_name"])
     scans = []
-    for table, column in zip(text_columns["table_name"], text_columns["column_name"]):
+    for table, column in zip(text_columns["table_name"], text_columns["column_name"], strict=True):
         where = " where month = $month" if table in month_tables else ""
         scans.append(f"select '{table}.{column}' as column_ref, count(*) filter "
                      f"(where regexp_matches(\"{column}\", $email)) as email_like_values from {m}.\"{table}\"{where}")

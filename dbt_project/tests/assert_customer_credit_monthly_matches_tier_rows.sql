@@ -10,20 +10,25 @@ with credit as (
 ),
 
 tiers as (
-    select customer_id, month, credit_grade from {{ ref('customer_tier_monthly') }}
+    select
+        customer_id,
+        month,
+        credit_grade
+    from {{ ref('customer_tier_monthly') }}
     where month in ({{ months_rebuilt() }})
 )
 
 select
     coalesce(credit.customer_id, tiers.customer_id) as customer_id,
     coalesce(credit.month, tiers.month) as month,
-    credit.credit_grade as credit_grade,
+    credit.credit_grade,
     tiers.credit_grade as tier_credit_grade,
     credit.credit_score,
     credit.rows_for_customer_month
 from credit
 full outer join tiers on tiers.customer_id = credit.customer_id and tiers.month = credit.month
-where credit.customer_id is null
+where
+    credit.customer_id is null
     or tiers.customer_id is null
     or credit.rows_for_customer_month > 1
     or credit.credit_grade <> tiers.credit_grade

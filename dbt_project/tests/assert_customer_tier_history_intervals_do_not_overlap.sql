@@ -12,9 +12,16 @@ with intervals as (
     from {{ ref('customer_tier_history') }}
 )
 
-select customer_id, final_tier, valid_from, valid_to, next_valid_from, previous_interval_tier
+select
+    customer_id,
+    final_tier,
+    valid_from,
+    valid_to,
+    next_valid_from,
+    previous_interval_tier
 from intervals
-where valid_to <= valid_from
+where
+    valid_to <= valid_from
     or valid_to is distinct from next_valid_from
     or intervals_starting_here > 1
     or final_tier = previous_interval_tier

@@ -7,5 +7,6 @@ select
     count(case when is_current <> (valid_to is null) then 1 end) as inconsistent_rows
 from {{ ref('customer_tier_history') }}
 group by customer_id
-having count(case when is_current then 1 end) <> 1
+having
+    count(case when is_current then 1 end) <> 1
     or count(case when is_current <> (valid_to is null) then 1 end) > 0

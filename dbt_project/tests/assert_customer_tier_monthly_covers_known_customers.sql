@@ -13,8 +13,10 @@ tiered as (
 
 select
     coalesce(known.customer_id, tiered.customer_id) as customer_id,
-    case when tiered.customer_id is null then 'known customer without a tier row'
-         else 'tier row for a customer not known this month' end as problem
+    case
+        when tiered.customer_id is null then 'known customer without a tier row'
+        else 'tier row for a customer not known this month'
+    end as problem
 from known
 full outer join tiered on tiered.customer_id = known.customer_id
 where known.customer_id is null or tiered.customer_id is null

@@ -17,7 +17,8 @@ with codes as (
         replace(customer_code, '-', '') as all_digits,
         split_part(customer_code, '-', 4) as sequence_part
     from {{ ref('customer_tier_monthly') }}
-    where rule_version = {{ lit(var('rule_version')) }}
+    where
+        rule_version = {{ lit(var('rule_version')) }}
         and month in ({{ months_read() }})
 ),
 
@@ -29,13 +30,24 @@ checked as (
 ),
 
 bad_codes as (
-    select customer_id, month, customer_code, 'malformed or wrong tier code or check digit' as problem
+    select
+        customer_id,
+        month,
+        customer_code,
+        'malformed or wrong tier code or check digit' as problem
     from checked
-    where month in ({{ months_rebuilt() }})
-        and (not {{ regexp_full_match('customer_code', code_pattern) }}
-        or substr(customer_code, 1, 2) <> case final_tier
-            {%- for tier, tier_code in code['tier_codes'].items() %} when '{{ tier }}' then '{{ tier_code }}'{% endfor %} end
-        or cast(substr(all_digits, {{ 6 + seq_digits }}, 1) as integer) <> {{ luhn_check_digit('payload', 5 + seq_digits) }})
+    where
+        month in ({{ months_rebuilt() }})
+        and (
+            not {{ regexp_full_match('customer_code', code_pattern) }}
+            or substr(customer_code, 1, 2) <> case final_tier
+                {%- for tier, tier_code in code['tier_codes'].items() %}
+                when '{{ tier }}' then '{{ tier_code }}'
+                {%- endfor %}
+            end
+            or cast(substr(all_digits, {{ 6 + seq_digits }}, 1) as integer)
+            <> {{ luhn_check_digit('payload', 5 + seq_digits) }}
+        )
 ),
 
 -- (a group holds two different values <=> its min and max differ: the groups are found by min and
@@ -49,23 +61,31 @@ customers_with_several_sequences as (
 ),
 
 unstable_sequences as (
-    select customer_id, cast(null as date) as month, {{ distinct_list('sequence_part') }} as customer_code,
-           'customer has several sequence numbers' as problem
+    select
+        customer_id,
+        cast(null as date) as month,
+        {{ distinct_list('sequence_part') }} as customer_code,
+        'customer has several sequence numbers' as problem
     from codes
-    where customer_id in (select customer_id from customers_with_several_sequences)
+    where customer_id in (select customers_with_several_sequences.customer_id from customers_with_several_sequences)
     group by customer_id
 ),
 
 sequences_of_several_customers as (
-    select month, sequence_part
+    select
+        month,
+        sequence_part
     from codes
     group by month, sequence_part
     having min(customer_id) <> max(customer_id)
 ),
 
 shared_sequences as (
-    select {{ distinct_list('codes.customer_id') }} as customer_id, codes.month, codes.sequence_part as customer_code,
-           'sequence number shared by several customers' as problem
+    select
+        {{ distinct_list('codes.customer_id') }} as customer_id,
+        codes.month,
+        codes.sequence_part as customer_code,
+        'sequence number shared by several customers' as problem
     from codes
     inner join sequences_of_several_customers as shared
         on shared.month = codes.month and shared.sequence_part = codes.sequence_part

@@ -12,14 +12,16 @@ with months as (
         max(value_rank) as max_rank,
         count(case when is_active <> (value_rank is not null) then 1 end) as rank_activity_mismatches
     from {{ ref('customer_tier_monthly') }}
-    where rule_version = {{ lit(var('rule_version')) }}
+    where
+        rule_version = {{ lit(var('rule_version')) }}
         and month in ({{ months_rebuilt() }})
     group by month
 )
 
 select *
 from months
-where rank_activity_mismatches > 0
+where
+    rank_activity_mismatches > 0
     or (distinct_ranks > 0 and (min_rank <> 1 or max_rank <> distinct_ranks))
     {%- if not group_accounts %}
     or ranked_rows <> distinct_ranks

@@ -7,14 +7,20 @@ with tiers as (
 
 results as (
     select * from {{ ref('customer_tier_results') }}
-    where run_id in (select run_id from tiers)
+    where run_id in (select tiers.run_id from tiers)
 )
 
-select tiers.customer_id, tiers.month, tiers.run_id, tiers.final_tier, results.final_tier as audited_final_tier
+select
+    tiers.customer_id,
+    tiers.month,
+    tiers.run_id,
+    tiers.final_tier,
+    results.final_tier as audited_final_tier
 from tiers
 left join results
     on results.run_id = tiers.run_id and results.customer_id = tiers.customer_id
-where results.run_id is null
+where
+    results.run_id is null
     or results.month <> tiers.month
     or results.final_tier <> tiers.final_tier
     or results.rule_version <> tiers.rule_version

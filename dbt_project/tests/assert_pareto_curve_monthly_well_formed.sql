@@ -13,13 +13,20 @@ with points as (
     window month_curve as (partition by month order by customer_percentile)
 )
 
-select month, customer_percentile, cumulative_customer_share, cumulative_revenue_share
+select
+    month,
+    customer_percentile,
+    cumulative_customer_share,
+    cumulative_revenue_share
 from points
-where points_here > 1
+where
+    points_here > 1
     or customer_percentile not between 1 and 100
     or not (cumulative_customer_share > 0 and cumulative_customer_share <= 1 + 1e-9)
     or not (cumulative_revenue_share > 0 and cumulative_revenue_share <= 1 + 1e-9)
     or cumulative_customer_share < previous_customer_share
     or cumulative_revenue_share < previous_revenue_share - 1e-12
-    or (customer_percentile = last_percentile
-        and (abs(cumulative_customer_share - 1) >= 1e-9 or abs(cumulative_revenue_share - 1) >= 1e-9))
+    or (
+        customer_percentile = last_percentile
+        and (abs(cumulative_customer_share - 1) >= 1e-9 or abs(cumulative_revenue_share - 1) >= 1e-9)
+    )

@@ -1,7 +1,11 @@
 -- One alert per (month, customer_id, reason_code), and only for a customer-month that exists in
 -- customer_tier_monthly. Returns the offending alerts (of the months the run rebuilt: macros/months.sql).
 with alerts as (
-    select month, customer_id, reason_code, count(*) as alert_rows
+    select
+        month,
+        customer_id,
+        reason_code,
+        count(*) as alert_rows
     from {{ ref('tier_alerts_monthly') }}
     where month in ({{ months_rebuilt() }})
     group by month, customer_id, reason_code

@@ -14,7 +14,10 @@ with migration as (
 ),
 
 customers as (
-    select month, count(*) as customer_count, sum(net_revenue) as net_revenue
+    select
+        month,
+        count(*) as customer_count,
+        sum(net_revenue) as net_revenue
     from {{ ref('customer_tier_monthly') }}
     where month in ({{ months_rebuilt() }})
     group by month
@@ -30,7 +33,8 @@ select
     customers.net_revenue as customer_net_revenue
 from migration
 full outer join customers on customers.month = migration.month
-where migration.month is null
+where
+    migration.month is null
     or customers.month is null
     or migration.cells <> migration.distinct_moves
     or migration.customer_count <> customers.customer_count

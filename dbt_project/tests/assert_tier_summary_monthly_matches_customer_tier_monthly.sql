@@ -32,7 +32,8 @@ select
     summary.rows_for_month_tier
 from summary
 full outer join customers on customers.month = summary.month and customers.final_tier = summary.final_tier
-where summary.month is null
+where
+    summary.month is null
     or customers.month is null
     or summary.rows_for_month_tier > 1
     or summary.customer_count <> customers.customer_count

@@ -20,6 +20,7 @@ the CLI) decides where records go. Importing it is light (rich is imported for a
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -47,10 +48,8 @@ def report_step(step: str) -> None:
     """The DAG task `step` starts (called by tiering.airflow_tasks.run_step, in the process that
     runs the task: dag.test() runs them in-process). Never raises."""
     for listener in list(_step_listeners):
-        try:
+        with contextlib.suppress(Exception):  # a display problem must not fail a task
             listener(step)
-        except Exception:  # a display problem must not fail a task
-            pass
 
 
 def log_path_for(warehouse: Path) -> Path:

@@ -96,7 +96,7 @@ def read_actions(warehouse: Path, month_text: str, include_contact: bool = False
             raise TieringError(f"{warehouse} has no CRM actions table ({str(exc).splitlines()[0]}); "
                                f"rerun the month with this version of the pipeline") from None
         names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
     finally:
         con.close()
 

@@ -95,7 +95,8 @@ def _manifest(spec: RunSpec, rules: Rules, marts_schema: str = "marts"):
     if key not in _MANIFESTS:
         stand_in = RunSpec(month=_PARSE_MONTH, run_id="parse", source_dir=Path("."),
                            warehouse=_PARSE_DIR / key[1])
-        parse_vars = {**dbt_vars(stand_in, rules), **({"marts_schema": marts_schema} if marts_schema != "marts" else {})}
+        parse_vars = {**dbt_vars(stand_in, rules),
+                      **({"marts_schema": marts_schema} if marts_schema != "marts" else {})}
         try:
             with _warehouse_env(stand_in.warehouse):
                 result = dbtRunner().invoke(["parse", *_project_args(), "--vars", json.dumps(parse_vars)])

@@ -14,7 +14,7 @@ def _one(con, sql: str, params: list) -> dict | None:
     row = cur.fetchone()
     if row is None:
         return None
-    return dict(zip([d[0] for d in cur.description], row))
+    return dict(zip([d[0] for d in cur.description], row, strict=True))
 
 
 def explain(warehouse: Path, customer_id: str, month: date) -> dict:
@@ -57,7 +57,7 @@ def explain(warehouse: Path, customer_id: str, month: date) -> dict:
         "matrix_rule": f"matrix[{value}][{grade}] = {final}" + (" (credit hold)" if result["credit_hold"] else ""),
         "run": run,
         "input_batches": [dict(zip(["source_table", "source_file", "extracted", "loaded", "quarantined",
-                                    "landed_sha256", "as_of_rows", "base_run_id"], b)) for b in batches],
+                                    "landed_sha256", "as_of_rows", "base_run_id"], b, strict=True)) for b in batches],
     }
 
 
@@ -98,15 +98,16 @@ def format_explanation(result: dict) -> str:
     if c.get("is_tier_held"):
         lines.append(f"  hysteresis       rule tier this month {c['rule_tier']}; value tier {c['value_tier']} held "
                      f"(value.downgrade_after_months: a downgrade waits for consecutive months below)")
+    overdue, limit = credit.get("overdue_balance"), credit.get("suggested_credit_limit")
     lines += [
         "",
         "credit",
         f"  grade {credit.get('credit_grade', '-')}, score {_fmt(credit.get('credit_score'))}, "
         f"invoices {credit.get('invoice_count', 0)}, on-time rate {_fmt(credit.get('on_time_rate'), True)}, "
         f"avg days late {_fmt(credit.get('avg_days_late'))}, worst {_fmt(credit.get('max_days_late'))}",
-        f"  overdue balance {_fmt(float(credit['overdue_balance']) if credit.get('overdue_balance') is not None else None)}"
+        f"  overdue balance {_fmt(float(overdue) if overdue is not None else None)}"
         f" ({credit.get('dpd_bucket', '-')}), arrears {credit.get('arrears_flag', '-')}, "
-        f"suggested limit {_fmt(float(credit['suggested_credit_limit']) if credit.get('suggested_credit_limit') is not None else None)}",
+        f"suggested limit {_fmt(float(limit) if limit is not None else None)}",
         "",
         f"matrix            {result['matrix_rule']}",
         f"customer code     {c['customer_code']}",
@@ -115,7 +116,8 @@ def format_explanation(result: dict) -> str:
         f"input checksum {str(run.get('input_checksum') or '-')[:16]})",
         "input batches     " + ", ".join(
             f"{b['source_table']}: {b['as_of_rows']} rows as of the cutoff, {b['loaded']} loaded / "
-            f"{b['quarantined']} quarantined by this run" + (f" (delta on {b['base_run_id']})" if b["base_run_id"] else "")
+            f"{b['quarantined']} quarantined by this run"
+            + (f" (delta on {b['base_run_id']})" if b["base_run_id"] else "")
             for b in result["input_batches"]),
     ]
     return "\n".join(lines)

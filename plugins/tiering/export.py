@@ -168,7 +168,7 @@ def cli_export(args) -> None:
     print(f"exported {manifest['month']} (rules {', '.join(manifest['rule_versions'])}, "
           f"run {', '.join(manifest['run_ids'])}) to {manifest['path']} "
           f"in {time.monotonic() - started:.1f} s:")
-    for name, table in manifest["tables"].items():
+    for table in manifest["tables"].values():
         print(f"  {table['file']:<36} {table['rows']:>8} rows  ({table['filter']})")
     print(f"  {manifest['duckdb']:<36} the same tables in schema marts (open read-only)")
     print(f"  {MANIFEST:<36} row counts, rule version, run id; README.md")

@@ -108,7 +108,8 @@ def _intrinsic_checks(spec: TableSpec, reporting_currency: str, month_end: str, 
                        f"'the reporting currency {reporting_currency} must have rate 1, got ' || rate_to_reporting"))
     if "currency" in spec.columns and spec.name != "fx_rates":
         checks.append(("unknown_currency",
-                       f"currency <> {_q(reporting_currency)} and currency not in (select currency from valid_fx_rates)",
+                       f"currency <> {_q(reporting_currency)} "
+                       "and currency not in (select currency from valid_fx_rates)",
                        f"'unknown currency ''' || currency || ''' (not {reporting_currency} and not in fx_rates)'"))
         date_col = "ordered_at" if spec.name == "orders" else "issued_on"
         # (a hash lookup of 'currency|YYYY-MM' in the valid rates: no correlated subquery per row)
@@ -233,9 +234,11 @@ def _validate_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed_file
     if con.execute(f"select count(*) from conflicts_{spec.name}").fetchone()[0]:
         con.execute(f"""
             update {SCRATCH}.checked_{spec.name} c set rule = 'conflicting_versions',
-                _reason = 'conflicting versions: same {key}{" and updated_at" if spec.versioned else ""}, different values (lines ' || g.lines || ')'
+                _reason = 'conflicting versions: same {key}{" and updated_at" if spec.versioned else ""}, '
+                          || 'different values (lines ' || g.lines || ')'
             from conflicts_{spec.name} g
-            where c.rule is null and c._updated_ts = g._updated_ts and {' and '.join(f'c.{k} = g.{k}' for k in spec.key)}
+            where c.rule is null and c._updated_ts = g._updated_ts
+              and {' and '.join(f'c.{k} = g.{k}' for k in spec.key)}
         """)
     for col, ref_table, ref_col, rule in REFERENCES.get(spec.name, []):
         optional = col not in spec.required

@@ -59,8 +59,7 @@ def warehouse_lock(warehouse: Path | str, holder: str, kind: str = "run", wait: 
         yield path
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a+")
-    try:
+    with open(path, "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -88,8 +87,6 @@ def warehouse_lock(warehouse: Path | str, holder: str, kind: str = "run", wait: 
             handle.truncate()
             handle.flush()
             fcntl.flock(handle, fcntl.LOCK_UN)
-    finally:
-        handle.close()
 
 
 def _holder_kind(path: Path) -> str | None:

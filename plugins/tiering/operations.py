@@ -52,7 +52,7 @@ def last_success(warehouse: Path, month: date) -> dict | None:
                              order by finished_at desc nulls last limit 1""", [month]).fetchone()
     finally:
         con.close()
-    return dict(zip(("run_id", "rule_version", "source_fingerprint"), row)) if row else None
+    return dict(zip(("run_id", "rule_version", "source_fingerprint"), row, strict=True)) if row else None
 
 
 def unchanged_since(warehouse: Path, month: date, rule_version: str, fingerprint) -> str | None:
@@ -95,7 +95,7 @@ def warehouse_status(warehouse: Path) -> dict:
     try:
         cursor = con.execute("select * from audit.runs order by month, started_at nulls first, run_id")
         names = [d[0] for d in cursor.description]
-        runs = [dict(zip(names, row)) for row in cursor.fetchall()]
+        runs = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
     except Exception as exc:
         raise TieringError(f"{warehouse} has no audit.runs ({str(exc).splitlines()[0]}); run a month first") from None
     finally:
@@ -165,7 +165,7 @@ def format_status(status: dict) -> str:
         lines.append("published copy: none yet")
     lines.append("")
     for row in [head, *rows]:
-        lines.append("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+        lines.append("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
     if not rows:
         lines.append("(no runs yet)")
     for run in status["open_runs"]:

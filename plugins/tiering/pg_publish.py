@@ -562,7 +562,8 @@ def _require_successful_run(warehouse: Path, month: date) -> str:
     try:
         run_id = require_successful_run(con, month, warehouse)
         found = [r[0] for r in con.execute("select distinct run_id from marts.customer_tier_monthly where month = ?",
-                                           [month]).fetchall()] if _columns(con, "marts", "customer_tier_monthly") else []
+                                           [month]).fetchall()
+                 ] if _columns(con, "marts", "customer_tier_monthly") else []
     finally:
         con.close()
     if found and found != [run_id]:

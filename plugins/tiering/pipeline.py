@@ -133,7 +133,8 @@ def transform_staging(run: dict) -> dict:
     result = run_dbt("build", spec, load_rules(spec.rules_path), "--select", "staging",
                      *KEPT_WITH_STAGING, "--indirect-selection", "cautious", *PRODUCTION_BUILD,
                      *([] if increment else ["--full-refresh"]),
-                     extra_vars={"staging_increment": increment, "own_rows_new": _own_rows_new(spec) if increment else [],
+                     extra_vars={"staging_increment": increment,
+                                 "own_rows_new": _own_rows_new(spec) if increment else [],
                                  "delta_since": _delta_since(manifest) if increment else {},
                                  # (builds no mart: the var makes this build share transform_marts' parse)
                                  "marts_schema": marts_build.PENDING_SCHEMA})

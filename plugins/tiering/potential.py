@@ -129,6 +129,7 @@ def _stable_order(customer_ids: pd.Series) -> np.ndarray:
     frame = pd.DataFrame({"customer_id": customer_ids.astype(str).to_numpy(),
                           "position": np.arange(len(customer_ids))})
     with duckdb.connect() as con:
+        con.register("frame", frame)
         hashes = con.execute("select ('0x' || left(sha256(customer_id), 15))::ubigint as hash "
                              "from frame order by position").fetchnumpy()["hash"]
     return np.argsort(np.asarray(hashes, dtype=np.uint64), kind="stable")

@@ -441,7 +441,8 @@ def _text(value: Any) -> str:
 def _condition_text(condition: Any) -> str:
     if isinstance(condition, dict):
         if condition.get("type") == "comparison":
-            return f"{condition['column']['name']} {condition['operator']} {json.dumps(_jsonable(condition['parameter']))}"
+            parameter = json.dumps(_jsonable(condition["parameter"]))
+            return f"{condition['column']['name']} {condition['operator']} {parameter}"
         for key, joiner in (("conditions", " and "),):
             if key in condition:
                 return joiner.join(_condition_text(c) for c in condition[key])
@@ -676,7 +677,7 @@ def dq_report(warehouse: Path, month: date | str, run_id: str | None = None) -> 
             where month = ? and run_id = ?
             order by case gate when 'landed' then 1 when 'staging' then 2 when 'marts' then 3 else 4 end,
                      success, case severity when 'error' then 1 else 2 end, expectation""", [month, run_id])
-        return [dict(zip(DQ_COLUMNS, r)) for r in cursor.fetchall()]
+        return [dict(zip(DQ_COLUMNS, r, strict=True)) for r in cursor.fetchall()]
     finally:
         con.close()
 

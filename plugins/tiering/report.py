@@ -75,7 +75,7 @@ class ReportData:
 def _dicts(con, sql: str, params: list) -> list[dict]:
     cur = con.execute(sql, params)
     names = [d[0] for d in cur.description]
-    return [dict(zip(names, row)) for row in cur.fetchall()]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
 def _rules_content(con, warehouse: Path, rule_version: str) -> dict:
@@ -500,7 +500,8 @@ def page_context(data: ReportData, generated_at: str | None = None) -> dict:
         "kpis": kpis,
         "charts": charts,
         "tables": tables,
-        "pareto_caption": f"Thresholds: {', '.join(label for _, label, _ in thresholds) or 'rule thresholds not available'}."
+        "pareto_caption": "Thresholds: "
+                          f"{', '.join(label for _, label, _ in thresholds) or 'rule thresholds not available'}."
                           f" Cut points: {cut_text or 'none'}.",
         "migration_caption": f"Upgraded {totals['upgraded']:,}, downgraded {totals['downgraded']:,}. "
                              "(new) = first month of the customer; (lapsed) = no positive value any more.",

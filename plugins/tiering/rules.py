@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -100,7 +101,7 @@ Band = Annotated[list[Annotated[float, Field()]], Field(min_length=2, max_length
 
 
 def _strictly(values: list, decreasing: bool) -> bool:
-    pairs = list(zip(values, values[1:]))
+    pairs = list(pairwise(values))
     return all(b < a for a, b in pairs) if decreasing else all(a < b for a, b in pairs)
 
 
@@ -110,7 +111,7 @@ def _check_bands(bands: list[list[float]], key: str, decreasing: bool) -> None:
         order = "decreasing" if decreasing else "increasing"
         raise ValueError(f"'{{loc}}.{key}' bounds must be strictly {order}, got {bounds}")
     # points must get worse (not larger) as behaviour gets worse: monotonic by construction
-    if any(b > a for a, b in zip(points, points[1:])):
+    if any(b > a for a, b in pairwise(points)):
         raise ValueError(f"'{{loc}}.{key}' points must not increase from one band to the next, got {points}")
 
 

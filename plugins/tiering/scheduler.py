@@ -14,6 +14,7 @@ opt-in test tests/integration/test_airflow_scheduler.py starts it the same way (
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -82,9 +83,9 @@ class Scheduler:
             kind="scheduler", wait=False))
         # the lock's environment (tiering.locks.HELD_ENV) is set now: the DAG runs' task processes inherit it
         env = scheduler_env(self.home, self.port, self.warehouse, self.source, self.extra_env)
-        output = open(self.log, "w") if self.log else None
-        if output:
-            self._stack.callback(output.close)
+        output = None
+        if self.log:
+            output = self._stack.enter_context(open(self.log, "w"))  # noqa: SIM115 - self._stack closes it in stop()
         self.process = subprocess.Popen([str(Path(sys.executable).with_name("airflow")), "standalone"], env=env,
                                         stdout=output, stderr=subprocess.STDOUT if output else None,
                                         start_new_session=True, cwd=str(PROJECT_ROOT))
@@ -124,10 +125,8 @@ class Scheduler:
                     except subprocess.TimeoutExpired:
                         continue
             if self.process is not None:
-                try:  # components standalone left behind in its process group
+                with contextlib.suppress(ProcessLookupError):  # components standalone left behind in its group
                     os.killpg(self.process.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
         finally:
             self._stack.close()
 

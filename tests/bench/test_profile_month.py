@@ -30,7 +30,8 @@ def profiled(demo_warehouse: Path, demo_source: Path, tmp_path_factory) -> dict:
     # the potential fitted on a sample of the customers: the step whose query names a DataFrame of
     # the calling function (DuckDB's replacement scan), which the timed connections must not hide
     rules = rules_file(work / "rules", **{"potential.max_customers": 100})
-    proc = _profile("--month", "2024-04", "--source", str(demo_source), "--warehouse", str(work / "copy" / "tiering.duckdb"),
+    proc = _profile("--month", "2024-04", "--source", str(demo_source),
+                    "--warehouse", str(work / "copy" / "tiering.duckdb"),
                     "--copy-from", str(demo_warehouse), "--sql-threshold", "0", "--top", "3",
                     "--functions", "tiering.quality:build_gate", "--out", str(work / "profile.json"),
                     env={"TIERING_RULES": str(rules)})

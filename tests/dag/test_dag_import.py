@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime
+from itertools import pairwise
 
 import pytest
 
@@ -53,7 +54,7 @@ def test_task_order(dag):
              "gate_staging", "score_potential", "transform_marts", "gate_marts", "publish",
              "publish_postgres", "finish_run"]
     assert sorted(dag.task_ids) == sorted(steps)
-    for before, after in zip(steps, steps[1:]):
+    for before, after in pairwise(steps):
         assert before in dag.get_task(after).upstream_task_ids, (before, after)
 
 

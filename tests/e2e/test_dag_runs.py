@@ -37,7 +37,7 @@ def test_two_months_through_the_dag(in_order):
     assert [(r[0], r[1]) for r in runs] == [(m, "success") for m in MONTHS]
     per_month = _rows(warehouse, """select month, count(*), count(distinct customer_id), count(distinct run_id)
                                     from marts.customer_tier_monthly group by month order by month""")
-    for month, rows, customers, run_ids in per_month:
+    for _month, rows, customers, run_ids in per_month:
         assert rows == customers and run_ids == 1
     # every row says which rules and which run made it
     assert _rows(warehouse, "select count(*) from marts.customer_tier_monthly where rule_version is null "
@@ -54,8 +54,10 @@ def test_raw_plus_quarantine_equals_extracted(in_order):
         import json
         manifest = json.loads((spec.landing_dir / "_manifest.json").read_text())
         for table, meta in manifest["tables"].items():
-            landed = _rows(warehouse, f"select count(*) from read_parquet('{spec.landing_dir / meta['landed_file']}')")[0][0]
-            in_batch = _rows(warehouse, "select count(*) from raw.batch_members where batch_id = ? and source_table = ?",
+            landed = _rows(warehouse,
+                           f"select count(*) from read_parquet('{spec.landing_dir / meta['landed_file']}')")[0][0]
+            in_batch = _rows(warehouse,
+                             "select count(*) from raw.batch_members where batch_id = ? and source_table = ?",
                              [spec.run_id, table])[0][0]
             quarantined = _rows(warehouse, "select count(*) from quarantine.rejected_rows where run_id = ? "
                                            "and source_table = ?", [spec.run_id, table])[0][0]

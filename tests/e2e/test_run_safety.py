@@ -48,7 +48,7 @@ def _runs(warehouse: Path) -> dict[str, dict]:
     try:
         cursor = con.execute("select * from audit.runs")
         names = [d[0] for d in cursor.description]
-        return {row[0]: dict(zip(names, row)) for row in cursor.fetchall()}
+        return {row[0]: dict(zip(names, row, strict=True)) for row in cursor.fetchall()}
     finally:
         con.close()
 
@@ -117,7 +117,8 @@ def scenario(demo_warehouse: Path, demo_source: Path, tmp_path_factory) -> dict:
                 ("alive-elsewhere", None, "worker-2.invalid", now - timedelta(minutes=1)),
                 ("dead-elsewhere", None, "worker-3.invalid", now - timedelta(days=2))):
             con.execute("insert into audit.runs (run_id, month, status, started_at, pid, host, heartbeat_at) "
-                        "values (?, date '2024-03-01', 'running', ?, ?, ?, ?)", [run_id, heartbeat, pid, host, heartbeat])
+                        "values (?, date '2024-03-01', 'running', ?, ?, ?, ?)",
+                        [run_id, heartbeat, pid, host, heartbeat])
     con.close()
 
     # 3. a month that fails in a dbt test after its marts were built: the customer-code registry lost

@@ -168,9 +168,9 @@ def test_one_month_through_celery_workers(metadata_db, demo_source, tmp_path):
                            ("dag-processor", ["dag-processor"]),
                            ("scheduler", ["scheduler"]),
                            ("celery-worker", ["celery", "worker", "--concurrency", "2"])):
-            log = open(logs / f"{name}.log", "w")
-            processes[name] = subprocess.Popen([airflow, *args], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                               start_new_session=True)
+            with open(logs / f"{name}.log", "w") as log:   # the child process keeps its own descriptor
+                processes[name] = subprocess.Popen([airflow, *args], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                                   start_new_session=True)
         base = f"http://127.0.0.1:{port}"
         _wait("the DAG to be parsed and served by the API server",
               lambda: _api(base, "GET", f"/dags/{DAG_ID}")[0] == 200, 180, processes, logs)

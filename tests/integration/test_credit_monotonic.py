@@ -1,8 +1,8 @@
 """Property: paying an invoice later never improves the credit score or grade.
 
 Runs the project's real compiled SQL (int_invoices__settlement -> int_invoice_ledger ->
-int_customer_credit_measures -> int_customer_credit_graded; the first as a full build) on random payment histories in an in-memory DuckDB, so each
-example takes milliseconds.
+int_customer_credit_measures -> int_customer_credit_graded; the first as a full build) on random payment
+histories in an in-memory DuckDB, so each example takes milliseconds.
 """
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from tiering.runspec import RunSpec
 from tiering.settings import dbt_target_dir
 
 MONTH = date(2024, 6, 1)
-MODELS = ["int_invoices__settlement", "int_invoice_ledger", "int_customer_credit_measures", "int_customer_credit_graded"]
+MODELS = ["int_invoices__settlement", "int_invoice_ledger", "int_customer_credit_measures",
+          "int_customer_credit_graded"]
 GRADE_ORDER = {"A": 0, "B": 1, "C": 2, "D": 3}
 
 
@@ -72,7 +73,7 @@ def histories(draw):
     invoices = draw(st.lists(invoice_st, min_size=1, max_size=6))
     invoices = [(date(2023, 7, 1) + timedelta(days=d), term, amount) for d, term, amount in invoices]
     payments = []
-    for i, (issued, term, amount) in enumerate(invoices):
+    for i, (issued, _term, amount) in enumerate(invoices):
         # each invoice: unpaid, paid in full, or paid in two parts, some days after issue
         kind = draw(st.sampled_from(["none", "full", "split"]))
         if kind == "full":

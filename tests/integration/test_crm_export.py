@@ -120,7 +120,8 @@ def test_actions_follow_the_policy(mart):
     assert by_action.get("twice_monthly_contact", set()) == set(
         tiers.loc[tiers["contact_cadence"] == "twice-monthly", "customer_id"])
     # every tier with a contact cadence (contact_days > 0) gets one contact action per customer and month
-    assert by_action.get("monthly_contact", set()) == set(tiers.loc[tiers["contact_cadence"] == "monthly", "customer_id"])
+    assert by_action.get("monthly_contact", set()) == set(
+        tiers.loc[tiers["contact_cadence"] == "monthly", "customer_id"])
     contacts = actions[actions["action"].str.endswith("_contact")]
     assert set(contacts["customer_id"]) == set(tiers.loc[tiers["contact_days"] > 0, "customer_id"])
     assert not contacts.duplicated(["customer_id"]).any()

@@ -87,7 +87,8 @@ def test_duckdb_file_holds_the_same_tables(exported):
     finally:
         con.close()
     assert float(revenue) == pytest.approx(
-        sum(float(v) for v in pq.read_table(folder / "customer_tier_monthly.parquet").column("net_revenue").to_pylist()))
+        sum(float(v)
+            for v in pq.read_table(folder / "customer_tier_monthly.parquet").column("net_revenue").to_pylist()))
 
 
 def test_export_again_replaces_the_folder(demo_warehouse, exported, capsys):

@@ -169,7 +169,7 @@ def both_modes(tmp_path_factory) -> dict:
 
 def test_every_result_equals_the_full_landing(both_modes):
     for step, (incremental, full) in enumerate(zip(both_modes["incremental"]["after_each"],
-                                                   both_modes["full"]["after_each"])):
+                                                   both_modes["full"]["after_each"], strict=True)):
         for table in incremental:
             assert incremental[table] == full[table], (step, table)
     incremental = both_modes["incremental"]["results"]
@@ -254,7 +254,8 @@ def test_what_was_paid_per_invoice_follows_moved_and_late_payments(both_modes):
     after_each = both_modes["incremental"]["after_each"]
 
     def paid(step: int) -> dict:
-        return {invoice: float(paid) for invoice, _, paid, _ in after_each[step]["intermediate.int_invoices__settlement"]
+        return {invoice: float(paid)
+                for invoice, _, paid, _ in after_each[step]["intermediate.int_invoices__settlement"]
                 if invoice in ("I1", "F1", "F2")}
 
     assert paid(0) == {"I1": 110.0, "F1": 1.0, "F2": 1.0}

@@ -59,7 +59,8 @@ def append_rows(path: Path, *rows: dict) -> None:
 def assert_raw_plus_quarantine_is_extracted(warehouse: Path, run_id: str) -> None:
     batches = query(warehouse, """
         select b.source_table, b.extracted_rows, b.loaded_rows, b.quarantined_rows,
-               (select count(*) from raw.batch_members r where r.batch_id = b.run_id and r.source_table = b.source_table),
+               (select count(*) from raw.batch_members r
+                where r.batch_id = b.run_id and r.source_table = b.source_table),
                (select count(*) from quarantine.rejected_rows q where q.run_id = b.run_id
                                                               and q.source_table = b.source_table)
         from audit.load_batches b where b.run_id = ?""", [run_id])
@@ -73,7 +74,7 @@ def dq_result(warehouse: Path, run_id: str, check_id: str) -> dict:
     rows = query(warehouse, "select severity, success, observed_value, unexpected_count from audit.dq_results "
                             "where run_id = ? and expectation like ?", [run_id, f"{check_id}: %"])
     assert len(rows) == 1, f"{check_id}: {rows}"
-    return dict(zip(("severity", "success", "observed_value", "unexpected_count"), rows[0]))
+    return dict(zip(("severity", "success", "observed_value", "unexpected_count"), rows[0], strict=True))
 
 
 # --- fixtures ---------------------------------------------------------------------------------------

@@ -161,7 +161,8 @@ def test_a_provisional_month_shows_a_banner(demo_warehouse, html, tmp_path):
     copy.chmod(0o644)
     con = duckdb.connect(str(copy))
     try:
-        con.execute("alter table marts.customer_tier_monthly add column if not exists is_provisional boolean default false")
+        con.execute("alter table marts.customer_tier_monthly "
+                    "add column if not exists is_provisional boolean default false")
         con.execute("update marts.customer_tier_monthly set is_provisional = (month = ?)", [MONTH_DATE])
     finally:
         con.close()

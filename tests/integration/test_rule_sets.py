@@ -41,7 +41,7 @@ def pandas_values(source) -> pd.Series:
     orders["amount_num"] = pd.to_numeric(orders["amount"], errors="coerce")
     orders["month_key"] = orders["ordered_ts"].dt.strftime("%Y-%m")
     orders["rate"] = [1.0 if cur == "EUR" else rates.get((cur, mk), math.nan)
-                      for cur, mk in zip(orders["currency"], orders["month_key"])]
+                      for cur, mk in zip(orders["currency"], orders["month_key"], strict=True)]
     valid = orders[
         orders["updated_ts"].notna() & (orders["updated_ts"] < CUTOFF) & orders["ordered_ts"].notna()
         & orders["amount_num"].notna() & (orders["amount_num"] >= 0)

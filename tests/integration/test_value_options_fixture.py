@@ -88,7 +88,7 @@ def _rows(warehouse, sql):
     try:
         cur = con.execute(sql)
         names = [d[0] for d in cur.description]
-        return [dict(zip(names, r)) for r in cur.fetchall()]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
     finally:
         con.close()
 
@@ -154,7 +154,8 @@ DORMANT_EXPECTED = {
     # February: D06 200 (prior 0) A, D07 100 (prior 200/300) A; March: D06's order out of the window;
     # April: D06 700 (prior 0) A, D01 500 (prior 700/1300) A, D07 100 (prior 1200/1300) B
     "D06": {"2024-02": ("A", False, "new"), "2024-03": ("D", True, "lapsed"), "2024-04": ("A", False, "upgraded")},
-    "D07": {"2024-02": ("A", False, "new"), "2024-03": ("B", False, "downgraded"), "2024-04": ("B", False, "unchanged")},
+    "D07": {"2024-02": ("A", False, "new"), "2024-03": ("B", False, "downgraded"),
+            "2024-04": ("B", False, "unchanged")},
 }
 
 

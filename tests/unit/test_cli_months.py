@@ -10,7 +10,8 @@ from tiering import cli
 
 @pytest.mark.parametrize("month", ["0000-01", "9999-12", "1899-12"])
 def test_impossible_months(month, tmp_path, capsys):
-    assert cli.main(["run", "--source", str(tmp_path), "--month", month, "--warehouse", str(tmp_path / "w.duckdb")]) == 1
+    assert cli.main(["run", "--source", str(tmp_path), "--month", month,
+                     "--warehouse", str(tmp_path / "w.duckdb")]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"tiering: error: month {month} is out of range: months from 1900-01 up to the current month")
     assert err.count("\n") == 1

@@ -80,10 +80,10 @@ def test_verbose_streams_everything_and_still_writes_the_log(tmp_path):
 
 def test_a_failure_names_the_log_file_on_stderr(tmp_path):
     out, err = io.StringIO(), io.StringIO()
-    with pytest.raises(RuntimeError):
-        with RunConsole(tmp_path / "tiering.duckdb", total=1, stdout=out, stderr=err) as console:
-            print("dbt: 1 of 3 ERROR creating sql table model marts.x")
-            raise RuntimeError("boom")
+    with (pytest.raises(RuntimeError),
+          RunConsole(tmp_path / "tiering.duckdb", total=1, stdout=out, stderr=err) as console):
+        print("dbt: 1 of 3 ERROR creating sql table model marts.x")
+        raise RuntimeError("boom")
     assert err.getvalue() == f"log: {console.log_path}\n"
     log = console.log_path.read_text()
     assert "ERROR creating sql table model marts.x" in log and "failed: RuntimeError('boom')" in log

@@ -52,8 +52,8 @@ def test_fingerprints_count_the_rows_visible_before_each_cutoff(tmp_path, con):
     # the same rows give the same fingerprint; a changed old row changes it, a new row does not
     again = fingerprints(con, ORDERS, _orders(tmp_path / "again", ROWS), [JAN])
     assert again[JAN] == found[JAN]
-    changed = fingerprints(con, ORDERS, _orders(tmp_path / "changed", [order("O1", "C1", "10.01", "2024-01-05T10:00:00"),
-                                                                       *ROWS[1:]]), [JAN])
+    changed_rows = [order("O1", "C1", "10.01", "2024-01-05T10:00:00"), *ROWS[1:]]
+    changed = fingerprints(con, ORDERS, _orders(tmp_path / "changed", changed_rows), [JAN])
     assert changed[JAN]["rows"] == 2 and changed[JAN]["hash"] != found[JAN]["hash"]
     appended = fingerprints(con, ORDERS, _orders(tmp_path / "appended", [*ROWS, order("O9", "C1", "1.00",
                                                                                       "2024-03-20T10:00:00")]), [JAN])
@@ -115,7 +115,10 @@ def test_row_group_times_give_each_groups_lines_times_and_unparseable_rows(tmp_p
     rows[3 * 2048 + 1]["updated_at"] = "2024-03-02T10:00:00+02:00"      # line 6146, in group 4
     path = _parquet_in_row_groups(tmp_path, con, rows, 2048)
     groups = row_group_times(con, ORDERS, path)
-    day = lambda d: _us(con, f"2024-01-{d:02d}T10:00:00")
+
+    def day(d):
+        return _us(con, f"2024-01-{d:02d}T10:00:00")
+
     assert groups == [[1, 2048, day(1), day(1), 0], [2049, 2048, day(2), day(2), 1],
                       [4097, 2048, day(3), day(3), 0], [6145, 4, day(4), _us(con, "2024-03-02T08:00:00"), 0]]
     # a delta from January 3 on reads groups 2 (unparseable row) to 4, merged into one range
@@ -208,7 +211,8 @@ def test_plan_table_needs_every_table_the_rows_depend_on():
     assert delta == Delta(since=JAN, carried_lines=(3, 7))
     delta, why = plan_table(base, "orders", True, "", {"fx_rates"})
     assert delta is None and why == "depends on customers, landed in full"
-    assert plan_table(base, "orders", False, "its rows changed", {"customers", "fx_rates"}) == (None, "its rows changed")
+    assert plan_table(base, "orders", False, "its rows changed",
+                      {"customers", "fx_rates"}) == (None, "its rows changed")
 
 
 def test_landing_mode_comes_from_the_environment(monkeypatch):
@@ -237,7 +241,8 @@ def test_the_staging_code_version_changes_with_a_model_or_macro(tmp_path, monkey
     monkeypatch.setattr(pipeline, "DBT_PROJECT_DIR", project)
     before = pipeline.staging_code_version()
     assert pipeline.staging_code_version() == before
-    for changed in (project / "macros" / "staging.sql", project / "models" / "intermediate" / "int_invoices__settlement.sql"):
+    for changed in (project / "macros" / "staging.sql",
+                    project / "models" / "intermediate" / "int_invoices__settlement.sql"):
         changed.write_text(changed.read_text() + "\n")
         assert pipeline.staging_code_version() != before
         before = pipeline.staging_code_version()

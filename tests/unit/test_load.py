@@ -56,7 +56,8 @@ def test_inherited_batches_are_found_by_the_rows_they_added_or_by_their_listed_k
     con.execute("insert into raw.batch_rows values ('mar', 'orders', 'feb-1'), ('mar', 'orders', 'mar-2')")
 
     def members(inherited) -> set[str]:
-        return {r[0] for r in con.execute(f"select _row_key from raw.orders where {inherited.members_filter()}").fetchall()}
+        return {r[0] for r in con.execute(f"select _row_key from raw.orders where {inherited.members_filter()}"
+                                          ).fetchall()}
 
     added = Inherited(table="orders", since=SINCE, batch_ids=["jan"], added_ids=["jan"])
     assert added.all_new and added.members_filter() == "_first_batch_id in ('jan')"
@@ -117,7 +118,8 @@ def test_identical_lines_get_their_occurrence_number_in_line_order(tmp_path):
     keys = con.execute(f"select _source_line, _row_key, rule from {SCRATCH}.checked_customers order by 1").fetchall()
 
     def content(r):
-        return hashlib.md5(chr(31).join(chr(0) if r.get(c) is None else r[c] for c in spec.columns).encode()).hexdigest()
+        joined = chr(31).join(chr(0) if r.get(c) is None else r[c] for c in spec.columns)
+        return hashlib.md5(joined.encode()).hexdigest()
 
     assert keys == [(2, f"{content(rows[0])}-1", None), (3, f"{content(rows[1])}-1", None),
                     (4, f"{content(rows[0])}-2", None), (5, f"{content(rows[3])}-1", None),

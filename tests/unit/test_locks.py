@@ -59,9 +59,8 @@ def test_a_warehouse_held_by_a_scheduler_is_refused_naming_it(tmp_path):
 def test_a_run_waits_for_another_run(tmp_path, caplog):
     warehouse = tmp_path / "tiering.duckdb"
     child = _hold_in_child(warehouse, "run")
-    with pytest.raises(TieringError, match="in use by the test holder"):
-        with warehouse_lock(warehouse, "me", wait=False):
-            pass
+    with pytest.raises(TieringError, match="in use by the test holder"), warehouse_lock(warehouse, "me", wait=False):
+        pass
     import threading
 
     threading.Timer(1.0, child.stdin.close).start()

@@ -125,7 +125,10 @@ def test_customer_keys_are_written_for_new_customers_and_all_again_for_a_new_sec
         con.execute(statement)
     con.execute("create schema staging; create table staging.stg_raw__customers (customer_id varchar)")
     con.execute("insert into staging.stg_raw__customers values ('C1'), ('C2')")
-    keys = lambda: con.execute("select customer_id, customer_key from potential.customer_keys order by 1").fetchall()
+
+    def keys():
+        return con.execute("select customer_id, customer_key from potential.customer_keys order by 1").fetchall()
+
     assert potential.refresh_customer_keys(con) == 2
     first_key = keys()[0][1]
     con.execute("insert into staging.stg_raw__customers values ('C3')")

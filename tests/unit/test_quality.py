@@ -46,10 +46,14 @@ def test_last_matching_pattern_wins_and_an_unmatched_check_is_an_error():
     ({"severities": {"*": "fatal"}}, "'severities.*' must be error or warn"),
     ({"thresholds": {"max_row_drop": 0.5}},
      "unknown key 'thresholds.max_row_drop'; allowed keys: max_row_count_drop_share, same_month_row_count_drop,"),
-    ({"thresholds": {"max_row_count_drop_share": 1.5}}, "'thresholds.max_row_count_drop_share' = 1.5 is outside [0, 1]"),
-    ({"thresholds": {"same_month_row_count_drop": -0.1}}, "'thresholds.same_month_row_count_drop' = -0.1 is outside [0, 1]"),
-    ({"thresholds": {"row_validity_mostly": "high"}}, "'thresholds.row_validity_mostly' must be a number from 0 to 1, got 'high'"),
-    ({"thresholds": {"revenue_share_tolerance": -1}}, "'thresholds.revenue_share_tolerance' must be at least 0, got -1"),
+    ({"thresholds": {"max_row_count_drop_share": 1.5}},
+     "'thresholds.max_row_count_drop_share' = 1.5 is outside [0, 1]"),
+    ({"thresholds": {"same_month_row_count_drop": -0.1}},
+     "'thresholds.same_month_row_count_drop' = -0.1 is outside [0, 1]"),
+    ({"thresholds": {"row_validity_mostly": "high"}},
+     "'thresholds.row_validity_mostly' must be a number from 0 to 1, got 'high'"),
+    ({"thresholds": {"revenue_share_tolerance": -1}},
+     "'thresholds.revenue_share_tolerance' must be at least 0, got -1"),
     ({"pii_column_tokens": []}, "'pii_column_tokens' must be a non-empty list"),
     ({"colour": "red"}, "unknown key 'colour'"),
     ({"data_docs": "yes"}, "'data_docs' must be true or false"),
@@ -254,7 +258,7 @@ CURRENT = [("C1", 80.0, 0.80, "A"), ("C2", 15.0, 0.15, "B"), ("C3", 5.0, 0.05, "
 
 def _summary(month: date, shares=(0.80, 0.15, 0.05), counts=(1, 1, 2)) -> list[dict]:
     return [{"month": month, "final_tier": t, "customer_count": n, "net_revenue": s * 100, "revenue_share": s}
-            for t, n, s in zip("ABC", counts, shares)]
+            for t, n, s in zip("ABC", counts, shares, strict=True)]
 
 
 def _write_marts(spec: RunSpec, tier_rows: list[dict], summary_rows: list[dict], extra_sql: str = "") -> None:

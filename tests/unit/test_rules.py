@@ -60,7 +60,8 @@ def test_optional_value_keys_default_without_changing_the_version(tmp_path):
 
 
 @pytest.mark.parametrize("mutate, message", [
-    (lambda d: d["value"].update(measure="profit"), "'value.measure' must be net_revenue or gross_margin, got 'profit'"),
+    (lambda d: d["value"].update(measure="profit"),
+     "'value.measure' must be net_revenue or gross_margin, got 'profit'"),
     (lambda d: d["value"].update(dormant_tier="yes"), "'value.dormant_tier' must be true or false"),
     (lambda d: d["policy"]["C"].update(contact_days=None), "'policy.C.contact_days' must be a number"),
 ])

@@ -14,19 +14,23 @@
 -- customers known at a month end are those first seen by then, so every run adds the next ones
 -- in that order: the numbers are the same whatever the order the months are run in.)
 with known_customers as (
-    select customer_id, first_seen_at
+    select
+        customer_id,
+        first_seen_at
     from {{ ref('stg_raw__customers') }}
 ),
 
 registered as (
-{%- if is_incremental() %}
+    {%- if is_incremental() %}
     select customer_id, customer_sequence
     from {{ this }}
-{%- else %}
-    select customer_id, cast(null as bigint) as customer_sequence
+    {%- else %}
+    select
+        customer_id,
+        cast(null as bigint) as customer_sequence
     from known_customers
     where 1 = 0
-{%- endif %}
+    {%- endif %}
 ),
 
 last_given as (
@@ -35,7 +39,9 @@ last_given as (
 ),
 
 unregistered as (
-    select known_customers.customer_id, known_customers.first_seen_at
+    select
+        known_customers.customer_id,
+        known_customers.first_seen_at
     from known_customers
     left join registered on registered.customer_id = known_customers.customer_id
     where registered.customer_id is null
@@ -43,8 +49,9 @@ unregistered as (
 
 select
     unregistered.customer_id,
-    cast(last_given.last_sequence
-         + row_number() over (order by unregistered.first_seen_at, unregistered.customer_id) as bigint)
+    cast(
+        last_given.last_sequence
+        + row_number() over (order by unregistered.first_seen_at, unregistered.customer_id) as bigint)
         as customer_sequence,
     unregistered.first_seen_at,
     {{ month_start() }} as registered_month,

@@ -3,7 +3,10 @@
 {%- set grades = rule('credit.grade_min_score') %}
 {%- set limits = rule('credit.limit_months_of_revenue') %}
 with customer_value as (
-    select customer_id, net_revenue from {{ ref('int_customer_value_monthly') }}
+    select
+        customer_id,
+        net_revenue
+    from {{ ref('int_customer_value_monthly') }}
 ),
 
 measures as (
@@ -26,7 +29,9 @@ ratios as (
         case
             when coalesce(measures.overdue_balance, 0) = 0 then 0
             when measures.invoiced_in_window = 0 then 999999
-            else cast(measures.overdue_balance as {{ double_type() }}) / cast(measures.invoiced_in_window as {{ double_type() }})
+            else
+                cast(measures.overdue_balance as {{ double_type() }})
+                / cast(measures.invoiced_in_window as {{ double_type() }})
         end as overdue_ratio
     from customer_value
     left join measures on measures.customer_id = customer_value.customer_id
@@ -35,10 +40,11 @@ ratios as (
 scored as (
     select
         *,
-        case when is_rated then
-            {{ band_points('on_time_rate', rule('credit.on_time_rate_points'), descending=true) }}
-            + {{ band_points('max_days_late', rule('credit.max_days_late_points'), descending=false) }}
-            + {{ band_points('overdue_ratio', rule('credit.overdue_ratio_points'), descending=false) }}
+        case
+            when is_rated then
+                {{ band_points('on_time_rate', rule('credit.on_time_rate_points'), descending=true) }}
+                + {{ band_points('max_days_late', rule('credit.max_days_late_points'), descending=false) }}
+                + {{ band_points('overdue_ratio', rule('credit.overdue_ratio_points'), descending=false) }}
         end as credit_score
     from ratios
 ),
@@ -80,9 +86,9 @@ select
     coalesce(oldest_overdue_days >= {{ rule('credit.arrears_dpd') }}, false) as arrears_flag,
     {%- set monthly_revenue_times_months %}
     cast(net_revenue as {{ double_type() }}) / {{ rule('value.window_months') }} * case credit_grade
-        {%- for grade, months in limits.items() %}
+    {%- for grade, months in limits.items() %}
         when '{{ grade }}' then {{ months }}
-        {%- endfor %}
+    {%- endfor %}
     end
     {%- endset %}
     {{ double_to_decimal(monthly_revenue_times_months, 18, 2) }} as suggested_credit_limit

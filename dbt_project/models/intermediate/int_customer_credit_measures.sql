@@ -17,7 +17,7 @@ select
     count(*) as invoice_count,
     count(case when is_due then 1 end) as due_invoice_count,
     cast(count(case when is_due and is_paid_on_time then 1 end) as {{ double_type() }})
-        / nullif(count(case when is_due then 1 end), 0) as on_time_rate,
+    / nullif(count(case when is_due then 1 end), 0) as on_time_rate,
     avg(case when is_due then cast(days_past_due as {{ double_type() }}) end) as avg_days_late,
     max(case when is_due then days_past_due end) as max_days_late,
     coalesce(sum(case when not is_settled and days_past_due > 0 then open_balance_reporting end), 0) as overdue_balance,

@@ -10,14 +10,18 @@
 -- a month run out of order can move the start of an interval that runs on through later months.
 {%- set policy = rule('policy') %}
 with tier_months as (
-    select customer_id, month, final_tier
+    select
+        customer_id,
+        month,
+        final_tier
     from {{ ref('int_customer_tier_months') }}
 ),
 
 interval_starts as (
     select
         *,
-        lag(final_tier) over (partition by customer_id order by month) is distinct from final_tier
+        -- (in parentheses: sqlfluff's duckdb dialect parses `is distinct from` only there)
+        (lag(final_tier) over (partition by customer_id order by month) is distinct from final_tier)
             as starts_interval
     from tier_months
 ),
@@ -36,7 +40,11 @@ tier_starts as (
 
 -- the customers of the months rebuilt (a constant filter)
 months_rebuilt as (
-    select customer_id, month, final_tier, tier_since
+    select
+        customer_id,
+        month,
+        final_tier,
+        tier_since
     from tier_starts
     where month in ({{ months_onward() }})
 ),
@@ -48,11 +56,13 @@ with_cadence as (
         final_tier,
         tier_since,
         case final_tier
-        {%- for tier, p in policy.items() %}
-            when '{{ tier }}' then {{ 'cast(null as integer)' if p['review_cadence_months'] is none else p['review_cadence_months'] }}
-        {%- endfor %}
+            {%- for tier, p in policy.items() %}
+            {%- set cadence = p['review_cadence_months'] %}
+            when '{{ tier }}' then {{ 'cast(null as integer)' if cadence is none else cadence }}
+            {%- endfor %}
         end as review_cadence_months,
-        {{ dbt.datediff('tier_since', 'month', 'month') }} as months_in_tier
+        -- (dbt.datediff renders on one line longer than the limit)
+        {{ dbt.datediff('tier_since', 'month', 'month') }} as months_in_tier -- noqa: LT05
     from months_rebuilt
 ),
 

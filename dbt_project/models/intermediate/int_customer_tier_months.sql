@@ -17,17 +17,19 @@ with rule_tiers as (
 
 earlier_best as (
     -- the best rule tier of each customer in its previous N - 1 computed months
-{%- if hold_months > 1 and is_incremental() %}
+    {%- if hold_months > 1 and is_incremental() %}
     select customer_id, min(rule_tier) as best_earlier_rule_tier
     from {{ this }}
     where month < {{ month_start() }}
         and month >= {{ dbt.dateadd('month', 1 - hold_months, month_start()) }}
     group by customer_id
-{%- else %}
-    select customer_id, cast(null as {{ text_type() }}) as best_earlier_rule_tier
+    {%- else %}
+    select
+        customer_id,
+        cast(null as {{ text_type() }}) as best_earlier_rule_tier
     from rule_tiers
     where 1 = 0
-{%- endif %}
+    {%- endif %}
 ),
 
 value_tiers as (
@@ -53,7 +55,10 @@ overrides as (
 
 registry as (
     -- each customer's sequence number, given once (the customer code registry)
-    select customer_id, customer_sequence from {{ ref('int_customer_code_registry') }}
+    select
+        customer_id,
+        customer_sequence
+    from {{ ref('int_customer_code_registry') }}
 ),
 
 matrix as (
@@ -62,12 +67,18 @@ matrix as (
         credit.credit_grade,
         credit.credit_score,
         case value_tiers.held_value_tier
-        {%- for tier, row in matrix.items() %}
-            when '{{ tier }}' then case credit.credit_grade
-            {%- for grade, final_tier in row.items() %} when '{{ grade }}' then '{{ final_tier }}'{% endfor %} end
-        {%- endfor %}
+            {%- for tier, row in matrix.items() %}
+            when '{{ tier }}'
+                then case credit.credit_grade
+                    {%- for grade, final_tier in row.items() %}
+                    when '{{ grade }}' then '{{ final_tier }}'
+                    {%- endfor %}
+                end
+            {%- endfor %}
         end as matrix_tier,
-        credit.credit_grade in ({% for g in rule('credit_hold_grades') %}'{{ g }}'{{ ', ' if not loop.last }}{% endfor %}) as credit_hold,
+        credit.credit_grade in (
+            {%- for g in rule('credit_hold_grades') %}'{{ g }}'{{ ', ' if not loop.last }}{% endfor %}
+        ) as credit_hold,
         registry.customer_sequence
     from value_tiers
     inner join credit on credit.customer_id = value_tiers.customer_id
@@ -93,15 +104,19 @@ coded as (
     select
         *,
         case final_tier
-        {%- for tier, tier_code in code['tier_codes'].items() %} when '{{ tier }}' then '{{ tier_code }}'{% endfor %}
+            {%- for tier, tier_code in code['tier_codes'].items() %}
+            when '{{ tier }}' then '{{ tier_code }}'
+            {%- endfor %}
         end
         || coalesce(case region
-        {%- for region, region_code in code['region_codes'].items() %} when {{ lit(region) }} then '{{ region_code }}'{% endfor %}
+            {%- for region, region_code in code['region_codes'].items() %}
+            when {{ lit(region) }} then '{{ region_code }}'
+            {%- endfor %}
         end, '{{ code["unknown_region_code"] }}')
         || case
-        {%- for scale, minimum in code['scale_min_revenue'].items() | sort(reverse=true) %}
+            {%- for scale, minimum in code['scale_min_revenue'].items() | sort(reverse=true) %}
             when net_revenue >= {{ minimum }} then '{{ scale }}'
-        {%- endfor %}
+            {%- endfor %}
             else '{{ (code["scale_min_revenue"].keys() | sort | first) }}'
         end
         || lpad(cast(customer_sequence as {{ text_type() }}), {{ seq_digits }}, '0') as code_digits
@@ -154,8 +169,8 @@ select
     override_approved_by_key,
     customer_sequence,
     substr(code_digits, 1, 2) || '-' || substr(code_digits, 3, 2) || '-' || substr(code_digits, 5, 1)
-        || '-' || substr(code_digits, 6) || '-'
-        || cast({{ luhn_check_digit('code_digits', 5 + seq_digits) }} as {{ text_type() }}) as customer_code,
+    || '-' || substr(code_digits, 6) || '-'
+    || cast({{ luhn_check_digit('code_digits', 5 + seq_digits) }} as {{ text_type() }}) as customer_code,
     {{ is_provisional_flag() }} as is_provisional,
     {{ lit(var('rule_version')) }} as rule_version,
     {{ lit(var('run_id')) }} as run_id

@@ -9,7 +9,8 @@
 with invoices as (
     select *
     from {{ ref('int_invoices__settlement') }}
-    where issued_on <= {{ month_last_day() }}
+    where
+        issued_on <= {{ month_last_day() }}
         and (issued_on >= date '{{ var("credit_window_start") }}' or paid_to_date < amount_due)
 ),
 
@@ -26,8 +27,9 @@ ledger as (
         end as fx_rate
     from invoices
     left join fx_rates
-        on fx_rates.currency = invoices.currency
-        and fx_rates.rate_month = cast({{ dbt.date_trunc('month', 'invoices.issued_on') }} as date)
+        on
+            fx_rates.currency = invoices.currency
+            and fx_rates.rate_month = cast({{ dbt.date_trunc('month', 'invoices.issued_on') }} as date)
 )
 
 select
@@ -48,7 +50,8 @@ select
         case
             when settled_on is not null then {{ dbt.datediff('due_on', 'settled_on', 'day') }}
             else {{ dbt.datediff('due_on', month_last_day(), 'day') }}
-        end, 0) as days_past_due,
+        end, 0
+    ) as days_past_due,
     greatest(amount_due - paid_to_date, 0) as open_balance,
     cast(amount_due * fx_rate as decimal(18, 4)) as amount_due_reporting,
     cast(greatest(amount_due - paid_to_date, 0) * fx_rate as decimal(18, 4)) as open_balance_reporting

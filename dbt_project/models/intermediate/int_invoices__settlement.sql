@@ -30,18 +30,18 @@ touched_invoices as (
 invoices as (
     select *
     from {{ ref('stg_raw__invoices') }}
-{%- if staging_increment() %}
+    {%- if staging_increment() %}
     where invoice_id in (select invoice_id from touched_invoices)
-{%- endif %}
+    {%- endif %}
 ),
 
 payments as (
     select *
     from {{ ref('stg_raw__payments') }}
     where paid_at < {{ next_month_start() }}
-{%- if staging_increment() %}
+    {%- if staging_increment() %}
         and invoice_id in (select invoice_id from touched_invoices)
-{%- endif %}
+    {%- endif %}
 ),
 
 -- what was paid per invoice by the month end: one group-by, which spills to disk under a memory limit
@@ -76,7 +76,8 @@ instalments as (
         invoice_totals.amount_due
     from payments
     inner join invoice_totals on invoice_totals.invoice_id = payments.invoice_id
-    where invoice_totals.payment_count > 1
+    where
+        invoice_totals.payment_count > 1
         and invoice_totals.paid_to_date >= invoice_totals.amount_due
 ),
 

@@ -7,9 +7,9 @@
 -- build wrote from the others.
 with orders as (
     select * from {{ ref('stg_raw__orders') }}
-{%- if staging_increment() %}
+    {%- if staging_increment() %}
     where staged_before = {{ next_month_start() }}
-{%- endif %}
+    {%- endif %}
 ),
 
 fx_rates as (
@@ -31,8 +31,9 @@ converted as (
         orders.cost
     from orders
     left join fx_rates
-        on fx_rates.currency = orders.currency
-        and fx_rates.rate_month = cast({{ dbt.date_trunc('month', 'orders.ordered_at') }} as date)
+        on
+            fx_rates.currency = orders.currency
+            and fx_rates.rate_month = cast({{ dbt.date_trunc('month', 'orders.ordered_at') }} as date)
 )
 
 select

@@ -34,7 +34,12 @@ policy as (
 ),
 
 potential as (
-    select customer_id, month, potential_tier, growth_candidate, expected_revenue_12m
+    select
+        customer_id,
+        month,
+        potential_tier,
+        growth_candidate,
+        expected_revenue_12m
     from {{ ref('customer_potential_monthly') }}
     where month in ({{ months }})
 ),
@@ -88,7 +93,7 @@ actions as (
         'assign_account_manager' as action,
         next_month_start as due_date,
         'tier ' || final_tier || ' calls for a ' || account_manager || ' account manager'
-            || coalesce(' (was tier ' || previous_final_tier || ', ' || previous_account_manager || ')', ' (new customer)')
+        || coalesce(' (was tier ' || previous_final_tier || ', ' || previous_account_manager || ')', ' (new customer)')
             as reason
     from customers
     where account_manager <> 'none' and account_manager is distinct from previous_account_manager
@@ -98,11 +103,14 @@ actions as (
     select
         *,
         case contact_cadence
-        {%- for cadence, action in contact_actions.items() %} when {{ lit(cadence) }} then '{{ action }}'{% endfor %}
+            {%- for cadence, action in contact_actions.items() %}
+            when {{ lit(cadence) }} then '{{ action }}'
+            {%- endfor %}
             else 'scheduled_contact'
         end as action,
         cast({{ dbt.dateadd('day', 'cast(contact_days as integer)', 'month_last_day') }} as date) as due_date,
-        'tier ' || final_tier || ' policy: ' || contact_cadence || ' contact (every ' || contact_days || ' days)' as reason
+        'tier ' || final_tier || ' policy: ' || contact_cadence
+        || ' contact (every ' || contact_days || ' days)' as reason
     from customers
     where contact_days > 0
 
@@ -113,7 +121,7 @@ actions as (
         'review_due' as action,
         next_review_date as due_date,
         'tier ' || final_tier || ' since ' || substr(cast(tier_since as {{ text_type() }}), 1, 7) || ', reviewed every '
-            || review_cadence_months || ' months' as reason
+        || review_cadence_months || ' months' as reason
     from customers
     where review_due
 
@@ -134,7 +142,7 @@ actions as (
         'win_back' as action,
         next_month_start as due_date,
         case when movement = 'lapsed' then 'lapsed' else 'dormant' end
-            || ': no completed order in the value window' || coalesce(' (was tier ' || previous_final_tier || ')', '')
+        || ': no completed order in the value window' || coalesce(' (was tier ' || previous_final_tier || ')', '')
             as reason
     from customers
     where movement = 'lapsed' or (is_dormant and previous_final_tier <> 'D')
@@ -146,7 +154,7 @@ actions as (
         'growth_outreach' as action,
         next_month_start as due_date,
         'value tier ' || value_tier || ' with potential tier ' || potential_tier || ' (expected revenue '
-            || cast(round(expected_revenue_12m) as bigint) || ' over the potential horizon)' as reason
+        || cast(round(expected_revenue_12m) as bigint) || ' over the potential horizon)' as reason
     from customers
     where growth_candidate
 )

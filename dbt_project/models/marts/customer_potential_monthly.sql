@@ -7,7 +7,11 @@
 -- the month's fit was skipped or failed (fit_status says which).
 {%- set rule_set = rule('value.rule_set') %}
 with tier_month as (
-    select customer_id, month, value_tier, final_tier
+    select
+        customer_id,
+        month,
+        value_tier,
+        final_tier
     from {{ ref('customer_tier_monthly') }}
     where month = {{ month_start() }}
 ),
@@ -19,7 +23,9 @@ predictions as (
 ),
 
 latest_fit as (
-    select status, message
+    select
+        status,
+        message
     from {{ source('potential', 'fit_log') }}
     where month = {{ month_start() }} and run_id = {{ lit(var('run_id')) }}
 ),
@@ -27,10 +33,10 @@ latest_fit as (
 ranked as (
     select
         *,
-        row_number() over (order by expected_revenue_12m desc, customer_id) as potential_rank,
+        row_number() over (order by expected_revenue_12m desc, customer_id asc) as potential_rank,
         count(*) over () as ranked_customers,
         coalesce(sum(expected_revenue_12m) over (
-            order by expected_revenue_12m desc, customer_id rows between unbounded preceding and 1 preceding
+            order by expected_revenue_12m desc, customer_id asc rows between unbounded preceding and 1 preceding
         ), 0) as prior_expected_revenue,
         sum(expected_revenue_12m) over () as total_expected_revenue
     from predictions
@@ -42,21 +48,21 @@ tiered as (
         customer_id,
         potential_rank,
         case
-        {%- if rule_set == 'pareto' %}
+            {%- if rule_set == 'pareto' %}
             when prior_expected_revenue < {{ rule('value.pareto.a_share') }} * total_expected_revenue then 'A'
             when prior_expected_revenue < {{ rule('value.pareto.b_share') }} * total_expected_revenue then 'B'
             else 'C'
-        {%- elif rule_set == 'count' %}
+            {%- elif rule_set == 'count' %}
             when potential_rank <= ceil({{ rule('value.count.a_share') }} * ranked_customers) then 'A'
             when potential_rank <= ceil(({{ rule('value.count.a_share') }} + {{ rule('value.count.b_share') }}) * ranked_customers) then 'B'
             else 'C'
-        {%- else %}
+            {%- else %}
             -- spend: expected revenue annualised over the horizon
             when expected_revenue_12m * 12 / horizon_months >= {{ rule('value.spend.a_min') }} then 'A'
             when expected_revenue_12m * 12 / horizon_months >= {{ rule('value.spend.b_min') }} then 'B'
             when expected_revenue_12m * 12 / horizon_months >= {{ rule('value.spend.c_min') }} then 'C'
             else 'D'
-        {%- endif %}
+            {%- endif %}
         end as potential_tier
     from ranked
 ),
@@ -80,10 +86,13 @@ select
     predictions.expected_revenue_12m,
     predictions.horizon_months,
     tiered.potential_rank,
-    case when predictions.customer_id is not null
-        then coalesce(tiered.potential_tier, lowest_tier.tier) end as potential_tier,
-    case when predictions.customer_id is not null
-        then tier_month.value_tier in ('B', 'C') and coalesce(tiered.potential_tier, lowest_tier.tier) = 'A'
+    case
+        when predictions.customer_id is not null
+            then coalesce(tiered.potential_tier, lowest_tier.tier)
+    end as potential_tier,
+    case
+        when predictions.customer_id is not null
+            then tier_month.value_tier in ('B', 'C') and coalesce(tiered.potential_tier, lowest_tier.tier) = 'A'
     end as growth_candidate,
     predictions.model,
     case

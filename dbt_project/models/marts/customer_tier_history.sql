@@ -4,7 +4,10 @@
 -- Read from int_customer_tier_months (every month computed, the final tiers customer_tier_monthly
 -- carries): a run builds the marts apart with only the months it rebuilds (tiering.marts_build).
 with tier_months as (
-    select customer_id, month, final_tier
+    select
+        customer_id,
+        month,
+        final_tier
     from {{ ref('int_customer_tier_months') }}
 ),
 
@@ -16,13 +19,17 @@ starts as (
         customer_id,
         final_tier,
         month as valid_from,
-        lag(final_tier) over customer_months is distinct from final_tier as is_interval_start
+        -- (in parentheses: sqlfluff's duckdb dialect parses `is distinct from` only there)
+        (lag(final_tier) over customer_months is distinct from final_tier) as is_interval_start
     from tier_months
     window customer_months as (partition by customer_id order by month)
 ),
 
 intervals as (
-    select customer_id, final_tier, valid_from
+    select
+        customer_id,
+        final_tier,
+        valid_from
     from starts
     where is_interval_start
 )

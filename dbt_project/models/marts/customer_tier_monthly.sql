@@ -4,9 +4,9 @@
 -- Kept per month: a run rebuilds its month and the next month computed (macros/months.sql).
 with tier_months as (
     select * from {{ ref('int_customer_tier_months') }}
-{%- if is_incremental() %}
+    {%- if is_incremental() %}
     where month in ({{ months_read() }})
-{%- endif %}
+    {%- endif %}
 ),
 
 policy as (

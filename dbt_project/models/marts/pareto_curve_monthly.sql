@@ -11,9 +11,9 @@ with ranked as (
         count(*) over (partition by month) as ranked_customers
     from {{ ref('customer_tier_monthly') }}
     where value_rank is not null
-{%- if is_incremental() %}
+    {%- if is_incremental() %}
         and month in ({{ months_rebuilt() }})
-{%- endif %}
+    {%- endif %}
 ),
 
 percentiles as (

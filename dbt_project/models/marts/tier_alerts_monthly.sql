@@ -6,16 +6,20 @@
 -- Kept per month: a run rebuilds its month and the next month computed (macros/months.sql).
 with tier_months as (
     select * from {{ ref('customer_tier_monthly') }}
-{%- if is_incremental() %}
+    {%- if is_incremental() %}
     where month in ({{ months_read() }})
-{%- endif %}
+    {%- endif %}
 ),
 
 credit as (
-    select customer_id, month, arrears_flag from {{ ref('customer_credit_monthly') }}
-{%- if is_incremental() %}
+    select
+        customer_id,
+        month,
+        arrears_flag
+    from {{ ref('customer_credit_monthly') }}
+    {%- if is_incremental() %}
     where month in ({{ months_read() }})
-{%- endif %}
+    {%- endif %}
 ),
 
 with_previous as (
@@ -40,7 +44,8 @@ with_previous as (
 watched as (
     select *
     from with_previous
-    where previous_final_tier is not null
+    where
+        previous_final_tier is not null
         and (is_key_account or was_key_account or final_tier = 'A' or previous_final_tier = 'A')
 ),
 
@@ -55,7 +60,10 @@ alerts as (
 
     union all
 
-    select *, 'entered_arrears' as reason_code, 'an open invoice is now {{ rule("credit.arrears_dpd") }}+ days past due' as detail
+    select
+        *,
+        'entered_arrears' as reason_code,
+        'an open invoice is now {{ rule("credit.arrears_dpd") }}+ days past due' as detail
     from watched
     where arrears_flag and not coalesce(previous_arrears_flag, false)
 
@@ -64,10 +72,14 @@ alerts as (
     select
         *,
         'value_fell' as reason_code,
-        'net revenue ' || cast(round(previous_net_revenue, 2) as {{ text_type() }}) || ' -> ' || cast(round(net_revenue, 2) as {{ text_type() }})
+        'net revenue '
+        || cast(round(previous_net_revenue, 2) as {{ text_type() }})
+        || ' -> '
+        || cast(round(net_revenue, 2) as {{ text_type() }})
             as detail
     from watched
-    where previous_net_revenue > 0
+    where
+        previous_net_revenue > 0
         and net_revenue < previous_net_revenue * (1 - {{ rule('alerts.value_drop_share') }})
 )
 

@@ -6,9 +6,9 @@
 -- customer_tier_monthly (macros/months.sql): a month's rows carry their previous tier.
 with tier_months as (
     select * from {{ ref('customer_tier_monthly') }}
-{%- if is_incremental() %}
+    {%- if is_incremental() %}
     where month in ({{ months_rebuilt() }})
-{%- endif %}
+    {%- endif %}
 )
 
 select
@@ -19,5 +19,6 @@ select
     count(*) as customer_count,
     sum(net_revenue) as net_revenue
 from tier_months
-group by month, coalesce(previous_final_tier, '(new)'), case when movement = 'lapsed' then '(lapsed)' else final_tier end,
+group by
+    month, coalesce(previous_final_tier, '(new)'), case when movement = 'lapsed' then '(lapsed)' else final_tier end,
     movement

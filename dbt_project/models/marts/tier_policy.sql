@@ -6,7 +6,8 @@ select
     {{ lit(p['account_manager']) }} as account_manager,
     {{ lit(p['contact_cadence']) }} as contact_cadence,
     {{ p['contact_days'] }} as contact_days,
-    {{ 'cast(null as integer)' if p['review_cadence_months'] is none else p['review_cadence_months'] }} as review_cadence_months,
+    {{ 'cast(null as integer)' if p['review_cadence_months'] is none else p['review_cadence_months'] }}
+        as review_cadence_months,
     {{ p['complaint_priority'] }} as complaint_priority,
     {{ lit(p['description']) }} as description,
     {{ lit(var('rule_version')) }} as rule_version

@@ -4,9 +4,9 @@
 -- whenever the month has revenue). Kept per month, like customer_tier_monthly (macros/months.sql).
 with tier_months as (
     select * from {{ ref('customer_tier_monthly') }}
-{%- if is_incremental() %}
+    {%- if is_incremental() %}
     where month in ({{ months_rebuilt() }})
-{%- endif %}
+    {%- endif %}
 ),
 
 per_tier as (
@@ -32,7 +32,11 @@ select
     key_account_count,
     value_measure,
     net_revenue,
-    coalesce(cast(net_revenue as {{ double_type() }}) / nullif(cast(sum(net_revenue) over (partition by month) as {{ double_type() }}), 0), 0)
+    coalesce(
+        cast(net_revenue as {{ double_type() }})
+        / nullif(cast(sum(net_revenue) over (partition by month) as {{ double_type() }}), 0),
+        0
+    )
         as revenue_share,
     is_provisional
 from per_tier

@@ -4,8 +4,25 @@
 -- spine's start), far wider than any data. Months are the finest grain of the marts. A view:
 -- building it costs nothing, and it is not a BI table (schema intermediate, never published).
 with digits as (
-    select 0 as digit union all select 1 union all select 2 union all select 3 union all select 4
-    union all select 5 union all select 6 union all select 7 union all select 8 union all select 9
+    select 0 as digit
+    union all
+    select 1
+    union all
+    select 2
+    union all
+    select 3
+    union all
+    select 4
+    union all
+    select 5
+    union all
+    select 6
+    union all
+    select 7
+    union all
+    select 8
+    union all
+    select 9
 ),
 
 month_offsets as (

@@ -32,9 +32,15 @@ candidates as (
 
 versioned as (
     select
-        customer_id, region, industry, customer_kind, parent_customer_id, created_at, updated_at,
+        customer_id,
+        region,
+        industry,
+        customer_kind,
+        parent_customer_id,
+        created_at,
+        updated_at,
         min(first_seen_at) over (partition by customer_id) as first_seen_at,
-        row_number() over (partition by customer_id order by updated_at desc, row_key) as version_rank
+        row_number() over (partition by customer_id order by updated_at desc, row_key asc) as version_rank
     from candidates
     where updated_at < {{ as_of_cutoff() }}
 )

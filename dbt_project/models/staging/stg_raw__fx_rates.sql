@@ -14,10 +14,15 @@ renamed as (
 ),
 
 deduplicated as (
-    select *, row_number() over (partition by currency, rate_month order by row_key) as version_rank
+    select
+        *,
+        row_number() over (partition by currency, rate_month order by row_key) as version_rank
     from renamed
 )
 
-select currency, rate_month, rate_to_reporting
+select
+    currency,
+    rate_month,
+    rate_to_reporting
 from deduplicated
 where version_rank = 1
