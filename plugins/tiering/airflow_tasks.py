@@ -38,6 +38,8 @@ def run_step(step: str, *args: Any) -> Any:
         return getattr(pipeline, step)(*args)
     except TieringError as exc:
         raise AirflowFailException(str(exc)) from exc
+    finally:
+        runs.install_stop_handler()   # (again: a SIGTERM until the next step's start is not lost either)
 
 
 ALERT_WEBHOOK_ENV = "TIERING_ALERT_WEBHOOK"
