@@ -295,14 +295,8 @@ def read_month(warehouse: Path, month: date, run_id: str | None = None) -> tuple
     successful run (audit.runs); refused when the month has none, or when the marts hold another run
     of the month."""
     from tiering.runs import last_successful_run, no_successful_run
-    from tiering.warehouse import connect
 
-    if not Path(warehouse).exists():
-        raise TieringError(f"warehouse {warehouse} not found; run the month first (tiering run)")
-    try:
-        con = connect(warehouse, read_only=True)
-    except Exception as exc:  # e.g. a run holds the write lock
-        raise TieringError(f"cannot read {warehouse}: {exc}; retry when the running pipeline step is done") from exc
+    con = _open_warehouse(warehouse)
     try:
         found = con.execute("select distinct run_id from marts.customer_tier_monthly where month = ?",
                             [month]).fetchall() if _columns(con, "marts", "customer_tier_monthly") else []
@@ -548,17 +542,23 @@ def publish(warehouse: Path, month: date, dsn: str | None = None, run_id: str | 
             "seconds": round(seconds, 3)}
 
 
-def _require_successful_run(warehouse: Path, month: date) -> str:
-    """The month's last successful run, which the marts must hold (else TieringError)."""
-    from tiering.runs import require_successful_run
+def _open_warehouse(warehouse: Path):
+    """The live warehouse, read-only, or a TieringError saying why not."""
     from tiering.warehouse import connect
 
     if not Path(warehouse).exists():
         raise TieringError(f"warehouse {warehouse} not found; run the month first (tiering run)")
     try:
-        con = connect(warehouse, read_only=True)
+        return connect(warehouse, read_only=True)
     except Exception as exc:  # e.g. a run holds the write lock
         raise TieringError(f"cannot read {warehouse}: {exc}; retry when the running pipeline step is done") from exc
+
+
+def _require_successful_run(warehouse: Path, month: date) -> str:
+    """The month's last successful run, which the marts must hold (else TieringError)."""
+    from tiering.runs import require_successful_run
+
+    con = _open_warehouse(warehouse)
     try:
         run_id = require_successful_run(con, month, warehouse)
         found = [r[0] for r in con.execute("select distinct run_id from marts.customer_tier_monthly where month = ?",

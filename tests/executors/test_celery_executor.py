@@ -14,7 +14,6 @@ Slow (processes start, every task is a fresh process): marker `celery`, run by `
 """
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import signal
@@ -22,12 +21,11 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.fixtures.airflow_api import api as _api
 from tiering import targets
 from tiering.settings import DAG_ID, PROJECT_ROOT
 
@@ -66,19 +64,6 @@ def _pg_url(driver: str, dbname: str) -> str:
     s = targets.pg_settings()
     auth = s["user"] + (f":{s['password']}" if s["password"] else "")
     return f"{driver}://{auth}@{s['host']}:{s['port']}/{dbname}"
-
-
-def _api(base: str, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
-    request = urllib.request.Request(f"{base}/api/v2{path}", method=method,
-                                     data=json.dumps(body).encode() if body is not None else None,
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        return exc.code, {"detail": exc.read().decode(errors="replace")[:500]}
-    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-        return 0, {"detail": str(exc)}
 
 
 def _wait(what: str, check, timeout: float, processes: dict, logs: Path, every: float = 2.0):

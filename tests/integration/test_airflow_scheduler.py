@@ -11,19 +11,17 @@ Opt-in (it starts five Airflow processes; a few minutes on 2 cores): `make test-
 """
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from datetime import date
 from pathlib import Path
 
 import pytest
 
+from tests.fixtures.airflow_api import api as _api
 from tests.fixtures.warehouse import query as _rows
 from tiering.locks import HELD_ENV, lock_path, warehouse_free
 from tiering.scheduler import Scheduler
@@ -43,19 +41,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _api(base: str, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
-    request = urllib.request.Request(f"{base}/api/v2{path}", method=method,
-                                     data=json.dumps(body).encode() if body is not None else None,
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        return exc.code, {"detail": exc.read().decode(errors="replace")[:500]}
-    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-        return 0, {"detail": str(exc)}
 
 
 def _wait(what: str, check, timeout: float, scheduler: Scheduler, every: float = 3.0):

@@ -151,15 +151,20 @@ def test_html_in_any_value_is_escaped_in_the_tables_and_the_charts(demo_warehous
     assert f">{escape(evil)}</text>" in tiers_svg and f"<title>{escape(evil)}: " in tiers_svg
 
 
-def test_a_provisional_month_shows_a_banner(demo_warehouse, html, tmp_path):
-    """The banner follows marts.customer_tier_monthly.is_provisional where the copy has the column."""
-    assert 'id="provisional"' not in html and "Provisional" not in html   # the demo months have ended
+def _writable_copy(demo_warehouse, tmp_path):
+    """(a warehouse path whose published copy is a writable copy of the demo's, a connection to it)."""
     warehouse = tmp_path / "warehouse" / "tiering.duckdb"
     copy = published_path(warehouse)
     copy.parent.mkdir(parents=True)
     copy.write_bytes(published_path(demo_warehouse).read_bytes())
     copy.chmod(0o644)
-    con = duckdb.connect(str(copy))
+    return warehouse, duckdb.connect(str(copy))
+
+
+def test_a_provisional_month_shows_a_banner(demo_warehouse, html, tmp_path):
+    """The banner follows marts.customer_tier_monthly.is_provisional where the copy has the column."""
+    assert 'id="provisional"' not in html and "Provisional" not in html   # the demo months have ended
+    warehouse, con = _writable_copy(demo_warehouse, tmp_path)
     try:
         con.execute("alter table marts.customer_tier_monthly "
                     "add column if not exists is_provisional boolean default false")
@@ -177,12 +182,7 @@ def test_the_page_names_the_value_measure(demo_warehouse, html, tmp_path):
     """Ranked by revenue by default; a month ranked by gross margin (rules value.measure) says so in
     the header, the Pareto chart and its thresholds."""
     assert '<span id="value-measure">revenue</span>' in html
-    warehouse = tmp_path / "warehouse" / "tiering.duckdb"
-    copy = published_path(warehouse)
-    copy.parent.mkdir(parents=True)
-    copy.write_bytes(published_path(demo_warehouse).read_bytes())
-    copy.chmod(0o644)
-    con = duckdb.connect(str(copy))
+    warehouse, con = _writable_copy(demo_warehouse, tmp_path)
     try:
         con.execute("update marts.customer_tier_monthly set value_measure = 'gross_margin' where month = ?",
                     [MONTH_DATE])
