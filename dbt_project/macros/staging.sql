@@ -90,8 +90,7 @@
     cutoff (var delta_since: the table's `since` in the landing manifest). An id with an own row
     updated from then on has its latest version among the own rows, so the held version is looked
     up only for the ids of own rows updated before it (the carried rows, once quarantined, now
-    valid). One month at 1M customers, 1 GB: orders 9.1 s -> 4.0 s, invoices 7.5 s -> 3.0 s,
-    payments 6.3 s -> 2.6 s (half the rows to rank, and no look-up of every touched id).
+    valid): half the rows to rank, and no look-up of every touched id (bench/RESULTS.md).
     `every_id`: look the held version of every touched id up, for a model that needs more of it
     than the latest version (stg_raw__customers keeps the first version's time). -#}
 {% macro union_held_versions(key, columns, every_id=false) -%}
@@ -114,8 +113,8 @@
     A rebuild ranks the versions with a window (ties by row_key). It sorts every row, but a sort
     spills to disk under a low memory_limit where a hash join of the whole batch would not.
     An update in place handles a month's rows (a few % of the table), where the latest
-    updated_at per id (an aggregate) joined back is cheaper than sorting them (one month's
-    orders at 1M customers, 1 GB: 11 s against 26 s). An id's rows at its latest updated_at
+    updated_at per id (an aggregate) joined back is cheaper than sorting them (bench/RESULTS.md).
+    An id's rows at its latest updated_at
     carry the same values: the load quarantines conflicting versions (same id and updated_at,
     different values; tiering.load), and the versions a table holds and those a run loads never
     share an updated_at. So `distinct` keeps one of identical repeated rows and both ways pick
@@ -173,11 +172,8 @@ where version_rank = 1
     build wrote. A test opts in with the placeholder `where: "__rows_updated_in_place__"`, which
     get_where_subquery replaces when the test runs (dbt renders a test's config when the project
     is parsed, with stand-in vars: tiering.dbt_runner), as dbt's documentation does for dates.
-    At 1M customers the two `unique` tests took 4.2 s and 3.9 s over all 50M orders and 47.5M
-    invoices, and 1.8 s and 0.4 s over the rows a month wrote (the orders looked up by the run's
-    own rows); with the orders found by converted_before, on a machine about twice as slow, the
-    orders' unique test 3.8 s -> 0.9 s and their relationships test (run by transform_marts with
-    the same vars) 6.8 s -> 0.6 s. -#}
+    Over the rows a month wrote these tests cost a fraction of a run over all rows at 1M
+    customers (bench/RESULTS.md). -#}
 {% macro get_where_subquery(relation) -%}
     {%- set where = config.get('where') or '' -%}
     {%- if '__rows_updated_in_place__' in where -%}

@@ -190,7 +190,7 @@ def _validate_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed_file
     # _row_key = content hash + occurrence number among identical lines: every row is written as
     # the first occurrence in one pass over the landed file, then the (few) repeated contents are
     # numbered in the written table. (Numbering them in the same statement read the landed rows
-    # three times: one month's orders at 1M customers, 3.6M rows, 6.7 s -> 4.9 s + 0.5 s.)
+    # three times; bench/RESULTS.md has the figures.)
     con.execute(f"""
         create or replace table {SCRATCH}.checked_{spec.name} as
         select {cols}, _source_file, _source_line, _content_hash,

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 
 from tiering.runspec import RunSpec
-from tiering.warehouse import connect
+from tiering.warehouse import connect, transaction
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +101,7 @@ def swap_in(spec: RunSpec) -> dict:
             return {"swapped": []}
         built = _tables(con, PENDING_SCHEMA)
         live = _tables(con, "marts")
-        con.execute("begin transaction")
-        try:
+        with transaction(con):
             con.execute("create schema if not exists marts")
             for table, columns in built.items():
                 if table in live and "month" in columns and "month" in live[table]:
@@ -114,10 +113,6 @@ def swap_in(spec: RunSpec) -> dict:
                 else:   # rebuilt whole by every run (or new)
                     con.execute(f"create or replace table marts.{table} as select * from {PENDING_SCHEMA}.{table}")
             con.execute(f"drop schema {PENDING_SCHEMA} cascade")
-        except BaseException:
-            con.execute("rollback")
-            raise
-        con.execute("commit")
     finally:
         con.close()
     log.info(f"marts: the run's rows of {len(built)} tables swapped in from {PENDING_SCHEMA} "

@@ -44,7 +44,7 @@ from tiering.rules import load_rules
 from tiering.runspec import RunSpec, parse_month
 from tiering.settings import EXPECTATIONS_DIR
 from tiering.validation import PATTERN_HELP, STRICT, validate
-from tiering.warehouse import connect, ensure_schema
+from tiering.warehouse import connect, ensure_schema, transaction
 
 GATES = ("landed", "staging", "marts")
 # gates.yml's severities as Great Expectations' FailureSeverity values, and back
@@ -541,17 +541,12 @@ def store_results(warehouse: Path, run_id: str, gate: str, rows: list[dict]) -> 
     con = connect(warehouse)
     try:
         ensure_dq_table(con)
-        con.execute("begin transaction")
-        try:
+        with transaction(con):
             con.execute("delete from audit.dq_results where run_id = ? and gate = ?", [run_id, gate])
             if rows:
                 con.executemany(f"insert into audit.dq_results ({', '.join(DQ_COLUMNS)}) "
                                 f"values ({', '.join('?' for _ in DQ_COLUMNS)})",
                                 [[row[c] for c in DQ_COLUMNS] for row in rows])
-        except BaseException:
-            con.execute("rollback")
-            raise
-        con.execute("commit")
     finally:
         con.close()
 

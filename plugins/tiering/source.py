@@ -434,9 +434,8 @@ def _delta_rows(spec: TableSpec, path: Path, cutoff: str, delta: Delta) -> str:
     only when it passes): the rows updated from `since` on and before the cutoff (in the
     ranges), the unparseable ones (in the row groups that hold one) and the carried rows updated
     before `since` (by their lines, or from `delta.carried_rows`). The `or` of the single filter
-    would be checked after reading and casting every column of every row. One month's copies at
-    1M customers, the same bytes landed:
-    orders 12.3-13.8 s -> 11.0 s, payments 8.4-9.6 s -> 4.9-5.4 s."""
+    would be checked after reading and casting every column of every row (measurements:
+    bench/RESULTS.md)."""
     parts = [f"select * from ({_parquet_rows(spec, path, _in_lines(delta.line_ranges))}) "
              f"where {UPDATED_TS} >= timestamptz '{delta.since}' and {UPDATED_TS} < timestamptz '{cutoff}'"]
     unparseable = delta.line_ranges if delta.unparseable_ranges is None else delta.unparseable_ranges
@@ -558,7 +557,7 @@ def carried_collisions(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Pa
         carried = (_parquet_rows(spec, path, _CARRIED_ROWS) if path.suffix == ".parquet" else
                    f"select * from ({source}) where _source_line in (select unnest(${_CARRIED}))")
         # both CTEs materialized and joined: with `(id, updated_at) in (select ...)` DuckDB parsed
-        # updated_at of every source row (one month's orders at 1M customers: 6.2 s -> 3.5 s)
+        # updated_at of every source row (measured in bench/RESULTS.md)
         same = " and ".join(f"same_id.{k} = carried.{k}" for k in spec.key)
         return _run(con, path, f"""
             with carried as materialized (
