@@ -71,8 +71,8 @@ def build(b) -> None:
     b.expect("customer_tier_monthly", "one_row_per_customer_month",
              E.ExpectCompoundColumnsToBeUnique(column_list=["customer_id", "month"]),
              "one row per (customer_id, month)")
-    if b.table_exists("staging", "stg_raw__customers"):
-        known = b.scalar("select count(*) from staging.stg_raw__customers")
+    if b.table_exists("intermediate", "int_customers__as_of"):
+        known = b.scalar("select count(*) from intermediate.int_customers__as_of")
         b.expect("customer_tier_monthly", "every_known_customer", E.ExpectTableRowCountToEqual(value=known),
                  f"one row for each of the {known} customers known at the month end (staging)")
     for col, allowed in (("value_tier", TIERS), ("final_tier", TIERS), ("credit_grade", GRADES),

@@ -78,3 +78,36 @@
 {% macro default__sha256_hex(expression) -%}sha256({{ expression }}){%- endmacro %}
 {% macro postgres__sha256_hex(expression) -%}encode(sha256(convert_to({{ expression }}, 'UTF8')), 'hex'){%- endmacro %}
 {% macro spark__sha256_hex(expression) -%}sha2({{ expression }}, 256){%- endmacro %}
+
+{#- A JSON object of text columns {"column": value, ...} (quarantine records). -#}
+{% macro json_record(columns, relation) -%}
+    {{ return(adapter.dispatch('json_record', 'tiering')(columns, relation)) }}
+{%- endmacro %}
+{% macro default__json_record(columns, relation) -%}
+    json_object({% for column in columns %}'{{ column }}', {{ relation }}.{{ column }}{{ ', ' if not loop.last }}{% endfor %})
+{%- endmacro %}
+{% macro postgres__json_record(columns, relation) -%}
+    json_build_object({% for column in columns %}'{{ column }}', {{ relation }}.{{ column }}{{ ', ' if not loop.last }}{% endfor %})::text
+{%- endmacro %}
+{% macro spark__json_record(columns, relation) -%}
+    to_json(named_struct({% for column in columns %}'{{ column }}', {{ relation }}.{{ column }}{{ ', ' if not loop.last }}{% endfor %}))
+{%- endmacro %}
+
+{#- True when a text column holds an e-mail address or a phone number (tiering.pii: one definition,
+    its patterns passed as the var `pii`). -#}
+{% macro contains_personal_data(column) -%}
+    {{ return(adapter.dispatch('contains_personal_data', 'tiering')(column)) }}
+{%- endmacro %}
+{% macro default__contains_personal_data(column) -%}
+    {%- set pii = var('pii', {'email': '@', 'phone': '\\+', 'min_digits': 9}) -%}
+    (coalesce(regexp_matches({{ column }}, '{{ pii.email }}'), false)
+     or coalesce(len(list_filter(regexp_extract_all({{ column }}, '{{ pii.phone }}'),
+                                 lambda candidate: length(regexp_replace(candidate, '[^0-9]', '', 'g')) >= {{ pii.min_digits }})) > 0,
+                 false))
+{%- endmacro %}
+{% macro postgres__contains_personal_data(column) -%}
+    {%- set pii = var('pii', {'email': '@', 'phone': '\\+', 'min_digits': 9}) -%}
+    (coalesce({{ column }} ~ '{{ pii.email }}', false)
+     or exists (select 1 from regexp_matches({{ column }}, '{{ pii.phone }}', 'g') as candidate(parts)
+                where length(regexp_replace(candidate.parts[1], '[^0-9]', '', 'g')) >= {{ pii.min_digits }}))
+{%- endmacro %}

@@ -15,10 +15,12 @@ from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 
+from tiering import pii
 from tiering.errors import DbtError
 from tiering.rules import Rules
 from tiering.runspec import RunSpec, add_months
 from tiering.settings import DBT_PROJECT_DIR
+from tiering.source import SPECIAL_TIMESTAMPS
 
 
 def dbt_vars(spec: RunSpec, rules: Rules) -> dict:
@@ -32,11 +34,13 @@ def dbt_vars(spec: RunSpec, rules: Rules) -> dict:
         "value_window_start": f"{add_months(spec.month, 1 - value_window)}",
         "credit_window_start": f"{add_months(spec.month, 1 - credit_window)}",
         "run_id": spec.run_id,
-        "batch_id": spec.run_id,
         "rule_version": rules.version,
         "rules": rules.data,
         # the month had not ended when it was computed: the marts mark its rows is_provisional
         "is_provisional": spec.provisional,
+        # the row rules' definitions kept in Python (macros/row_rules.sql, cross_db.sql)
+        "special_timestamps": list(SPECIAL_TIMESTAMPS),
+        "pii": {"email": pii.EMAIL_PATTERN, "phone": pii.PHONE_PATTERN, "min_digits": pii.PHONE_MIN_DIGITS},
     }
 
 

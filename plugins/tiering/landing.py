@@ -1,219 +1,288 @@
-"""Extract a month's as-of rows from the source and land them immutably.
+"""Landing: the source as an append-only change log, one partition per month.
 
-One folder per run, `<landing root>/<run_id>/`, holding one Parquet file per
-source table (original text values plus `_source_file` and `_source_line`)
-and `_manifest.json` (row counts and SHA-256 of every landed file). A landing
-folder is written once: if it exists the task refuses to overwrite it. It is
-written as `<run_id>.partial` and renamed when complete; a retried task removes
-its own earlier attempt's `.partial` folder first.
+    <landing root>/<table>/<updated_month | rate_month>=<YYYY-MM | unparseable>/v<N>.parquet
+    <landing root>/customers_personal/updated_month=<YYYY-MM>/v<N>.parquet
+    <landing root>/_catalog.json        every partition version with its fingerprint
+    <landing root>/_runs/<run_id>.json  what one run read: the partition versions of each table
+
+A row lands in the partition of its `updated_at` month in UTC (fx_rates: of its `month`), as text
+exactly as in the source, with `_source_file`, `_source_line` and `landing_partition`. A row whose
+month cannot be read lands in the partition `unparseable`, which every month reads and rejects.
+Customers' personal columns (name, e-mail, phone) land apart, in `customers_personal`, so that
+`tiering forget` can erase them without touching the log the results come from.
+
+A run for month M compares the source with the catalog, partition by partition, up to M:
+  - a partition the catalog lacks is landed (version 1);
+  - a partition whose fingerprint (row count and sum of row hashes, personal columns left out)
+    differs from the catalog's current version is a restatement: a plain run fails with one line
+    per table and writes nothing; with --restate it lands the next version, and the old one stays;
+  - the partition `unparseable` is landed again whenever it differs: its rows count in no result.
+A source file byte for byte the one compared last (SHA-256), through a month at or after M, is not
+read at all. Then, unless the run restates, its partition versions must be those the month's last
+successful run read (a later --restate may have replaced one). The run's manifest names every
+partition version it read, with its fingerprint: the input checksum and `tiering explain` use it.
+Files are written under `_tmp/<run_id>/` and moved into the log when every table is compared; the
+catalog is written last, so a killed run leaves nothing the next run would read.
 """
 from __future__ import annotations
 
 import json
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
+import logging
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 
 from tiering.errors import TieringError
-from tiering.files import replace_atomically, sha256_file
-from tiering.increment import Base, find_base, history_unchanged, plan_table, same_file_as_base
-from tiering.reproduce import check_reproduces
-from tiering.rules import load_rules
+from tiering.files import atomic_write, sha256_file
 from tiering.runspec import RunSpec
+from tiering.settings import landing_root
 from tiering.source import (
     LOAD_ORDER,
     TABLES,
-    Delta,
+    UNPARSEABLE,
     TableSpec,
-    carried_collisions,
     check_source_dir,
-    columns_of_record,
-    delta_line_ranges,
-    extract_as_of_to,
-    fingerprint_of_landing,
-    fingerprints,
-    row_group_times,
+    partition_of,
+    run_sql,
     source_rows,
     sql_literal,
 )
 from tiering.warehouse import apply_settings
 
-MANIFEST = "_manifest.json"
-BASE_WAREHOUSE = "base_warehouse"   # the warehouse, attached read-only to the landing's connection
+log = logging.getLogger(__name__)
+
+CATALOG = "_catalog.json"
+PERSONAL_SUFFIX = "_personal"
+# zstd at its fastest level: as small as the default level here, and faster to write
+PARQUET = "format parquet, compression zstd, compression_level 1"
 
 
 class LandingError(TieringError):
     pass
 
 
+class SourceChangedError(TieringError):
+    """The source's history up to the month differs from what the change log holds."""
 
 
-def extract_and_land(spec: RunSpec) -> dict:
-    check_source_dir(spec.source_dir)
-    target = spec.landing_dir
-    if target.exists():
-        raise LandingError(f"landing folder {target} already exists: landed batches are immutable, "
-                           f"start a new run (new run id) instead")
-    # written as <run_id>.partial and renamed when complete (a landing folder is complete or absent);
-    # a leftover of this run's own earlier attempt (a failed or killed task being retried) is removed
-    # first: the run id is the run's own, so nothing else writes there
-    with replace_atomically(target, staging=target.with_name(target.name + ".partial")) as staging:
-        staging.mkdir(parents=True)
-        manifest = _land(spec, staging)
-    for f in target.iterdir():
-        f.chmod(0o444)
-    return manifest
+def partition_key(spec: TableSpec) -> str:
+    """The Hive key of a table's partitions: updated_month, or rate_month for fx_rates."""
+    return "rate_month" if spec.partition_column == "month" else "updated_month"
 
 
-def _land(spec: RunSpec, staging: Path) -> dict:
-    base, no_base = find_base(spec, load_rules(spec.rules_path).version)
-    con = apply_settings(duckdb.connect())
-    if base is not None:   # (its quarantine records: the carried rows of a byte-identical file)
-        con.execute(f"attach {sql_literal(str(spec.warehouse))} as {BASE_WAREHOUSE} (read_only)")
-    tables: dict[str, dict] = {}
-    incremental: set[str] = set()   # tables whose rows before the base's cutoff are the base's
-    paths = {name: TABLES[name].path_in(spec.source_dir) for name in LOAD_ORDER}
-    # the source files' SHA-256, computed in a thread of their own in load order while DuckDB
-    # reads the tables before (hashlib releases the GIL): 3.6 GB at 1M customers
-    hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
-    hashes = {name: hasher.submit(sha256_file, path) for name, path in paths.items() if path is not None}
-    try:
-        cutoffs = [spec.as_of_cutoff, *([base.cutoff] if base and base.cutoff != spec.as_of_cutoff else [])]
-        for name in LOAD_ORDER:
-            path = paths[name]
-            if path is None:
-                if history_unchanged(base, name, None, None)[0]:
-                    incremental.add(name)
-                continue
-            with source_rows(con, TABLES[name], path) as rows:   # a CSV is read once for the three passes
-                tables[name] = _land_table(con, spec, name, path, rows, staging, cutoffs, base, no_base,
-                                           incremental, hashes[name])
-        if not spec.restate:   # a plain rerun reproduces the month's last successful run, or fails
-            check_reproduces(con, spec, tables, paths)
-    finally:
-        hasher.shutdown(wait=True, cancel_futures=True)
-        con.close()
-    manifest = {
-        "run_id": spec.run_id,
-        "month": spec.month_text,
-        "source_dir": str(Path(spec.source_dir).resolve()),
-        "as_of_cutoff": spec.as_of_cutoff,
-        "restatement": spec.restate,
-        "base_run_id": base.run_id if base else None,
-        # every versioned table a delta on the base (or absent then and now): the batch is the base's
-        # plus this folder's rows, so staging may be updated in place (tiering.pipeline.transform_staging)
-        "delta_on": base.run_id if base and all(n in incremental for n, t in TABLES.items() if t.versioned)
-        else None,
-        "landed_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "tables": tables,
-    }
-    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    return manifest
+def read_catalog(root: Path) -> dict:
+    path = root / CATALOG
+    return json.loads(path.read_text()) if path.exists() else {"tables": {}}
 
 
-def _land_table(con: duckdb.DuckDBPyConnection, spec: RunSpec, name: str, path: Path, rows: str, folder: Path,
-                cutoffs: list[str], base: Base | None, no_base: str, incremental: set[str],
-                source_sha256: Future[str]) -> dict:
-    """Land one table in full or as a delta on `base` (tiering.increment) into `folder`; returns
-    its manifest entry. `incremental` collects the tables whose rows before the base's cutoff are
-    the base's, on which the later tables' plans depend. `source_sha256`: the source file's
-    SHA-256, being computed beside.
-
-    When the source file is byte for byte the one the base run landed (same SHA-256), its rows
-    before the base's cutoff are the base's: the fingerprint scan of the whole file is skipped and
-    the fingerprint at the run's cutoff is the base's plus that of the rows landed now
-    (fingerprint_of_landing). A backfill or a rerun reads one export many times."""
-    table_spec = TABLES[name]
-    source_sha256 = source_sha256.result()
-    same_file = table_spec.versioned and same_file_as_base(base, name, path.name, source_sha256)
-    found = None if same_file else fingerprints(con, table_spec, path, cutoffs, rows)
-    unchanged, why = (True, "") if same_file else history_unchanged(base, name, path.name, found)
-    entry = {"source_file": path.name, "source_sha256": source_sha256, "landing": "full"}
-    delta, why_full = plan_table(base, name, unchanged, no_base or why, incremental)
-    if delta is not None and not table_spec.versioned:
-        delta, why_full = None, "not versioned (no updated_at): always landed in full"
-        incremental.add(name)     # ... but unchanged, so the tables depending on it may be deltas
-    if delta is not None and _carried_rows_clash(con, table_spec, path, delta, rows, base):
-        delta, why_full = None, ("a row the base run quarantined shares its id and updated_at with a "
-                                 "loaded row: landed in full, so that the conflicting-versions rule sees both")
-    if delta is None:
-        entry["full_reason"] = why_full
-        if table_spec.versioned and path.suffix == ".parquet":
-            # its row groups' times too, for a delta on this run that reads the same file
-            # (_skipping_old_row_groups): that run then reads only the newer row groups
-            entry["row_group_times"] = row_group_times(con, table_spec, path)
-    else:
-        incremental.add(name)
-        entry.update(landing="delta", base_run_id=base.run_id, since=delta.since,
-                     carried_rows=len(delta.carried_lines))
-        if same_file and path.suffix == ".parquet":
-            delta = _skipping_old_row_groups(con, table_spec, path, delta, base, entry)
-    out = folder / f"{name}.parquet"
-    landed = extract_as_of_to(con, table_spec, path, spec.as_of_cutoff, out, delta, rows)
-    if found is None:
-        found = fingerprint_of_landing(con, table_spec, out, spec.as_of_cutoff,
-                                       base.tables[name]["fingerprint"] if delta is not None else None)
-        entry["fingerprint_from"] = "base run and landed rows" if delta is not None else "landed rows"
-    entry.update(rows=landed, landed_file=out.name, landed_sha256=sha256_file(out),
-                 fingerprint={"cutoff": spec.as_of_cutoff, **found[spec.as_of_cutoff]},
-                 snapshot_rows=found[spec.as_of_cutoff]["rows"] + found["unparseable"])
-    return entry
-
-
-def _carried_rows_clash(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path, delta: Delta, rows: str,
-                        base: Base) -> bool:
-    """Whether a row the base run quarantined (carried by `delta`) shares its id and updated_at with
-    a row of the base's batch that was loaded. The base run's load counted that among the rows it
-    landed (Base.clashes; its inherited rows were checked against its carried ones when it
-    landed); a base loaded before that count was kept has its source scanned (carried_collisions)."""
-    if not delta.carried_lines:
-        return False
-    counted = base.clashes.get(spec.name)
-    if counted is not None:
-        return counted > 0
-    return carried_collisions(con, spec, path, delta, rows) > 0
-
-
-def _skipping_old_row_groups(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path, delta: Delta,
-                             base: Base, entry: dict) -> Delta:
-    """`delta` reading only the row groups of the Parquet source that can hold its rows (and the
-    carried rows): the row groups' times (tiering.source.row_group_times) are the base run's
-    when it kept them for this very file (same SHA-256; a run keeps them when it lands a Parquet
-    table in full, and passes them on when it lands a delta), else read once now and kept in the
-    manifest for the next run. A source exported once and landed month after month (a backfill,
-    a rerun) is then read from its newer row groups only."""
-    kept = base.tables[spec.name].get("row_group_times")
-    entry["row_group_times"] = kept if kept is not None else row_group_times(con, spec, path)
-    since_us = con.execute(f"select epoch_us(timestamptz {sql_literal(delta.since)})").fetchone()[0]
-    ranges = delta_line_ranges(entry["row_group_times"], since_us)
-    # (the row groups read: those in the ranges)
-    entry["row_groups_read"] = sum(1 for first, count, *_ in entry["row_group_times"]
-                                   if any(low <= first <= high for low, high in ranges))
-    delta = replace(delta, line_ranges=ranges, unparseable_ranges=delta_line_ranges(entry["row_group_times"], None))
-    if delta.carried_lines:
-        entry["carried_rows_from"] = f"quarantine.rejected_rows of run {base.run_id}"
-        delta = replace(delta, carried_rows=_quarantined_records(spec, path, base))
-    return delta
-
-
-def _quarantined_records(spec: TableSpec, path: Path, base: Base) -> str:
-    """SQL: the rows of `spec`'s table the base run quarantined, as landed (the source columns as
-    text, `_source_line`, `_source_file`), from their records in the warehouse's quarantine.
-    Taken for a delta on a byte-identical source file: they are then the source's lines
-    (tests/integration/test_incremental_landing.py compares every result with a full landing),
-    read without the row groups they are spread over (one month's orders at 1M customers:
-    233,383 carried rows in all 59 row groups, 2.2 s of the delta's copy)."""
-    return (f"select {columns_of_record(spec)}, source_line as _source_line, {sql_literal(path.name)} as _source_file "
-            f"from {BASE_WAREHOUSE}.quarantine.rejected_rows "
-            f"where run_id = {sql_literal(base.run_id)} and source_table = {sql_literal(spec.name)} "
-            f"and source_line is not null")
+def current_versions(catalog: dict, table: str) -> dict[str, dict]:
+    """{partition: its latest version's entry} of one table."""
+    partitions = catalog["tables"].get(table, {}).get("partitions", {})
+    return {p: versions[-1] for p, versions in partitions.items()}
 
 
 def read_manifest(spec: RunSpec) -> dict:
-    path = spec.landing_dir / MANIFEST
+    path = spec.landing_manifest
     if not path.exists():
-        raise LandingError(f"no landed batch for run {spec.run_id} at {spec.landing_dir}; run extract first")
+        raise LandingError(f"no landing manifest for run {spec.run_id} at {path}; run its extract_and_land step first")
     return json.loads(path.read_text())
+
+
+def _content(spec: TableSpec) -> str:
+    """SQL: a 64-bit hash of a row's landed values (not its line: a re-export in another order is
+    the same partition)."""
+    values = ", ".join(f"coalesce({c}, chr(0))" for c in spec.landed_columns)
+    return f"md5_number_lower(concat_ws(chr(31), {values}))"
+
+
+def _in_reach(partition: str, month: str) -> bool:
+    """Whether a run of `month` reads the partition: the months up to it, and `unparseable`."""
+    return partition == UNPARSEABLE or partition <= month
+
+
+def extract_and_land(spec: RunSpec) -> dict:
+    """Bring the change log up to the run's month and write the run's manifest (returned)."""
+    check_source_dir(spec.source_dir)
+    root = landing_root(spec.warehouse)
+    tmp = root / "_tmp" / spec.run_id
+    shutil.rmtree(tmp, ignore_errors=True)     # a retried task's earlier attempt
+    tmp.mkdir(parents=True)
+    catalog = read_catalog(root)
+    con = apply_settings(duckdb.connect())
+    try:
+        plans = {name: _compare(con, spec, name, catalog, tmp) for name in LOAD_ORDER}
+        changed = [plan["change"] for plan in plans.values() if plan.get("change")]
+        if changed and not spec.restate:
+            raise SourceChangedError(f"the source's history up to {spec.month_text} differs from the change log "
+                                     f"({'; '.join(changed)}); rerun with --restate to land it as a new version")
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        for name, plan in plans.items():
+            _publish(con, root, tmp, catalog, name, plan, spec, now)
+    finally:
+        con.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    atomic_write(root / CATALOG, json.dumps(catalog, indent=1, sort_keys=True))
+    manifest = {
+        "run_id": spec.run_id, "month": spec.month_text, "source_dir": str(Path(spec.source_dir).resolve()),
+        "as_of_cutoff": spec.as_of_cutoff, "restatement": spec.restate, "landed_at": now,
+        "tables": {name: _run_entry(catalog, name, plan, spec.month_text) for name, plan in plans.items()},
+    }
+    if not spec.restate:
+        check_reproduces(spec, manifest)
+    atomic_write(spec.landing_manifest, json.dumps(manifest, indent=1, sort_keys=True))
+    return manifest
+
+
+def _compare(con: duckdb.DuckDBPyConnection, spec: RunSpec, name: str, catalog: dict, tmp: Path) -> dict:
+    """Compare one table's source with the catalog up to the run's month and write the partitions
+    to land into `tmp`. Returns the plan: the source file, whether it was read, the partitions
+    written (with their fingerprints), and the one-line change (a restatement) if any."""
+    table, month = TABLES[name], spec.month_text
+    path = table.path_in(spec.source_dir)
+    entry = catalog["tables"].get(name, {})
+    held = {p: v for p, v in current_versions(catalog, name).items() if _in_reach(p, month)}
+    plan = {"source_file": path.name if path else None, "source_sha256": sha256_file(path) if path else None,
+            "written": {}, "compared": False}
+    if path is not None and plan["source_sha256"] == entry.get("source_sha256") \
+            and entry.get("compared_through", "") >= month:
+        return plan           # the very file compared before, through this month: nothing changed
+    plan["compared"] = True
+    if path is None:
+        con.execute("create or replace temp table source_rows as select "
+                    + ", ".join(f"null::varchar as {c}" for c in table.columns)
+                    + ", null::varchar as _source_file, null::bigint as _source_line, "
+                      "null::varchar as landing_partition, null::ubigint as _hash where false")
+    else:
+        with source_rows(con, table, path) as rows:
+            run_sql(con, path, f"create or replace temp table source_rows as select *, {partition_of(table)} "
+                               f"as landing_partition, {_content(table)} as _hash from ({rows})")
+    found = {p: {"rows": n, "hash": str(h)} for p, n, h in con.execute(
+        "select landing_partition, count(*), sum(_hash) from source_rows group by 1").fetchall()
+        if _in_reach(p, month)}
+    differ = [p for p in held if _fingerprint(held[p]) != found.get(p, {"rows": 0, "hash": "0"})]
+    restated = [p for p in differ if p != UNPARSEABLE]
+    if restated:
+        plan["change"] = f"{name}: {_describe(con, table, held, restated)}"
+    to_write = [p for p in found if p not in held] + [p for p in differ if p == UNPARSEABLE or spec.restate]
+    if to_write:
+        _write_partitions(con, table, tmp, to_write)
+        plan["written"] = {p: found.get(p, {"rows": 0, "hash": "0"}) for p in to_write}
+    con.execute("drop table source_rows")
+    return plan
+
+
+def _fingerprint(version: dict) -> dict:
+    return {"rows": version["rows"], "hash": version["hash"]}
+
+
+def _describe(con: duckdb.DuckDBPyConnection, table: TableSpec, held: dict, partitions: list) -> str:
+    """The partitions whose rows changed, with the rows gone and the rows new or changed (by
+    content, against the landed version)."""
+    files = ", ".join(sql_literal(held[p]["file"]) for p in partitions)
+    listed = ", ".join(map(sql_literal, partitions))
+    gone, added = con.execute(f"""
+        with before as (select landing_partition, {_content(table)} as _hash from read_parquet([{files}])),
+             now as (select landing_partition, _hash from source_rows where landing_partition in ({listed}))
+        select (select count(*) from (select * from before except all select * from now)),
+               (select count(*) from (select * from now except all select * from before))""").fetchone()
+    shown = ", ".join(sorted(partitions)[:6]) + (", ..." if len(partitions) > 6 else "")
+    return f"{len(partitions)} month(s) changed ({shown}): {gone} row(s) gone, {added} row(s) new or changed"
+
+
+def _parts(table: TableSpec) -> dict[str, list[str]]:
+    """The change logs a table lands into, with their columns: its own, and its personal columns apart."""
+    parts = {table.name: [*table.landed_columns, "_source_file", "_source_line", "landing_partition"]}
+    if table.personal:
+        parts[table.name + PERSONAL_SUFFIX] = [*table.key, "updated_at", *table.personal, "_source_line",
+                                               "landing_partition"]
+    return parts
+
+
+def _write_partitions(con: duckdb.DuckDBPyConnection, table: TableSpec, tmp: Path, partitions: list[str]) -> None:
+    """Each partition's source rows, in line order, as tmp/<log>/<partition>.parquet (an empty file for
+    a partition gone from the source: its next version holds no row)."""
+    for folder, columns in _parts(table).items():
+        (tmp / folder).mkdir(parents=True)
+        for partition in partitions:
+            out = tmp / folder / f"{partition}.parquet"
+            con.execute(f"""copy (select {', '.join(columns)} from source_rows
+                                  where landing_partition = {sql_literal(partition)} order by _source_line)
+                            to {sql_literal(str(out))} ({PARQUET})""")
+
+
+def _publish(con: duckdb.DuckDBPyConnection, root: Path, tmp: Path, catalog: dict, name: str, plan: dict,
+             spec: RunSpec, now: str) -> None:
+    """Move a table's written partitions into the log as their next version, and record them."""
+    table = TABLES[name]
+    entry = catalog["tables"].setdefault(name, {"partitions": {}})
+    if plan["compared"]:
+        same_file = plan["source_sha256"] == entry.get("source_sha256")
+        entry.update(source_file=plan["source_file"], source_sha256=plan["source_sha256"],
+                     compared_through=max(entry.get("compared_through", ""), spec.month_text) if same_file
+                     else spec.month_text)
+    for partition, found in plan["written"].items():
+        versions = entry["partitions"].setdefault(partition, [])
+        number = len(versions) + 1
+        for folder in _parts(table):
+            target = root / folder / f"{partition_key(table)}={partition}" / f"v{number}.parquet"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(tmp / folder / f"{partition}.parquet", target)
+            target.chmod(0o444)
+        versions.append({"version": number, "rows": found["rows"], "hash": found["hash"], "landed_by": spec.run_id,
+                         "landed_at": now, "file": str(root / name / f"{partition_key(table)}={partition}"
+                                                       / f"v{number}.parquet")})
+
+
+def _run_entry(catalog: dict, name: str, plan: dict, month: str) -> dict:
+    """A table in the run's manifest: its source file and the partition versions the run reads."""
+    entry = catalog["tables"].get(name, {})
+    read = {p: {k: v[k] for k in ("version", "rows", "hash", "file", "landed_by")}
+            for p, v in sorted(current_versions(catalog, name).items()) if _in_reach(p, month)}
+    return {"source_file": plan["source_file"] or entry.get("source_file"),
+            "source_sha256": plan["source_sha256"], "source_read": plan["compared"],
+            "landed": sorted(plan["written"]), "partitions": read,
+            "rows": sum(v["rows"] for v in read.values())}
+
+
+def check_reproduces(spec: RunSpec, manifest: dict) -> None:
+    """A plain rerun must read the partition versions the month's last successful run read: a
+    restatement since (a later --restate of a month it reads) makes it fail."""
+    previous = last_successful_run(spec)
+    if previous is None:
+        return
+    run_id, path = previous
+    try:
+        before = json.loads(Path(path).read_text())["tables"]
+    except (OSError, ValueError, KeyError):
+        log.warning(f"reproducibility not checked: the manifest of run {run_id} ({path}) is not readable")
+        return
+    lines = []
+    for name, table in manifest["tables"].items():
+        was = {p: v["version"] for p, v in before.get(name, {}).get("partitions", {}).items() if p != UNPARSEABLE}
+        now = {p: v["version"] for p, v in table["partitions"].items() if p != UNPARSEABLE}
+        moved = sorted(p for p in was.keys() | now.keys() if was.get(p) != now.get(p))
+        if moved:
+            lines.append(f"{name} {', '.join(f'{p} v{was.get(p, 0)} -> v{now.get(p, 0)}' for p in moved[:6])}")
+    if lines:
+        raise SourceChangedError(f"{spec.month_text} was computed by run {run_id} from other versions of the "
+                                 f"change log ({'; '.join(lines)}); rerun with --restate to recompute it from the "
+                                 f"current ones")
+
+
+def last_successful_run(spec: RunSpec) -> tuple[str, Path] | None:
+    """(run id, landing manifest) of the month's latest successful run other than this one."""
+    if not Path(spec.warehouse).exists():
+        return None
+    from tiering.warehouse import connect
+
+    con = connect(spec.warehouse, read_only=True)
+    try:
+        row = con.execute("""select run_id, landing_dir from audit.runs
+                             where month = ? and status = 'success' and run_id <> ?
+                             order by finished_at desc nulls last, run_id desc limit 1""",
+                          [spec.month, spec.run_id]).fetchone()
+        return (row[0], Path(row[1])) if row else None
+    finally:
+        con.close()

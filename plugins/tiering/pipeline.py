@@ -1,6 +1,6 @@
 """The steps of one monthly run. Each DAG task calls exactly one function here.
 
-    start_run -> extract_and_land -> gate_landed -> load_raw -> transform_staging -> gate_staging
+    start_run -> extract_and_land -> gate_landed -> transform_staging -> gate_staging
               -> score_potential -> transform_marts -> gate_marts -> publish -> publish_postgres
               -> finish_run                                  (the order: tiering.steps.STEPS)
 
@@ -20,23 +20,16 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tiering import landing, load, marts_build, runs
+from tiering import landing, marts_build, runs
 from tiering.console import warn_user
 from tiering.dbt_runner import run_dbt
 from tiering.locks import warehouse_free
 from tiering.operations import manifest_fingerprint
 from tiering.rules import load_rules
 from tiering.runspec import RunSpec, check_month_ended, current_month
-from tiering.settings import DBT_PROJECT_DIR
+from tiering.settings import landing_root
 from tiering.source import check_source_dir
-from tiering.warehouse import (
-    add_provisional_columns,
-    connect,
-    ensure_schema,
-    record_staging_state,
-    tables_loaded_all_new,
-    take_staging_state,
-)
+from tiering.warehouse import add_provisional_columns, connect, ensure_schema, register_landing
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +71,7 @@ def start_run(conf: dict, data_interval_start: datetime | None = None,
         con.execute("insert into audit.runs (run_id, month, rule_version, status, source_dir, landing_dir, "
                     "restatement, started_at, pid, host, heartbeat_at) "
                     "values (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
-                    [spec.run_id, spec.month, rules.version, str(spec.source_dir), str(spec.landing_dir),
+                    [spec.run_id, spec.month, rules.version, str(spec.source_dir), str(spec.landing_manifest),
                      spec.restate, _now(), os.getpid() if runs.IN_PROCESS else None, runs.host_name(), _now()])
     finally:
         con.close()
@@ -92,103 +85,33 @@ def start_run(conf: dict, data_interval_start: datetime | None = None,
 
 
 def extract_and_land(run: dict) -> dict:
+    """Bring the change log up to the run's month (tiering.landing) and show dbt the partition
+    versions the run reads (landing.partitions and the landing views)."""
     spec = RunSpec.from_conf(run)
     manifest = landing.extract_and_land(spec)
-    counts = {name: t["rows"] for name, t in manifest["tables"].items()}
-    log.info(f"landed {sum(counts.values())} rows in {spec.landing_dir}: {counts}")
-    return counts
+    con = connect(spec.warehouse)
+    try:
+        register_landing(con, manifest)
+    finally:
+        con.close()
+    landed = {name: t["landed"] for name, t in manifest["tables"].items() if t["landed"]}
+    log.info(f"change log {landing_root(spec.warehouse)}: landed {landed or 'nothing new'}; the month reads "
+             + ", ".join(f"{name} {len(t['partitions'])} partition(s), {t['rows']} rows"
+                         for name, t in manifest["tables"].items()))
+    return {name: t["rows"] for name, t in manifest["tables"].items()}
 
 
-def load_raw(run: dict) -> dict:
-    spec = RunSpec.from_conf(run)
-    counts = load.load_raw(spec, load_rules(spec.rules_path))
-    for name, c in counts.items():
-        log.info(f"{name}: extracted {c['extracted']}, loaded {c['loaded']} ({c['new_raw_rows']} new in raw), "
-                 f"quarantined {c['quarantined']}")
-    return counts
+# What transform_staging builds: the typed change log, the month's as-of rows and its quarantine.
+STAGING_SELECTION = ("staging", "intermediate.as_of", "quarantine")
 
 
 def transform_staging(run: dict) -> dict:
-    """dbt build of staging. When the run's batch is a delta on the batch the staging tables hold
-    (tiering.increment), the versioned staging models only replace the ids the run's own rows
-    touch (var staging_increment); otherwise they are rebuilt from the whole batch (--full-refresh)."""
+    """dbt build of staging (each landed partition typed once), the month's as-of rows and its
+    quarantine, with their tests."""
     spec = RunSpec.from_conf(run)
-    manifest = landing.read_manifest(spec)
-    delta_on = manifest.get("delta_on")
-    held, held_code = take_staging_state(spec.warehouse)
-    code = staging_code_version()
-    share = _landed_share(manifest)
-    increment = delta_on is not None and delta_on == held and held_code == code and share <= MAX_STAGING_DELTA_SHARE
-    if increment:
-        log.info(f"staging: updated in place (the batch is a delta on {held}, the batch staging holds; "
-                 f"{share:.1%} of its rows were landed)")
-    else:
-        why = ("the batch is no delta on an earlier run" if delta_on is None else
-               f"staging holds {held or 'no recorded batch'}, not the base {delta_on}" if delta_on != held else
-               "the staging models changed since they were built" if held_code != code else
-               f"the delta holds {share:.0%} of the batch's rows: rebuilding is cheaper than replacing them")
-        log.info(f"staging: rebuilt from the whole batch ({why})")
-    # + the models kept with staging; tests whose other parents are built later (transform_marts)
-    # run there (cautious indirect selection)
-    result = run_dbt("build", spec, load_rules(spec.rules_path), "--select", "staging",
-                     *KEPT_WITH_STAGING, "--indirect-selection", "cautious", *PRODUCTION_BUILD,
-                     *([] if increment else ["--full-refresh"]),
-                     extra_vars={"staging_increment": increment,
-                                 "own_rows_new": _own_rows_new(spec) if increment else [],
-                                 "delta_since": _delta_since(manifest) if increment else {},
-                                 # (builds no mart: the var makes this build share transform_marts' parse)
-                                 "marts_schema": marts_build.PENDING_SCHEMA})
-    record_staging_state(spec.warehouse, spec.run_id, code, increment)
-    return {**result, "staging_increment": increment}
-
-
-def _delta_since(manifest: dict) -> dict[str, str]:
-    """Per table landed as a delta, the base run's cutoff: every row staging holds was updated
-    before it, so an own row updated from then on is an id's latest version (macros/staging.sql:
-    union_held_versions)."""
-    return {name: table["since"] for name, table in manifest["tables"].items() if table.get("landing") == "delta"}
-
-
-def _own_rows_new(spec: RunSpec) -> list[str]:
-    """The tables whose rows loaded by this run were all new to raw (none was in raw already):
-    staging's run_batch_rows then finds them by raw._first_batch_id (macros/staging.sql)."""
-    con = connect(spec.warehouse, read_only=True)
-    try:
-        return tables_loaded_all_new(con, spec.run_id)
-    finally:
-        con.close()
-
-
-# Intermediate models built and kept (incrementally on DuckDB) with staging, by the same rule: the
-# orders in the reporting currency (read by score_potential too) and what was paid per invoice
-# (int_invoices__settlement: summing every payment of the history again each month cost 53 s at L).
-KEPT_WITH_STAGING = ("int_orders__in_reporting_currency", "int_invoices__settlement")
-
-
-# Above this share of the batch's rows in the delta (e.g. a month run after a gap of many months),
-# staging is rebuilt: replacing most ids in place is no cheaper (measured at L: an 11-month delta,
-# 70% of the rows, took 63 s in place for stg_raw__orders, 45M orders; a rebuild of 21M took 28 s).
-MAX_STAGING_DELTA_SHARE = 0.25
-
-
-def _landed_share(manifest: dict) -> float:
-    """Rows landed / rows of the as-of snapshot, over the tables landed as deltas."""
-    deltas = [t for t in manifest["tables"].values() if t.get("landing") == "delta"]
-    snapshot = sum(t["snapshot_rows"] for t in deltas)
-    return sum(t["rows"] for t in deltas) / snapshot if snapshot else 0.0
-
-
-def staging_code_version() -> str:
-    """A hash of the dbt code that builds what transform_staging keeps (the staging models,
-    KEPT_WITH_STAGING, the macros): tables built by other code are rebuilt, not updated in place
-    (an incremental model would not get a new column, say)."""
-    project = DBT_PROJECT_DIR
-    files = [*sorted((project / "models" / "staging").glob("*.sql")), *sorted((project / "macros").glob("*.sql")),
-             *(project / "models" / "intermediate" / f"{name}.sql" for name in KEPT_WITH_STAGING)]
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
+    # (builds no mart: the var makes this build share transform_marts' parse)
+    return run_dbt("build", spec, load_rules(spec.rules_path), "--select", *STAGING_SELECTION, *PRODUCTION_BUILD,
+                   extra_vars={"marts_schema": marts_build.PENDING_SCHEMA})
 
 
 def score_potential(run: dict) -> dict:
@@ -203,26 +126,10 @@ def transform_marts(run: dict) -> dict:
     `marts` by `publish` once every test and gate passed (tiering.marts_build)."""
     spec = RunSpec.from_conf(run)
     marts_build.prepare(spec)
-    # not the models kept with staging again (transform_staging built and tested them); their tests
-    # with a parent built here (relationships) stay selected (cautious indirect selection), and
-    # check the rows this run wrote when it updated them in place (same vars as transform_staging)
-    return run_dbt("build", spec, load_rules(spec.rules_path), "--exclude", "staging",
-                   *(f"{name},resource_type:model" for name in KEPT_WITH_STAGING), "--indirect-selection", "cautious",
-                   *PRODUCTION_BUILD, extra_vars={**_staging_vars_of_run(spec),
-                                                  "marts_schema": marts_build.PENDING_SCHEMA})
-
-
-def _staging_vars_of_run(spec: RunSpec) -> dict:
-    """The vars transform_staging passed, as audit.staging_state records it: an update in place
-    for this run's batch, or not."""
-    con = connect(spec.warehouse, read_only=True)
-    try:
-        held = con.execute("select max(batch_id), bool_or(updated_in_place) from audit.staging_state").fetchone()
-    finally:
-        con.close()
-    if held[0] == spec.run_id and held[1]:
-        return {"staging_increment": True, "own_rows_new": _own_rows_new(spec)}
-    return {}
+    # (not what transform_staging built: tests with a parent there and one here stay selected)
+    return run_dbt("build", spec, load_rules(spec.rules_path), "--exclude", *STAGING_SELECTION,
+                   "--indirect-selection", "cautious", *PRODUCTION_BUILD,
+                   extra_vars={"marts_schema": marts_build.PENDING_SCHEMA})
 
 
 def gate_landed(run: dict) -> dict:
@@ -258,21 +165,20 @@ def publish_postgres(run: dict) -> dict:
     return publish_month(RunSpec.from_conf(run))
 
 
+def input_checksum(manifest: dict) -> str:
+    """The checksum of a run's inputs: every partition version it read, with its fingerprint."""
+    read = {name: {p: [v["version"], v["rows"], v["hash"]] for p, v in sorted(t["partitions"].items())}
+            for name, t in sorted(manifest["tables"].items())}
+    return hashlib.sha256(json.dumps(read, sort_keys=True).encode()).hexdigest()
+
+
 def finish_run(run: dict) -> dict:
-    """Mark the run successful with the checksum of its inputs (for a delta, chained to its base
-    run's), and return the month's summary."""
+    """Mark the run successful with the checksum of its inputs, and return the month's summary."""
     spec = RunSpec.from_conf(run)
     manifest = landing.read_manifest(spec)
+    checksum = input_checksum(manifest)
     con = connect(spec.warehouse)
     try:
-        # the landed files, and for a delta the base run's checksum: a chain over every input
-        delta = any(t.get("landing") == "delta" for t in manifest["tables"].values())
-        base = manifest.get("base_run_id") if delta else None
-        base_checksum = (con.execute("select input_checksum from audit.runs where run_id = ?", [base]).fetchone()
-                         or [None])[0] if base else None
-        inputs = {n: t["landed_sha256"] for n, t in sorted(manifest["tables"].items())}
-        checksum = hashlib.sha256(json.dumps(
-            inputs if base_checksum is None else {**inputs, "base": base_checksum}).encode()).hexdigest()
         con.execute("update audit.runs set status = 'success', finished_at = ?, input_checksum = ?, "
                     "source_fingerprint = ? where run_id = ?",
                     [_now(), checksum, manifest_fingerprint(manifest), spec.run_id])

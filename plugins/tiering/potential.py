@@ -239,7 +239,7 @@ def refresh_customer_keys(con: duckdb.DuckDBPyConnection) -> int:
 
     same_secret = stored_keys_current(con)
     ids = [r[0] for r in con.execute(
-        "select distinct customer_id from staging.stg_raw__customers "
+        "select distinct customer_id from intermediate.int_customers__as_of "
         + ("where customer_id not in (select customer_id from potential.customer_keys) " if same_secret else "")
         + "order by 1").fetchall()]
     if not ids:

@@ -113,11 +113,11 @@ def refresh_approver_keys(con) -> int:
     if migrated:
         print(f"approvers replaced by their pseudonymous key in {', '.join(migrated)}")
     con.execute(APPROVER_KEYS_DDL)
-    staged = con.execute("select count(*) from information_schema.tables where table_schema = 'staging' "
-                         "and table_name = 'stg_raw__tier_overrides' and table_catalog = current_database()"
+    staged = con.execute("select count(*) from information_schema.tables where table_schema = 'intermediate' "
+                         "and table_name = 'int_tier_overrides__as_of' and table_catalog = current_database()"
                          ).fetchone()[0]
     approvers = [r[0] for r in con.execute(
-        "select distinct override_approver from staging.stg_raw__tier_overrides "
+        "select distinct override_approver from intermediate.int_tier_overrides__as_of "
         "where override_approver is not null order by 1").fetchall()] if staged else []
     con.execute("begin transaction")
     try:

@@ -128,8 +128,7 @@ class RunSpec:
     source_dir: Path
     warehouse: Path = DEFAULT_WAREHOUSE
     rules_path: Path = DEFAULT_RULES
-    restate: bool = False
-    as_of: str | None = None    # restatements: the moment whose knowledge is used (ISO, UTC)
+    restate: bool = False       # accept a changed history: land new versions of the partitions that differ
     provisional: bool = False   # the month has not ended yet: marked in the marts, never published to PostgreSQL
 
     @property
@@ -142,12 +141,13 @@ class RunSpec:
 
     @property
     def as_of_cutoff(self) -> str:
-        """Source rows count when updated_at < this: the month end, or `as_of` for a restatement."""
-        return self.as_of if self.restate and self.as_of else f"{self.next_month}"
+        """Source rows count when updated_at < this: the month's end."""
+        return f"{self.next_month}"
 
     @property
-    def landing_dir(self) -> Path:
-        return landing_root(self.warehouse) / self.run_id
+    def landing_manifest(self) -> Path:
+        """What the run reads from the change log (tiering.landing)."""
+        return landing_root(self.warehouse) / "_runs" / f"{self.run_id}.json"
 
     def to_conf(self) -> dict:
         conf = asdict(self)
@@ -172,8 +172,6 @@ class RunSpec:
             warehouse=Path(conf.get("warehouse") or os.environ.get("TIERING_WAREHOUSE") or DEFAULT_WAREHOUSE),
             rules_path=Path(conf.get("rules_path") or os.environ.get("TIERING_RULES") or DEFAULT_RULES),
             restate=bool(conf.get("restate", False)),
-            as_of=conf.get("as_of") or (datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
-                                        if conf.get("restate") else None),
             provisional=_flag(conf.get("provisional", False)),
         )
 

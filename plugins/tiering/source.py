@@ -1,15 +1,12 @@
-"""The file source: table specs, reading CSV/Parquet, and the as-of extraction.
+"""The file source: table specs and reading a source file as text rows.
 
-Every value is read as text, exactly as it stands in the file; typing happens
-later (quarantine rules in `tiering.load`, casts in dbt staging). A row is
-extracted for month M when its `updated_at` is at or before the end of M, or
-when its `updated_at` cannot be parsed (such a row cannot be placed in time:
-it is extracted and then quarantined with that reason, so it is never lost).
+Every value is read as text, exactly as it stands in the file, with its line number; typing and
+the row rules happen in dbt (models/staging/stg_landing__*). tiering.landing puts each row in
+the change-log partition of its `updated_at` month (fx_rates: of its `month`).
 """
 from __future__ import annotations
 
 import csv
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,17 +28,6 @@ def sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def record_of(spec: TableSpec) -> str:
-    """SQL: a landed row's source columns as the JSON record quarantine.rejected_rows keeps
-    (tiering.load); `columns_of_record` reads them back."""
-    return "to_json({" + ", ".join(f"{sql_literal(c)}: {c}" for c in spec.columns) + "})"
-
-
-def columns_of_record(spec: TableSpec, record: str = "record") -> str:
-    """SQL: the source columns (text, as landed) from a quarantine record (`record_of`)."""
-    return ", ".join(f"json_extract_string({record}, {sql_literal('$.' + c)}) as {c}" for c in spec.columns)
-
-
 @dataclass(frozen=True)
 class TableSpec:
     name: str
@@ -56,6 +42,14 @@ class TableSpec:
     optional_file: bool = False
     versioned: bool = True               # has updated_at
     free_text: tuple[str, ...] = ()      # typed by people: must hold no e-mail address or phone (tiering.pii)
+    optional_columns: tuple[str, ...] = ()   # may be absent from the file: read as empty
+    personal: tuple[str, ...] = ()       # personal data: landed apart (tiering.landing), erasable (tiering forget)
+    partition_column: str = "updated_at"  # the change log's partition: this column's month
+
+    @property
+    def landed_columns(self) -> tuple[str, ...]:
+        """The columns of the table's change log (the personal ones land apart)."""
+        return tuple(c for c in self.columns if c not in self.personal)
 
     def path_in(self, source_dir: Path) -> Path | None:
         for ext in (".csv", ".parquet"):
@@ -76,15 +70,18 @@ TABLES: dict[str, TableSpec] = {
             required=("customer_id", "customer_kind", "created_at", "updated_at"),
             timestamps=("created_at", "updated_at"),
             enums={"customer_kind": ("individual", "organisation")},
+            personal=("name", "email", "phone"),
         ),
         TableSpec(
             "orders",
-            ("order_id", "customer_id", "ordered_at", "status", "currency", "amount", "cost", "updated_at"),
+            ("order_id", "customer_id", "ordered_at", "status", "currency", "amount", "cost", "updated_at",
+             "original_order_id"),
             key=("order_id",),
             required=("order_id", "customer_id", "ordered_at", "status", "currency", "amount", "updated_at"),
             timestamps=("ordered_at", "updated_at"),
-            amounts=("amount", "cost"),
-            enums={"status": ("completed", "cancelled", "returned")},
+            amounts=("amount", "cost"),     # (a credit_note's amount is zero or negative)
+            enums={"status": ("completed", "cancelled", "returned", "credit_note")},
+            optional_columns=("original_order_id",),
         ),
         TableSpec(
             "invoices",
@@ -114,6 +111,7 @@ TABLES: dict[str, TableSpec] = {
             amounts=("rate_to_reporting",),
             optional_file=True,
             versioned=False,
+            partition_column="month",
         ),
         # manual tier overrides, approved by the business (an extension of the contract's source)
         TableSpec(
@@ -132,22 +130,8 @@ TABLES: dict[str, TableSpec] = {
 }
 
 
-# reference checks: table -> [(column, referenced table, referenced key column, rule)]
-REFERENCES = {
-    "orders": [("customer_id", "customers", "customer_id", "unknown_customer")],
-    # invoices.order_id is informational: an invoice may be visible before its order arrives
-    "invoices": [("customer_id", "customers", "customer_id", "unknown_customer")],
-    "payments": [("invoice_id", "invoices", "invoice_id", "unknown_invoice")],
-    "tier_overrides": [("customer_id", "customers", "customer_id", "unknown_customer")],
-}
+# the tables in the order their rows are checked (a table's references come before it)
 LOAD_ORDER = ("fx_rates", "customers", "tier_overrides", "orders", "invoices", "payments")
-
-
-def depends_on(table: str) -> tuple[str, ...]:
-    """The tables whose valid rows decide whether a row of `table` is valid: the ones it refers
-    to, and fx_rates for a table with amounts in a currency."""
-    refs = tuple(ref for _, ref, _, _ in REFERENCES.get(table, []))
-    return refs + (("fx_rates",) if "currency" in TABLES[table].columns and table != "fx_rates" else ())
 
 
 def read_table(spec: TableSpec, path: Path, encoding: str = "utf-8") -> pa.Table:
@@ -175,11 +159,14 @@ def read_table(spec: TableSpec, path: Path, encoding: str = "utf-8") -> pa.Table
         if "utf8" in str(exc).lower().replace("-", ""):
             raise SourceError(_undecodable(path, encoding)) from exc
         raise SourceError(f"{path}: cannot be read ({str(exc).splitlines()[0]}); fix or replace the file") from exc
-    missing = [c for c in spec.columns if c not in table.column_names]
+    missing = [c for c in spec.columns if c not in table.column_names and c not in spec.optional_columns]
     if missing:
         raise SourceError(_delimiter_hint(path, spec, table.column_names) or
                           f"{path}: missing column(s) {', '.join(missing)}; "
                           f"expected columns: {', '.join(spec.columns)}")
+    for column in spec.optional_columns:
+        if column not in table.column_names:
+            table = table.append_column(column, pa.nulls(table.num_rows, pa.string()))
     table = table.select(list(spec.columns))
     lines = pa.array(range(first_line, first_line + table.num_rows), type=pa.int64())
     return table.append_column("_source_line", lines)
@@ -276,31 +263,11 @@ def check_source_dir(source_dir: Path) -> None:
     _source_config(source_dir)   # a bad source.yml fails here, before anything is written
 
 
-@dataclass(frozen=True)
-class Delta:
-    """What an incremental landing of one table takes from the source (tiering.increment): the
-    rows updated at or after `since` (the base run's cutoff) and before the run's cutoff, the
-    rows whose updated_at cannot be parsed (always), and the rows at `carried_lines` (the base
-    run's quarantined rows, checked again: a reference may exist by now)."""
-    since: str
-    carried_lines: tuple[int, ...] = ()
-    # a Parquet source: the only lines (first, last; 1-based) that can hold a row updated from
-    # `since` on or an unparseable one, by its row groups' times (row_group_times); None: all
-    line_ranges: tuple[tuple[int, int], ...] | None = None
-    # ... and of them, the lines of the row groups that hold an unparseable updated_at; None: the
-    # same as line_ranges
-    unparseable_ranges: tuple[tuple[int, int], ...] | None = None
-    # (with line_ranges) a query of the carried rows (the source columns as text, `_source_line`,
-    # `_source_file`) to take instead of reading their lines from the source, which are spread over
-    # every row group: the base run's quarantine records of a byte-identical file (tiering.landing)
-    carried_rows: str | None = None
-
-
 # Strings DuckDB's timestamp and date casts accept although they name no real moment ('infinity'
 # reads as 9999-12-31, '-infinity' as 0001-01-01, 'epoch' as 1970-01-01; the others are PostgreSQL's,
-# listed in case a DuckDB version accepts them). tiering.load quarantines them (impossible_timestamp);
-# an updated_at holding one counts as unparseable, so the row is extracted in every month and
-# quarantined, never silently left out of every month ('infinity' is never before a cutoff).
+# listed in case a DuckDB version accepts them). The row rules reject them (impossible_timestamp);
+# an updated_at holding one cannot be placed in a month: the row lands in the partition
+# `unparseable` (tiering.landing), rejected in every month, never silently lost.
 SPECIAL_TIMESTAMPS = ("infinity", "+infinity", "-infinity", "inf", "+inf", "-inf", "epoch", "allballs", "now",
                       "today", "tomorrow", "yesterday")
 
@@ -308,28 +275,6 @@ SPECIAL_TIMESTAMPS = ("infinity", "+infinity", "-infinity", "inf", "+inf", "-inf
 def is_special_timestamp(column: str) -> str:
     """SQL: the text column holds one of SPECIAL_TIMESTAMPS (any case, surrounding spaces)."""
     return f"lower(trim({column})) in ({', '.join(map(sql_literal, SPECIAL_TIMESTAMPS))})"
-
-
-UPDATED_TS = f"(case when {is_special_timestamp('updated_at')} then null else try_cast(updated_at as timestamptz) end)"
-
-
-def _as_of_filter(spec: TableSpec, cutoff: str, delta: Delta | None = None) -> str:
-    if spec.versioned:
-        where = f"{UPDATED_TS} is null or {UPDATED_TS} < timestamptz '{cutoff}'"
-        if delta is not None:
-            where = f"({where}) and ({UPDATED_TS} is null or {UPDATED_TS} >= timestamptz '{delta.since}'"
-            if delta.carried_lines:
-                where += f" or _source_line in (select unnest(${_CARRIED}))"
-            where += ")"
-        return where
-    # fx rates: the months up to and including M (and unparseable months, to quarantine)
-    return f"try_strptime(month, '%Y-%m') is null or try_strptime(month, '%Y-%m') < timestamp '{cutoff}'"
-
-
-_CARRIED = "carried_lines"
-# (a Parquet source: its carried rows by row number; DuckDB pushes the semi join into the scan as a
-# filter, so only their row groups are read)
-_CARRIED_ROWS = f"file_row_number in (select unnest(${_CARRIED}) - 1)"
 
 
 def _parquet_columns(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
@@ -341,33 +286,44 @@ def _parquet_columns(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
         raise SourceError(f"{path}: cannot be read ({str(exc).splitlines()[0]}); fix or replace the file") from exc
 
 
-def _parquet_rows(spec: TableSpec, path: Path, row_filter: str = "") -> str:
-    """SQL: the rows of a Parquet source (columns as text, `_source_line`, `_source_file`);
-    `row_filter` is a condition on `file_row_number` (0-based), which DuckDB checks against each
-    row group's range before reading it: the row groups outside it are skipped."""
-    select = ", ".join(f"cast({c} as varchar) as {c}" for c in spec.columns)
-    where = f" where {row_filter}" if row_filter else ""
-    return (f"select {select}, file_row_number + 1 as _source_line, {sql_literal(path.name)} as _source_file "
-            f"from read_parquet({sql_literal(str(path))}, file_row_number = true){where}")
+
+
+def partition_of(spec: TableSpec) -> str:
+    """SQL: the change-log partition of a source row (text columns): the UTC month (YYYY-MM) of its
+    updated_at (fx_rates: its month), or 'unparseable' when that cannot be read."""
+    column = spec.partition_column
+    if column == "month":
+        month = (f"(case when regexp_full_match(trim({column}), '\\d{{4}}-\\d{{2}}') "
+                 f"then try_strptime(trim({column}), '%Y-%m') end)")
+    else:
+        month = f"(case when {is_special_timestamp(column)} then null else try_cast({column} as timestamptz) end)"
+    return f"coalesce(strftime({month}, '%Y-%m'), '{UNPARSEABLE}')"
+
+
+UNPARSEABLE = "unparseable"
 
 
 @contextmanager
 def source_rows(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path):
-    """A SQL query of every row of one source file: the source columns as text, `_source_line`
-    and `_source_file`, in file order.
+    """A SQL query of every row of one source file: the source columns as text (an optional column
+    the file lacks as NULL), `_source_line` and `_source_file`.
 
     A Parquet source streams through DuckDB (bounded memory: a 50-million-row file never sits in
-    memory); a CSV source is read with pyarrow, which numbers its lines exactly as a text editor
-    shows them, and registered for the time of the `with` block."""
+    memory); its line is the row's position + 1. A CSV source is read with pyarrow (encodings,
+    quoted headers, line numbers exactly as a text editor shows them) and registered for the
+    time of the `with` block."""
     name = sql_literal(path.name)
     if path.suffix == ".parquet":
         present = _parquet_columns(con, path)
-        missing = [c for c in spec.columns if c not in present]
+        missing = [c for c in spec.columns if c not in present and c not in spec.optional_columns]
         if missing:
             raise SourceError(
                 f"{path}: missing column(s) {', '.join(missing)}; expected columns: {', '.join(spec.columns)}"
             )
-        yield _parquet_rows(spec, path)   # the line is the file's row position + 1
+        select = ", ".join(f"cast({c} as varchar) as {c}" if c in present else f"cast(null as varchar) as {c}"
+                           for c in spec.columns)
+        yield (f"select {select}, file_row_number + 1 as _source_line, {name} as _source_file "
+               f"from read_parquet({sql_literal(str(path))}, file_row_number = true)")
         return
     con.register("source_file_rows", read_table(spec, path, source_encoding(path.parent, spec.name)))
     try:
@@ -376,198 +332,9 @@ def source_rows(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path):
         con.unregister("source_file_rows")
 
 
-@contextmanager
-def _rows_of(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path, rows: str | None):
-    """`rows` when the caller holds the file open (source_rows), else source_rows for this call:
-    a CSV is then read once per table, not once per query."""
-    if rows is not None:
-        yield rows
-        return
-    with source_rows(con, spec, path) as opened:
-        yield opened
-
-
-def _run(con: duckdb.DuckDBPyConnection, path: Path, sql: str, params: dict | None = None):
+def run_sql(con: duckdb.DuckDBPyConnection, path: Path, sql: str):
+    """Run a query over a source file; a file DuckDB cannot read is a one-line SourceError."""
     try:
-        return con.execute(sql, params or {}).fetchall()
+        return con.execute(sql).fetchall()
     except duckdb.Error as exc:
         raise SourceError(f"{path}: cannot be read ({str(exc).splitlines()[0]}); fix or replace the file") from exc
-
-
-# zstd at its fastest level: 15% faster to write than the default level 3 and no larger here
-# (one month's changed orders at 1M customers: 3M rows of text in 46 MB)
-LANDED_PARQUET = "format parquet, compression zstd, compression_level 1"
-
-
-def extract_as_of_to(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path, cutoff: str,
-                     out: Path, delta: Delta | None = None, rows: str | None = None) -> int:
-    """Write the rows of one source file visible before `cutoff` (the month end; see the module
-    docstring), or of them only the `delta` ones, to the Parquet file `out`: the source columns
-    as text, `_source_line` and `_source_file`, in file order (read, filter and write in one
-    pass). Returns the row count."""
-    params = {_CARRIED: list(delta.carried_lines)} if delta is not None and delta.carried_lines else None
-    if delta is not None and delta.line_ranges is not None and path.suffix == ".parquet":
-        # only the row groups that can hold the delta's rows, and the carried rows (wherever they
-        # are, or from the base run's quarantine records)
-        query = f"{_delta_rows(spec, path, cutoff, delta)} order by _source_line"
-        return _run(con, path, f"copy ({query}) to {sql_literal(str(out))} ({LANDED_PARQUET})",
-                    params if f"${_CARRIED}" in query else None)[0][0]
-    where = _as_of_filter(spec, cutoff, delta)
-    with _rows_of(con, spec, path, rows) as source:
-        # COPY keeps a Parquet scan's file order; the CSV's arrow rows are put back in line order
-        order = "" if path.suffix == ".parquet" else " order by _source_line"
-        query = f"select * from ({source}) where {where}{order}"
-        return _run(con, path, f"copy ({query}) to {sql_literal(str(out))} ({LANDED_PARQUET})",
-                    params)[0][0]
-
-
-def _in_lines(ranges: tuple[tuple[int, int], ...]) -> str:
-    """SQL: a Parquet row (`file_row_number`, 0-based) is in one of the line ranges (1-based)."""
-    return "(" + (" or ".join(f"file_row_number between {first - 1} and {last - 1}" for first, last in ranges)
-                  or "false") + ")"
-
-
-def _delta_rows(spec: TableSpec, path: Path, cutoff: str, delta: Delta) -> str:
-    """SQL: the rows of a Parquet source that `_as_of_filter` keeps for `delta`, read from the
-    row groups in `delta.line_ranges` and the carried rows wherever they are, as three disjoint
-    parts, each with a filter DuckDB checks in the scan (the other columns of a row are read
-    only when it passes): the rows updated from `since` on and before the cutoff (in the
-    ranges), the unparseable ones (in the row groups that hold one) and the carried rows updated
-    before `since` (by their lines, or from `delta.carried_rows`). The `or` of the single filter
-    would be checked after reading and casting every column of every row (measurements:
-    bench/RESULTS.md)."""
-    parts = [f"select * from ({_parquet_rows(spec, path, _in_lines(delta.line_ranges))}) "
-             f"where {UPDATED_TS} >= timestamptz '{delta.since}' and {UPDATED_TS} < timestamptz '{cutoff}'"]
-    unparseable = delta.line_ranges if delta.unparseable_ranges is None else delta.unparseable_ranges
-    if unparseable:
-        parts.append(f"select * from ({_parquet_rows(spec, path, _in_lines(unparseable))}) where {UPDATED_TS} is null")
-    if delta.carried_lines:
-        carried = delta.carried_rows or _parquet_rows(spec, path, _CARRIED_ROWS)
-        parts.append(f"select * from ({carried}) "
-                     f"where {UPDATED_TS} < timestamptz '{delta.since}' and {UPDATED_TS} < timestamptz '{cutoff}'")
-    return " union all ".join(parts)
-
-
-def row_group_times(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path) -> list[list]:
-    """[[first line, rows, earliest, latest, unparseable], ...] for each row group of a Parquet
-    source of a versioned table: the earliest and latest updated_at of its rows (microseconds
-    since the epoch, UTC; None when none parses) and how many cannot be parsed. A row group whose
-    latest updated_at is before a delta's `since` and which has no unparseable row holds no row of
-    the delta but carried ones (`delta_line_ranges`). One read of the updated_at column, the row
-    groups shared among the connection's threads; updated_at is read as text and parsed as the
-    landing parses it, whatever its Parquet type."""
-    groups = _run(con, path, "select row_group_id, any_value(row_group_num_rows) from parquet_metadata($path) "
-                             "group by row_group_id order by row_group_id", {"path": str(path)})
-    starts, first = [], 1
-    for _, count in groups:
-        starts.append((first, count))
-        first += count
-
-    def times(first_line: int, count: int) -> list:
-        cursor = con.cursor()
-        try:
-            low, high, bad = _run(cursor, path, f"""
-                select epoch_us(min(ts)), epoch_us(max(ts)), count(*) filter (where ts is null)
-                from (select {UPDATED_TS} as ts
-                      from (select cast(updated_at as varchar) as updated_at
-                            from read_parquet($path, file_row_number = true)
-                            where file_row_number between $first and $last))""",
-                {"path": str(path), "first": first_line - 1, "last": first_line + count - 2})[0]
-        finally:
-            cursor.close()
-        return [first_line, count, low, high, bad]
-
-    threads = int(con.execute("select current_setting('threads')").fetchone()[0])
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:   # one row group is one thread's work
-        return list(pool.map(lambda group: times(*group), starts))
-
-
-def delta_line_ranges(groups: list[list], since_us: int | None) -> tuple[tuple[int, int], ...]:
-    """The line ranges (merged) of the row groups that may hold a row updated at or after
-    `since_us` (microseconds since the epoch) or an unparseable one; with `since_us` None, of
-    those that hold an unparseable one."""
-    ranges: list[tuple[int, int]] = []
-    for first, count, _, latest, bad in groups:
-        if bad or (since_us is not None and (latest is None or latest >= since_us)):
-            if ranges and ranges[-1][1] == first - 1:
-                ranges[-1] = (ranges[-1][0], first + count - 1)
-            else:
-                ranges.append((first, first + count - 1))
-    return tuple(ranges)
-
-
-def _visible_from(spec: TableSpec) -> str:
-    """SQL: the moment from which a row is visible (updated_at; an fx rate: its month)."""
-    return UPDATED_TS if spec.versioned else "cast(try_strptime(month, '%Y-%m') as timestamptz)"
-
-
-def fingerprints(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path, cutoffs: list[str],
-                 rows: str | None = None) -> dict:
-    """{cutoff: {"rows": n, "hash": text}, "unparseable": n} of one source file: for each cutoff,
-    the number of rows visible before it (updated_at, or an fx rate's month, before the cutoff)
-    and the sum of a hash of each such row's values and line number; and the number of rows
-    whose updated_at (month) cannot be parsed. Equal fingerprints at a cutoff mean that the rows
-    before it are (but for a 2^-64 chance) the same rows at the same lines: what an incremental
-    landing relies on (tiering.increment). One scan of the file for all cutoffs."""
-    row_hash = "hash(" + ", ".join([*spec.columns, "_source_line"]) + ")"
-    aggregates = ", ".join(
-        f"count(*) filter (where ts < timestamptz '{c}'), "
-        f"coalesce(sum({row_hash}) filter (where ts < timestamptz '{c}'), 0)::varchar"
-        for c in cutoffs)
-    with _rows_of(con, spec, path, rows) as source:
-        values = _run(con, path, f"select {aggregates}, count(*) filter (where ts is null) "
-                                 f"from (select *, {_visible_from(spec)} as ts from ({source}))")[0]
-    result: dict = {c: {"rows": values[2 * i], "hash": values[2 * i + 1]} for i, c in enumerate(cutoffs)}
-    result["unparseable"] = values[-1]
-    return result
-
-
-def fingerprint_of_landing(con: duckdb.DuckDBPyConnection, spec: TableSpec, landed: Path, cutoff: str,
-                           base_fingerprint: dict | None) -> dict:
-    """The source's fingerprints at `cutoff` (as `fingerprints` gives them) from a landed file
-    instead of the source: a full landing holds every row visible before the cutoff, and every
-    unparseable row; a delta on a base whose source file is the same holds, besides those, the
-    rows visible from the base's cutoff on, so the fingerprint is the base's plus theirs (counts
-    and hash sums add up). The landed file keeps the source's text values and line numbers, so
-    the hashes are the ones a scan of the source gives (tests/unit/test_increment.py)."""
-    rows = f"select * from read_parquet({sql_literal(str(landed))})"
-    if base_fingerprint is None:
-        return fingerprints(con, spec, landed, [cutoff], rows)
-    since = base_fingerprint["cutoff"]
-    found = fingerprints(con, spec, landed, [cutoff, since], rows)
-    # the landed rows before the base's cutoff are the carried ones, counted in the base's fingerprint
-    new = {"rows": found[cutoff]["rows"] - found[since]["rows"],
-           "hash": int(found[cutoff]["hash"]) - int(found[since]["hash"])}
-    return {cutoff: {"rows": base_fingerprint["rows"] + new["rows"],
-                     "hash": str(int(base_fingerprint["hash"]) + new["hash"])},
-            "unparseable": found["unparseable"]}
-
-
-def carried_collisions(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path, delta: Delta,
-                       rows: str | None = None) -> int:
-    """How many of the rows visible before `delta.since` that are not carried share their id and
-    updated_at with a carried row. Such a pair is two versions at the same moment: when the
-    carried row becomes valid, the conflicting-versions rule must see both, so the table is
-    landed in full (tiering.increment). Only the rows with a carried row's id have their
-    updated_at parsed (a Parquet source's carried rows are read by row number)."""
-    if not delta.carried_lines:
-        return 0
-    key = ", ".join(spec.key)
-    with _rows_of(con, spec, path, rows) as source:
-        carried = (_parquet_rows(spec, path, _CARRIED_ROWS) if path.suffix == ".parquet" else
-                   f"select * from ({source}) where _source_line in (select unnest(${_CARRIED}))")
-        # both CTEs materialized and joined: with `(id, updated_at) in (select ...)` DuckDB parsed
-        # updated_at of every source row (measured in bench/RESULTS.md)
-        same = " and ".join(f"same_id.{k} = carried.{k}" for k in spec.key)
-        return _run(con, path, f"""
-            with carried as materialized (
-                select {key}, _source_line, {UPDATED_TS} as ts from ({carried})
-            ),
-            same_id as materialized (
-                select {key}, _source_line, {UPDATED_TS} as ts from ({source})
-                where ({key}) in (select ({key}) from carried)
-            )
-            select count(*) from same_id inner join carried on {same} and same_id.ts = carried.ts
-            where same_id.ts < timestamptz '{delta.since}'
-              and same_id._source_line not in (select _source_line from carried)
-        """, {_CARRIED: list(delta.carried_lines)})[0][0]

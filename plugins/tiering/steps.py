@@ -4,10 +4,9 @@ the tests and the docs share one list."""
 from __future__ import annotations
 
 STEPS = (
-    "extract_and_land",   # as-of extract of the source, landed immutably (landing/<run_id>/)
-    "gate_landed",        # GE gate (a): the landed batch
-    "load_raw",           # idempotent load into raw; bad rows to quarantine with the reason
-    "transform_staging",  # dbt build --select staging
+    "extract_and_land",   # the change log brought up to the month (landing/<table>/<month>/v<N>.parquet)
+    "gate_landed",        # GE gate (a): what the month reads from the change log
+    "transform_staging",  # dbt build: landed rows typed and checked, the month's as-of rows, quarantine
     "gate_staging",       # GE gate (b): staging
     "score_potential",    # expected future value per customer (BG/NBD + Gamma-Gamma), optional
     "transform_marts",    # dbt build of intermediate, marts and audit models (with their tests)

@@ -1,6 +1,6 @@
-"""The DuckDB warehouse: connection and the tables Python owns (raw, quarantine, audit).
+"""The DuckDB warehouse: connection and the tables Python owns (landing views, audit).
 
-dbt owns `staging`, `intermediate` and `marts`; this module owns the tables the
+dbt owns `staging`, `intermediate`, `quarantine` and `marts`; this module owns what the
 pipeline writes before and after dbt. All DDL is idempotent.
 """
 from __future__ import annotations
@@ -12,78 +12,15 @@ from pathlib import Path
 
 import duckdb
 
-from tiering.source import TABLES
-
-
-def _raw_ddl() -> list[str]:
-    statements = []
-    for name, spec in TABLES.items():
-        cols = ", ".join(f"{c} varchar" for c in spec.columns)
-        statements.append(
-            f"create table if not exists raw.{name} ({cols}, _row_key varchar not null, "
-            f"_source_file varchar, _source_line bigint, _first_batch_id varchar, _loaded_at timestamp)"
-        )
-    return statements
-
-
-def _batch_members_ddl() -> str:
-    """The view raw.batch_members: each run's own loaded rows of each table (batch_id, source_table,
-    row_key), wherever they are recorded: in raw.batch_rows, or, for a batch whose rows were all
-    new to raw (its lineage row says member_rows_added), as the raw rows it added."""
-    added = [f"""select lineage.batch_id, lineage.source_table, {name}._row_key as row_key
-        from raw.batch_lineage as lineage
-        inner join raw.{name} as {name} on {name}._first_batch_id = lineage.member_batch_id
-        where lineage.source_table = '{name}' and lineage.batch_id = lineage.member_batch_id
-            and lineage.member_rows_added""" for name in TABLES]
-    return ("create or replace view raw.batch_members as\n"
-            "select batch_id, source_table, row_key from raw.batch_rows\nunion all\n"
-            + "\nunion all\n".join(added))
-
-
 DDL = [
-    "create schema if not exists raw",
-    "create schema if not exists quarantine",
+    "create schema if not exists landing",
     "create schema if not exists audit",
-    *_raw_ddl(),
-    # which raw rows make up each run's batch (raw holds every distinct source row once)
-    """create table if not exists raw.batch_rows (
-        batch_id varchar not null, source_table varchar not null, row_key varchar not null)""",
-    # which batches' rows make up each run's batch of a table: the run's own, and for a table landed
-    # as a delta (tiering.increment) those of its base run's batch
-    """create table if not exists raw.batch_lineage (
-        batch_id varchar not null, source_table varchar not null, member_batch_id varchar not null)""",
-    """create table if not exists quarantine.rejected_rows (
-        run_id varchar not null, month date not null, source_table varchar not null,
-        source_file varchar, source_line bigint, row_key varchar, rule varchar not null,
-        reason varchar not null, record json, quarantined_at timestamp)""",
     """create table if not exists audit.runs (
         run_id varchar primary key, month date not null, rule_version varchar, status varchar,
         source_dir varchar, landing_dir varchar, input_checksum varchar, restatement boolean,
         started_at timestamp, finished_at timestamp, message varchar)""",
     """create table if not exists audit.rule_versions (
         rule_version varchar primary key, label varchar, content json, first_used_at timestamp)""",
-    """create table if not exists audit.load_batches (
-        run_id varchar not null, month date not null, source_table varchar not null,
-        source_file varchar, source_sha256 varchar, landed_sha256 varchar, extracted_rows bigint,
-        loaded_rows bigint, new_raw_rows bigint, quarantined_rows bigint, loaded_at timestamp)""",
-    # the batch whose rows the incrementally kept staging tables hold (tiering.pipeline.transform_staging);
-    # no row while they are being built or after an ad-hoc dbt build
-    "create table if not exists audit.staging_state (batch_id varchar, built_at timestamp)",
-    # ... and the code that built them (a changed model or macro rebuilds them)
-    "alter table audit.staging_state add column if not exists code_version varchar",
-    # rows of the as-of snapshot (extracted_rows counts what was landed: less for a delta) and the base run
-    "alter table audit.load_batches add column if not exists snapshot_rows bigint",
-    "alter table audit.load_batches add column if not exists base_run_id varchar",
-    # ... and whether the build updated them in place (the staging gate then checks the touched ids)
-    "alter table audit.staging_state add column if not exists updated_in_place boolean",
-    # of a versioned table: how many of the run's quarantined rows share their id and updated_at with
-    # a row the run loaded (tiering.load); the next run's landing reads it instead of the source
-    # (tiering.increment: a delta's carried rows); NULL: not counted (a load by older code)
-    "alter table audit.load_batches add column if not exists quarantined_clashes bigint",
-    # whether a member batch's rows are the raw rows it added (raw._first_batch_id = member_batch_id):
-    # a batch whose loaded rows were all new to raw lists none of them in raw.batch_rows (tiering.load;
-    # at 1M customers 9.5M keys a month, 137M for a first month). NULL (older loads): listed there.
-    "alter table raw.batch_lineage add column if not exists member_rows_added boolean",
     # the SHA-256 of the run's source files (tiering.operations.manifest_fingerprint; set by finish_run): with
     # rule_version, what `tiering backfill` compares to skip a month whose inputs have not changed
     "alter table audit.runs add column if not exists source_fingerprint varchar",
@@ -92,57 +29,33 @@ DDL = [
     "alter table audit.runs add column if not exists pid integer",
     "alter table audit.runs add column if not exists host varchar",
     "alter table audit.runs add column if not exists heartbeat_at timestamp",
-    _batch_members_ddl(),
 ]
 
 
-def batch_rows_sql(table: str) -> str:
-    """SQL with two parameters, both the run id: the raw rows of `table` in that run's as-of batch
-    (the rows it loaded itself and, for a delta, those of its base run's batch; as dbt's staging
-    macro run_batch_rows reads them): the member batches' rows listed in raw.batch_rows, and the
-    raw rows added by the members whose rows were all new."""
-    return f"""select * from raw.{table} where _row_key in (
-        select batch_rows.row_key
-        from raw.batch_rows as batch_rows
-        inner join raw.batch_lineage as lineage
-            on lineage.member_batch_id = batch_rows.batch_id and lineage.source_table = batch_rows.source_table
-        where lineage.batch_id = ? and lineage.source_table = '{table}')
-    or _first_batch_id in (
-        select lineage.member_batch_id
-        from raw.batch_lineage as lineage
-        where lineage.batch_id = ? and lineage.source_table = '{table}' and lineage.member_rows_added)"""
+def register_landing(con: duckdb.DuckDBPyConnection, manifest: dict) -> None:
+    """The run's view of the change log for dbt (source `landing`): the table landing.partitions
+    (the partition versions the run reads, from its manifest) and one view per source table over
+    their Parquet files. Written by the landing step; dbt's staging models read them."""
+    from tiering.source import TABLES
 
-
-def tables_loaded_all_new(con: duckdb.DuckDBPyConnection, run_id: str) -> list[str]:
-    """The tables whose rows loaded by run `run_id` were all new to raw (loaded_rows = new_raw_rows):
-    its own rows of them are then the rows it added to raw (dbt's run_batch_rows finds them by
-    raw._first_batch_id)."""
-    return [r[0] for r in con.execute("select source_table from audit.load_batches where run_id = ? "
-                                      "and loaded_rows = new_raw_rows order by 1", [run_id]).fetchall()]
-
-
-def take_staging_state(path: Path | str) -> tuple[str | None, str | None]:
-    """(batch, code version) the staging tables were built for, forgotten at once: whoever
-    rebuilds staging next (the pipeline, or an ad-hoc dbt build) records the new one only when it
-    succeeds."""
-    con = connect(path)
-    try:
-        ensure_schema(con)
-        row = con.execute("select max(batch_id), max(code_version) from audit.staging_state").fetchone()
-        con.execute("delete from audit.staging_state")
-        return row[0], row[1]
-    finally:
-        con.close()
-
-
-def record_staging_state(path: Path | str, batch_id: str, code_version: str, updated_in_place: bool = False) -> None:
-    con = connect(path)
-    try:
-        con.execute("delete from audit.staging_state")
-        con.execute("insert into audit.staging_state (batch_id, built_at, code_version, updated_in_place) "
-                    "values (?, now(), ?, ?)", [batch_id, code_version, updated_in_place])
-    finally:
-        con.close()
+    rows = [(name, partition, v["version"], v["file"], v["rows"], v["hash"])
+            for name, table in manifest["tables"].items() for partition, v in table["partitions"].items()]
+    con.execute("create or replace table landing.partitions (table_name varchar, landing_partition varchar, "
+                "version integer, landing_file varchar, rows bigint, content_hash varchar)")
+    if rows:
+        con.executemany("insert into landing.partitions values (?, ?, ?, ?, ?, ?)", rows)
+    for name, spec in TABLES.items():
+        files = [v["file"] for v in manifest["tables"][name]["partitions"].values()]
+        columns = [*spec.landed_columns, "_source_file", "_source_line", "landing_partition"]
+        if files:
+            listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+            body = (f"select {', '.join(columns)}, filename as landing_file "
+                    f"from read_parquet([{listed}], filename = true)")
+        else:
+            typed = {"_source_line": "bigint"}
+            body = "select " + ", ".join(f"null::{typed.get(c, 'varchar')} as {c}" for c in columns) + \
+                   ", null::varchar as landing_file where false"
+        con.execute(f"create or replace view landing.{name} as {body}")
 
 
 # A sandboxed session (`tiering query`): the database file and nothing else. No ATTACH of another

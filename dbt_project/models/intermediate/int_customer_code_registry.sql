@@ -17,7 +17,7 @@ with known_customers as (
     select
         customer_id,
         first_seen_at
-    from {{ ref('stg_raw__customers') }}
+    from {{ ref('int_customers__as_of') }}
 ),
 
 registered as (

@@ -3,7 +3,7 @@
 -- The approver leaves as its pseudonymous key (potential.approver_keys, written by the pipeline:
 -- tiering.pseudonym); PostgreSQL's pii.approvers maps it back for auditors.
 with overrides as (
-    select * from {{ ref('stg_raw__tier_overrides') }}
+    select * from {{ ref('int_tier_overrides__as_of') }}
 ),
 
 approver_keys as (

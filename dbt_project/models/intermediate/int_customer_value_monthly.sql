@@ -1,7 +1,7 @@
 -- Value measures per customer known at the month end, over the trailing value window.
 -- Only completed orders count (the latest version of a cancelled or returned order counts nothing).
 with customers as (
-    select * from {{ ref('stg_raw__customers') }}
+    select * from {{ ref('int_customers__as_of') }}
 ),
 
 completed_orders as (

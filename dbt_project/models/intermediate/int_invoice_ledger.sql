@@ -15,7 +15,7 @@ with invoices as (
 ),
 
 fx_rates as (
-    select * from {{ ref('stg_raw__fx_rates') }}
+    select * from {{ ref('int_fx_rates__as_of') }}
 ),
 
 ledger as (

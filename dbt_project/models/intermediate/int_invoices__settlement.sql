@@ -1,47 +1,15 @@
-{{ staging_config('invoice_id') }}
 -- One row per invoice as of the month end, with what was paid by the month end (payments paid
 -- before the next month starts) and the day it was settled (cumulative payments first reached the
--- amount due). Built with staging and kept the same way (macros/staging.sql): in an incremental
--- build only the invoices whose figures can have changed are computed again (touched_invoices).
-with
-{%- if staging_increment() %}
--- (union all: the ids are only looked up with `in`, so repeating one costs less than removing repeats)
-touched_invoices as (
-    -- the invoices of the run's own invoice rows
-    select invoice_id from ({{ run_batch_rows('invoices') }}) as own_invoices
-    union all
-    -- every invoice a payment of the run's own rows names, in any version (a payment may move)
-    select payment_versions.invoice_id
-    from {{ source('raw', 'payments') }} as payment_versions
-    where payment_versions.payment_id in (select payment_id from ({{ run_batch_rows('payments') }}) as own_payments)
-    union all
-    -- the invoices paid between the month the table was computed for and this month's end, by a
-    -- payment staging held before this build (a payment this build wrote, staged_before = this
-    -- month's, is one of the run's own payments above: at 1M customers, 2.8M payment rows
-    -- fewer to look the invoices up with)
-    select invoice_id
-    from {{ ref('stg_raw__payments') }}
-    where paid_at >= (select max(paid_before) from {{ this }})
-        and paid_at < {{ next_month_start() }}
-        and staged_before < {{ next_month_start() }}
-),
-{%- endif %}
-
-invoices as (
+-- amount due).
+with invoices as (
     select *
-    from {{ ref('stg_raw__invoices') }}
-    {%- if staging_increment() %}
-    where invoice_id in (select invoice_id from touched_invoices)
-    {%- endif %}
+    from {{ ref('int_invoices__as_of') }}
 ),
 
 payments as (
     select *
-    from {{ ref('stg_raw__payments') }}
+    from {{ ref('int_payments__as_of') }}
     where paid_at < {{ next_month_start() }}
-    {%- if staging_increment() %}
-        and invoice_id in (select invoice_id from touched_invoices)
-    {%- endif %}
 ),
 
 -- what was paid per invoice by the month end: one group-by, which spills to disk under a memory limit
@@ -116,7 +84,6 @@ select
         when invoice_totals.paid_to_date < invoice_totals.amount_due then null
         when invoice_totals.payment_count = 1 then cast(invoice_totals.last_paid_at as date)
         else instalment_settlement.settled_on
-    end as settled_on,
-    {{ next_month_start() }} as paid_before
+    end as settled_on
 from invoice_totals
 left join instalment_settlement on instalment_settlement.invoice_id = invoice_totals.invoice_id

@@ -1,0 +1,142 @@
+{#- Row rules: reading a landed text value, and naming the first rule a landed row breaks.
+
+    The staging models (stg_landing__*) type every landed row once and mark it valid or rejected
+    with these; docs/rules.md lists the rules. A value that cannot be read is NULL, never an
+    error: the check beside it says why. PostgreSQL 15 has no try_cast nor pg_input_is_valid,
+    so its readers check the text's shape first (the functions tiering_try_* of
+    macros/postgres_functions.sql take the rest). -#}
+
+{#- The landed files of `table` not yet typed into the model being built: the run's partitions
+    (the source landing.partitions, written by the landing step) minus the files it holds. -#}
+{% macro landed_files_to_type(table) -%}
+    {%- if not execute -%}{{ return("''") }}{%- endif -%}
+    {%- set query -%}
+        select landing_file from {{ source('landing', 'partitions') }} where table_name = '{{ table }}'
+        {%- if is_incremental() %}
+        except
+        select distinct landing_file from {{ this }}
+        {%- endif %}
+    {%- endset -%}
+    {%- set quoted = [] -%}
+    {%- for file in run_query(query).columns[0].values() -%}
+        {%- do quoted.append("'" ~ file | replace("'", "''") ~ "'") -%}
+    {%- endfor -%}
+    {{- return(quoted | join(', ') if quoted else "''") -}}
+{%- endmacro %}
+
+{#- Strings that parse as timestamps but name no real moment (infinity, epoch, ...). -#}
+{% macro is_special_timestamp(column) -%}
+    lower(trim({{ column }})) in ({{ "'" ~ var('special_timestamps', ['infinity']) | join("', '") ~ "'" }})
+{%- endmacro %}
+
+{% macro is_missing(column) -%}coalesce(trim({{ column }}), '') = ''{%- endmacro %}
+
+{#- A text timestamp (ISO 8601, any offset) as a UTC timestamp; NULL when unreadable or special. -#}
+{% macro read_timestamp(column) -%}
+    {{ return(adapter.dispatch('read_timestamp', 'tiering')(column)) }}
+{%- endmacro %}
+{% macro default__read_timestamp(column) -%}
+    case when not {{ is_special_timestamp(column) }}
+        then cast(try_cast({{ column }} as timestamptz) as timestamp) end
+{%- endmacro %}
+{% macro postgres__read_timestamp(column) -%}
+    case when not {{ is_special_timestamp(column) }} then tiering_try_timestamp({{ column }}) end
+{%- endmacro %}
+
+{#- YYYY-MM-DD as a date; NULL otherwise. -#}
+{% macro read_date(column) -%}
+    {{ return(adapter.dispatch('read_date', 'tiering')(column)) }}
+{%- endmacro %}
+{% macro default__read_date(column) -%}
+    case when {{ regexp_full_match(column, '\\d{4}-\\d{2}-\\d{2}') }} then try_cast({{ column }} as date) end
+{%- endmacro %}
+{% macro postgres__read_date(column) -%}
+    case when {{ regexp_full_match(column, '\\d{4}-\\d{2}-\\d{2}') }} then tiering_try_date({{ column }}) end
+{%- endmacro %}
+
+{#- YYYY-MM as the month's first day; NULL otherwise. -#}
+{% macro read_month(column) -%}
+    {{ read_date("(" ~ column ~ " || '-01')") }}
+{%- endmacro %}
+
+{#- A decimal amount; NULL when it is no number. -#}
+{% macro read_decimal(column, scale=4) -%}
+    {{ return(adapter.dispatch('read_decimal', 'tiering')(column, scale)) }}
+{%- endmacro %}
+{% macro default__read_decimal(column, scale) -%}try_cast({{ column }} as decimal(18, {{ scale }})){%- endmacro %}
+{% macro postgres__read_decimal(column, scale) -%}
+    case when {{ regexp_full_match('trim(' ~ column ~ ')', '[+-]?(\\d+(\\.\\d*)?|\\.\\d+)([eE][+-]?\\d+)?') }}
+        then cast(trim({{ column }}) as decimal(18, {{ scale }})) end
+{%- endmacro %}
+
+{#- The first check a row breaks, as two columns: rejection_rule (the rule's code) and
+    rejection_reason (a message naming the column and the value), or <prefix>_rule and
+    <prefix>_reason. `checks`: a list of (rule, condition, message SQL), in the order they are
+    checked. -#}
+{% macro first_broken_rule(checks, prefix='rejection') -%}
+    case
+    {%- for rule, condition, message in checks %}
+        when {{ condition }} then '{{ rule }}'
+    {%- endfor %}
+    end as {{ prefix }}_rule,
+    case
+    {%- for rule, condition, message in checks %}
+        when {{ condition }} then {{ message }}
+    {%- endfor %}
+    end as {{ prefix }}_reason
+{%- endmacro %}
+
+{#- The checks every table's columns get, by kind, in the order they are checked: required
+    fields present; timestamps, dates, months and amounts readable and possible (no sentinel, not
+    before 1900, not negative unless `signed`); values of enumerated columns known. Each `read`
+    map names the typed column a text column is read into. -#}
+{% macro column_checks(required=[], timestamps={}, dates={}, months={}, amounts={}, enums={}, signed=[]) -%}
+    {%- set checks = [] -%}
+    {%- for column in required -%}
+        {%- do checks.append(('missing_value', is_missing(column), "'missing required field ''" ~ column ~ "'''")) -%}
+    {%- endfor -%}
+    {%- for column, typed in timestamps.items() -%}
+        {%- do checks.append(('impossible_timestamp', is_special_timestamp(column),
+                              "'special value ''' || " ~ column ~ " || ''' in ''" ~ column ~ "'' is no real moment (expected ISO 8601)'")) -%}
+        {%- do checks.append(('bad_timestamp', "not " ~ is_missing(column) ~ " and " ~ typed ~ " is null",
+                              "'unparseable timestamp in ''" ~ column ~ "'': ''' || " ~ column ~ " || ''' (expected ISO 8601)'")) -%}
+    {%- endfor -%}
+    {%- for column, typed in dates.items() -%}
+        {%- do checks.append(('bad_date', "not " ~ is_missing(column) ~ " and " ~ typed ~ " is null",
+                              "'unparseable date in ''" ~ column ~ "'': ''' || " ~ column ~ " || ''' (expected YYYY-MM-DD)'")) -%}
+    {%- endfor -%}
+    {%- for column, typed in months.items() -%}
+        {%- do checks.append(('bad_date', "not " ~ is_missing(column) ~ " and " ~ typed ~ " is null",
+                              "'unparseable month in ''" ~ column ~ "'': ''' || " ~ column ~ " || ''' (expected YYYY-MM)'")) -%}
+    {%- endfor -%}
+    {%- for column, typed in timestamps.items() | list + dates.items() | list -%}
+        {%- do checks.append(('date_before_1900', typed ~ " < cast('1900-01-01' as date)",
+                              "'" ~ column ~ " ' || " ~ column ~ " || ' is before 1900-01-01'")) -%}
+    {%- endfor -%}
+    {%- for column, typed in amounts.items() -%}
+        {%- do checks.append(('bad_amount', "not " ~ is_missing(column) ~ " and " ~ typed ~ " is null",
+                              "'amount ''" ~ column ~ "'' is not a number: ''' || " ~ column ~ " || ''''")) -%}
+        {%- if column not in signed -%}
+        {%- do checks.append(('negative_amount', typed ~ " < 0", "'negative amount in ''" ~ column ~ "'': ' || " ~ column)) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- for column, allowed in enums.items() -%}
+        {%- do checks.append(('unknown_value', column ~ " not in ('" ~ allowed | join("', '") ~ "')",
+                              "'unknown " ~ column ~ " ''' || " ~ column ~ " || ''' (expected " ~ allowed | join(' | ') ~ ")'")) -%}
+    {%- endfor -%}
+    {{- return(checks) -}}
+{%- endmacro %}
+
+{#- A hash of a row's text values (NULL and empty kept apart), to tell versions apart. -#}
+{% macro row_hash(columns) -%}
+    {%- set values = [] -%}
+    {%- for column in columns -%}{%- do values.append("coalesce(" ~ column ~ ", chr(30))") -%}{%- endfor -%}
+    {{ dbt.hash("concat_ws(chr(31), " ~ values | join(', ') ~ ")") }}
+{%- endmacro %}
+
+{#- The landed partitions month M reads: its month and the ones before, and `unparseable` (rows
+    that cannot be placed in a month, rejected in every month). -#}
+{% macro in_month_reach(relation=none) -%}
+    {%- set column = (relation ~ '.' if relation else '') ~ 'landing_partition' -%}
+    ({{ column }} <= '{{ var("month")[:7] }}' or {{ column }} = 'unparseable')
+{%- endmacro %}

@@ -1,0 +1,45 @@
+-- Every landed payment version the month computed reads, with the rule it breaks as of that month:
+-- its own row rule (stg_landing__payments), else paid after the month's end or for an invoice
+-- unknown at the month's end. Valid rows: rejection_rule null.
+{{ config(materialized='view') }}
+
+with payments as (
+    select * from {{ ref('stg_landing__payments') }}
+    where {{ in_month_reach() }}
+),
+
+invoices as (
+    select invoice_id from {{ ref('int_invoices__as_of') }}
+),
+
+{%- set checks = [
+    ('after_month_end', 'payments.paid_at >= ' ~ next_month_start(),
+     "'paid_at ' || cast(payments.paid_at as " ~ text_type() ~ ") || ' is after the end of the month computed (valid from the month it falls in)'"),
+    ('unknown_invoice', 'invoices.invoice_id is null',
+     "'unknown invoice ''' || payments.invoice_id || ''' as of the end of the month computed'"),
+] %}
+
+month_checked as (
+    select
+        payments.*,
+        {{ first_broken_rule(checks, 'month') }}
+    from payments
+    left join invoices on payments.invoice_id = invoices.invoice_id
+    where payments.rejection_rule is null
+)
+
+select
+    payment_id, invoice_id, paid_at, amount, updated_at,
+    rejection_rule, rejection_reason, rejected_record, source_file, source_line, landing_partition
+from payments
+where rejection_rule is not null
+
+union all
+
+select
+    payment_id, invoice_id, paid_at, amount, updated_at,
+    month_rule, month_reason,
+    case when month_rule is not null then {{ json_record(['payment_id', 'invoice_id', 'paid_at', 'amount',
+        'updated_at'], 'month_checked') }} end,
+    source_file, source_line, landing_partition
+from month_checked

@@ -1,0 +1,44 @@
+-- Every landed tier override version the month computed reads, with the rule it breaks as of that
+-- month: its own row rule (stg_landing__tier_overrides), else a customer unknown at the month's
+-- end. Valid rows: rejection_rule null.
+{{ config(materialized='view') }}
+
+with overrides as (
+    select * from {{ ref('stg_landing__tier_overrides') }}
+    where {{ in_month_reach() }}
+),
+
+customers as (
+    select customer_id from {{ ref('int_customers__as_of') }}
+),
+
+{%- set checks = [
+    ('unknown_customer', 'customers.customer_id is null',
+     "'unknown customer ''' || overrides.customer_id || ''' as of the end of the month computed'"),
+] %}
+
+month_checked as (
+    select
+        overrides.*,
+        {{ first_broken_rule(checks, 'month') }}
+    from overrides
+    left join customers on overrides.customer_id = customers.customer_id
+    where overrides.rejection_rule is null
+)
+
+select
+    override_id, customer_id, override_tier, override_reason, override_approver, valid_from_month,
+    valid_until_month, updated_at, rejection_rule, rejection_reason, rejected_record, source_file, source_line,
+    landing_partition
+from overrides
+where rejection_rule is not null
+
+union all
+
+select
+    override_id, customer_id, override_tier, override_reason, override_approver, valid_from_month,
+    valid_until_month, updated_at, month_rule, month_reason,
+    case when month_rule is not null then {{ json_record(['override_id', 'customer_id', 'override_tier',
+        'override_approver', 'valid_from_month', 'valid_until_month', 'updated_at'], 'month_checked') }} end,
+    source_file, source_line, landing_partition
+from month_checked

@@ -1,0 +1,60 @@
+-- Every landed fx rate, typed once per landed partition (the rate's month), and marked valid
+-- (rejection_rule null) or rejected with the first rule it breaks. A rate has no versions: two
+-- different rates for one currency and month are both rejected.
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='landing_partition') }}
+
+with landed as (
+    select * from {{ source('landing', 'fx_rates') }}
+    where landing_file in ({{ landed_files_to_type('fx_rates') }})
+),
+
+read as (
+    select
+        *,
+        {{ read_month('month') }} as month_read,
+        {{ read_decimal('rate_to_reporting', 8) }} as rate_read
+    from landed
+),
+
+{%- set reporting = rule('reporting_currency') %}
+{%- set checks = column_checks(
+        required=['currency', 'month', 'rate_to_reporting'],
+        months={'month': 'month_read'},
+        amounts={'rate_to_reporting': 'rate_read'})
+    + [('bad_fx_rate', 'rate_read <= 0', "'fx rate must be positive, got ' || rate_to_reporting"),
+       ('bad_fx_rate', "currency = '" ~ reporting ~ "' and rate_read <> 1",
+        "'the reporting currency " ~ reporting ~ " must have rate 1, got ' || rate_to_reporting")] %}
+
+checked as (
+    select
+        *,
+        {{ row_hash(['currency', 'month', 'rate_to_reporting']) }} as row_hash,
+        {{ first_broken_rule(checks) }}
+    from read
+),
+
+conflicting as (
+    select currency, month_read
+    from checked
+    where rejection_rule is null
+    group by currency, month_read
+    having min(rate_read) <> max(rate_read)
+)
+
+select
+    checked.currency,
+    checked.month_read as rate_month,
+    checked.rate_read as rate_to_reporting,
+    coalesce(checked.rejection_rule, case when conflicting.currency is not null then 'conflicting_versions' end)
+        as rejection_rule,
+    coalesce(checked.rejection_reason, case when conflicting.currency is not null
+        then 'conflicting versions: same currency and month, different rates' end) as rejection_reason,
+    case when checked.rejection_rule is not null or conflicting.currency is not null
+        then {{ json_record(['currency', 'month', 'rate_to_reporting'], 'checked') }} end as rejected_record,
+    checked._source_file as source_file,
+    checked._source_line as source_line,
+    checked.landing_partition,
+    checked.landing_file
+from checked
+left join conflicting
+    on checked.currency = conflicting.currency and checked.month_read = conflicting.month_read

@@ -1,0 +1,69 @@
+-- Every landed invoice version, typed once per landed partition, and marked valid (rejection_rule
+-- null) or rejected with the first rule it breaks. The rules that depend on the month computed
+-- (issue dates after it, fx rates, unknown customers) are applied in int_invoices__checked.
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='landing_partition') }}
+
+with landed as (
+    select * from {{ source('landing', 'invoices') }}
+    where landing_file in ({{ landed_files_to_type('invoices') }})
+),
+
+read as (
+    select
+        *,
+        {{ read_date('issued_on') }} as issued_on_read,
+        {{ read_date('due_on') }} as due_on_read,
+        {{ read_decimal('amount_due') }} as amount_due_read,
+        {{ read_timestamp('updated_at') }} as updated_at_read
+    from landed
+),
+
+{%- set checks = column_checks(
+        required=['invoice_id', 'customer_id', 'issued_on', 'due_on', 'amount_due', 'currency', 'updated_at'],
+        timestamps={'updated_at': 'updated_at_read'},
+        dates={'issued_on': 'issued_on_read', 'due_on': 'due_on_read'},
+        amounts={'amount_due': 'amount_due_read'})
+    + [('due_before_issue', 'due_on_read < issued_on_read',
+        "'due_on ' || due_on || ' is before issued_on ' || issued_on")] %}
+
+checked as (
+    select
+        *,
+        {{ row_hash(['invoice_id', 'order_id', 'customer_id', 'issued_on', 'due_on', 'amount_due', 'currency']) }}
+            as row_hash,
+        {{ first_broken_rule(checks) }}
+    from read
+),
+
+conflicting as (
+    -- same invoice and updated_at, different values: no version can be told the latest
+    select invoice_id, updated_at_read
+    from checked
+    where rejection_rule is null
+    group by invoice_id, updated_at_read
+    having min(row_hash) <> max(row_hash)
+)
+
+select
+    checked.invoice_id,
+    nullif(trim(checked.order_id), '') as order_id,
+    checked.customer_id,
+    checked.issued_on_read as issued_on,
+    checked.due_on_read as due_on,
+    checked.amount_due_read as amount_due,
+    checked.currency,
+    checked.updated_at_read as updated_at,
+    coalesce(checked.rejection_rule, case when conflicting.invoice_id is not null then 'conflicting_versions' end)
+        as rejection_rule,
+    coalesce(checked.rejection_reason, case when conflicting.invoice_id is not null
+        then 'conflicting versions: same invoice_id and updated_at, different values' end) as rejection_reason,
+    case when checked.rejection_rule is not null or conflicting.invoice_id is not null
+        then {{ json_record(['invoice_id', 'order_id', 'customer_id', 'issued_on', 'due_on', 'amount_due', 'currency',
+                             'updated_at'], 'checked') }} end as rejected_record,
+    checked._source_file as source_file,
+    checked._source_line as source_line,
+    checked.landing_partition,
+    checked.landing_file
+from checked
+left join conflicting
+    on checked.invoice_id = conflicting.invoice_id and checked.updated_at_read = conflicting.updated_at_read

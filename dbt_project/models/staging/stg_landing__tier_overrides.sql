@@ -1,0 +1,69 @@
+-- Every landed manual tier override version, typed once per landed partition, and marked valid
+-- (rejection_rule null) or rejected with the first rule it breaks. Unknown customers are
+-- rejected in int_tier_overrides__checked, for the month computed.
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='landing_partition') }}
+
+with landed as (
+    select * from {{ source('landing', 'tier_overrides') }}
+    where landing_file in ({{ landed_files_to_type('tier_overrides') }})
+),
+
+read as (
+    select
+        *,
+        {{ read_month('valid_from') }} as valid_from_read,
+        {{ read_month('valid_until') }} as valid_until_read,
+        {{ read_timestamp('updated_at') }} as updated_at_read
+    from landed
+),
+
+{%- set checks = column_checks(
+        required=['override_id', 'customer_id', 'tier', 'reason', 'approver', 'valid_from', 'updated_at'],
+        timestamps={'updated_at': 'updated_at_read'},
+        months={'valid_from': 'valid_from_read', 'valid_until': 'valid_until_read'},
+        enums={'tier': ['A', 'B', 'C', 'D']})
+    + [('personal_data_in_free_text', contains_personal_data('reason'),
+        "'''reason'' holds personal data (an e-mail address or phone number): write it without contact details'")] %}
+
+checked as (
+    select
+        *,
+        {{ row_hash(['override_id', 'customer_id', 'tier', 'reason', 'approver', 'valid_from', 'valid_until']) }}
+            as row_hash,
+        {{ first_broken_rule(checks) }}
+    from read
+),
+
+conflicting as (
+    -- same override and updated_at, different values: no version can be told the latest
+    select override_id, updated_at_read
+    from checked
+    where rejection_rule is null
+    group by override_id, updated_at_read
+    having min(row_hash) <> max(row_hash)
+)
+
+select
+    checked.override_id,
+    checked.customer_id,
+    checked.tier as override_tier,
+    checked.reason as override_reason,
+    checked.approver as override_approver,
+    checked.valid_from_read as valid_from_month,
+    checked.valid_until_read as valid_until_month,
+    checked.updated_at_read as updated_at,
+    coalesce(checked.rejection_rule, case when conflicting.override_id is not null then 'conflicting_versions' end)
+        as rejection_rule,
+    coalesce(checked.rejection_reason, case when conflicting.override_id is not null
+        then 'conflicting versions: same override_id and updated_at, different values' end) as rejection_reason,
+    -- (the reason of a rejected row may hold personal data: the record leaves it out)
+    case when checked.rejection_rule is not null or conflicting.override_id is not null
+        then {{ json_record(['override_id', 'customer_id', 'tier', 'approver', 'valid_from', 'valid_until',
+                             'updated_at'], 'checked') }} end as rejected_record,
+    checked._source_file as source_file,
+    checked._source_line as source_line,
+    checked.landing_partition,
+    checked.landing_file
+from checked
+left join conflicting
+    on checked.override_id = conflicting.override_id and checked.updated_at_read = conflicting.updated_at_read
