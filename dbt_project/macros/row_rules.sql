@@ -140,3 +140,18 @@
     {%- set column = (relation ~ '.' if relation else '') ~ 'landing_partition' -%}
     ({{ column }} <= '{{ var("month")[:7] }}' or {{ column }} = 'unparseable')
 {%- endmacro %}
+
+{#- Pre-hook of a staging model: drop the rows of partition versions the run no longer reads (a
+    restatement landed a newer version; an emptied partition's new version holds no row to replace
+    them with). -#}
+{% macro drop_superseded_versions(table) -%}
+    {%- if is_incremental() -%}
+    delete from {{ this }}
+    where landing_file not in (select landing_file from {{ source('landing', 'partitions') }})
+        and landing_partition in (
+            select landing_partition from {{ source('landing', 'partitions') }} where table_name = '{{ table }}'
+        )
+    {%- else -%}
+    select 1
+    {%- endif -%}
+{%- endmacro %}
