@@ -17,10 +17,11 @@ A run for month M compares the source with the catalog, partition by partition, 
     differs from the catalog's current version is a restatement: a plain run fails with one line
     per table and writes nothing; with --restate it lands the next version, and the old one stays;
   - the partition `unparseable` is landed again whenever it differs: its rows count in no result.
-A source file byte for byte the one compared last (SHA-256), through a month at or after M, is not
-read at all. Then, unless the run restates, its partition versions must be those the month's last
-successful run read (a later --restate may have replaced one). The run's manifest names every
-partition version it read, with its fingerprint: the input checksum and `tiering explain` use it.
+A source file byte for byte the one compared last (SHA-256) is not read at all when it was compared
+through a month at or after M, else only its rows of the later months are hashed and compared.
+Then, unless the run restates, its partition versions must be those the month's last successful
+run read (a later --restate may have replaced one). The run's manifest names every partition
+version it read, with its fingerprint: the input checksum and `tiering explain` use it.
 Files are written under `_tmp/<run_id>/` and moved into the log when every table is compared; the
 catalog is written last, so a killed run leaves nothing the next run would read.
 """
@@ -145,22 +146,30 @@ def _compare(con: duckdb.DuckDBPyConnection, spec: RunSpec, name: str, catalog: 
     held = {p: v for p, v in current_versions(catalog, name).items() if _in_reach(p, month)}
     plan = {"source_file": path.name if path else None, "source_sha256": sha256_file(path) if path else None,
             "written": {}, "compared": False}
-    if path is not None and plan["source_sha256"] == entry.get("source_sha256") \
-            and entry.get("compared_through", "") >= month:
+    same_file = path is not None and plan["source_sha256"] == entry.get("source_sha256")
+    if same_file and entry.get("compared_through", "") >= month:
         return plan           # the very file compared before, through this month: nothing changed
     plan["compared"] = True
+    # the very file compared through an earlier month: its partitions up to then are the held ones,
+    # only the later months are read (and hashed)
+    since = entry.get("compared_through") if same_file else None
     if path is None:
         con.execute("create or replace temp table source_rows as select "
                     + ", ".join(f"null::varchar as {c}" for c in table.columns)
                     + ", null::varchar as _source_file, null::bigint as _source_line, "
                       "null::varchar as landing_partition, null::ubigint as _hash where false")
     else:
+        later = f"where landing_partition > '{since}' and landing_partition <> '{UNPARSEABLE}'" if since else ""
         with source_rows(con, table, path) as rows:
-            run_sql(con, path, f"create or replace temp table source_rows as select *, {partition_of(table)} "
-                               f"as landing_partition, {_content(table)} as _hash from ({rows})")
+            run_sql(con, path, f"""create or replace temp table source_rows as
+                                   select *, {_content(table)} as _hash
+                                   from (select *, {partition_of(table)} as landing_partition
+                                         from ({rows})) {later}""")
     found = {p: {"rows": n, "hash": str(h)} for p, n, h in con.execute(
         "select landing_partition, count(*), sum(_hash) from source_rows group by 1").fetchall()
         if _in_reach(p, month)}
+    if since:
+        found.update({p: _fingerprint(v) for p, v in held.items() if p <= since or p == UNPARSEABLE})
     differ = [p for p in held if _fingerprint(held[p]) != found.get(p, {"rows": 0, "hash": "0"})]
     restated = [p for p in differ if p != UNPARSEABLE]
     if restated:
