@@ -18,7 +18,8 @@ and two models of the maintained-enough `lifetimes` library are fitted on the mo
   customers with repeat purchases; a one-purchase customer gets the population mean spend,
   which is what the model's conditional expectation gives for frequency 0.
 
-Expected revenue = expected purchases x expected spend per purchase. Customers without any
+Expected revenue = expected purchases x expected spend per purchase. Credit notes (returns) are
+no purchases: the models see completed orders only (PURCHASES_VIEW_SQL). Customers without any
 completed order as of the month end have no purchase history: they get no row (the marts show
 NULLs for them). The fits are deterministic (fixed starting point, no sampling; an optional
 `max_customers` fit sample is chosen by a hash of the customer id), and the outputs are
@@ -100,6 +101,16 @@ select customer_id, cast(frequency as integer) as frequency, cast(recency as dou
 from per_customer
 order by customer_id
 """
+
+
+# The purchases the models see: the completed orders as of the month end (the view `orders` of
+# SUMMARY_SQL). Credit notes (returns booked as their own lines, amount zero or less) are no
+# purchase: Gamma-Gamma needs a positive spend per purchase, and a return changes neither how often
+# a customer buys nor when it last bought (docs/potential.md).
+PURCHASES_VIEW_SQL = """create or replace temp view orders as
+    select customer_id, ordered_at, amount_reporting as amount
+    from intermediate.int_orders__in_reporting_currency
+    where order_status = 'completed'"""
 
 
 class PotentialFitError(TieringError):
@@ -280,10 +291,7 @@ def score_month(spec: RunSpec, rules) -> dict:
             try:
                 # amount_reporting is decimal(18, 4) already, the type the summary sums in (through
                 # a double and back it gave the same sums, 2 s slower over 47M orders at 1M customers)
-                con.execute("""create or replace temp view orders as
-                    select customer_id, ordered_at, amount_reporting as amount
-                    from intermediate.int_orders__in_reporting_currency
-                    where order_status = 'completed'""")
+                con.execute(PURCHASES_VIEW_SQL)
                 summary = summarise(con, spec.next_month)
                 customers = len(summary)
                 if customers < conf["min_customers"]:

@@ -85,7 +85,8 @@ select
     is_rated,
     coalesce(oldest_overdue_days >= {{ rule('credit.arrears_dpd') }}, false) as arrears_flag,
     {%- set monthly_revenue_times_months %}
-    cast(net_revenue as {{ double_type() }}) / {{ rule('value.window_months') }} * case credit_grade
+    {#- (net revenue below zero, when credit notes exceed the window's sales: no credit, limit 0) #}
+    cast(greatest(net_revenue, 0) as {{ double_type() }}) / {{ rule('value.window_months') }} * case credit_grade
     {%- for grade, months in limits.items() %}
         when '{{ grade }}' then {{ months }}
     {%- endfor %}

@@ -1,18 +1,28 @@
 -- Value measures per customer known at the month end, over the trailing value window.
--- Only completed orders count (the latest version of a cancelled or returned order counts nothing).
+-- Completed orders count (the latest version of a cancelled or returned order counts nothing), and
+-- credit notes (returns booked as their own lines, amount zero or less) count against them in the
+-- month of their ordered_at, whichever month the order they return was in. Credit notes change
+-- value and margin only: order count, first and last order, recency and the earlier purchase of
+-- the dormant rule are the completed orders' (docs/rules.md).
 with customers as (
     select * from {{ ref('int_customers__as_of') }}
 ),
 
-completed_orders as (
+value_lines as (
     select *
     from {{ ref('int_orders__in_reporting_currency') }}
+    where order_status in ('completed', 'credit_note')
+),
+
+completed_orders as (
+    select *
+    from value_lines
     where order_status = 'completed'
 ),
 
-window_orders as (
+window_lines as (
     select *
-    from completed_orders
+    from value_lines
     where
         ordered_at >= date '{{ var("value_window_start") }}'
         and ordered_at < {{ next_month_start() }}
@@ -22,10 +32,14 @@ value_in_window as (
     select
         customer_id,
         sum(amount_reporting) as net_revenue,
-        count(*) as order_count,
+        count(case when order_status = 'completed' then 1 end) as order_count,
+        -- amount - cost over the lines with a known cost (a credit note's cost is negative:
+        -- int_orders__in_reporting_currency); a line with an unknown cost adds nothing
         sum(case when cost_reporting is not null then amount_reporting - cost_reporting end) as gross_margin,
-        sum(case when cost_reporting is not null then amount_reporting end) as revenue_with_known_cost
-    from window_orders
+        -- booked amounts (sales and returns alike, by size) with and without a known cost
+        sum(case when cost_reporting is not null then abs(amount_reporting) end) as booked_with_known_cost,
+        sum(abs(amount_reporting)) as booked_amount
+    from window_lines
     group by customer_id
 ),
 
@@ -55,9 +69,11 @@ select
     case
         when value_in_window.net_revenue > 0
             then
-                cast(value_in_window.revenue_with_known_cost as {{ double_type() }})
-                / cast(value_in_window.net_revenue as {{ double_type() }})
+                cast(value_in_window.booked_with_known_cost as {{ double_type() }})
+                / cast(value_in_window.booked_amount as {{ double_type() }})
     end as cost_known_share,
+    -- net revenue per completed order: credit notes lower it (zero or negative when the window's
+    -- returns reach its sales), they do not count as orders
     case
         when value_in_window.order_count > 0
             then

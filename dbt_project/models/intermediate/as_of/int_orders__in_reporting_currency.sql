@@ -1,5 +1,8 @@
 -- Orders as of the month end with amount and cost in the reporting currency (rate of the
--- order's month; int_orders__checked rejects orders without a rate).
+-- order's month; int_orders__checked rejects orders without a rate). Amount and cost are signed
+-- alike: a credit note (a return booked as its own line) has an amount of zero or less, and its
+-- cost, given in the source as the non-negative cost of the goods returned, is negated here, so
+-- that amount - cost is the margin it takes back.
 with orders as (
     select * from {{ ref('int_orders__as_of') }}
 ),
@@ -38,6 +41,7 @@ select
     currency,
     fx_rate,
     cast(amount * fx_rate as decimal(18, 4)) as amount_reporting,
-    cast(cost * fx_rate as decimal(18, 4)) as cost_reporting
+    cast(case when order_status = 'credit_note' then -cost else cost end * fx_rate as decimal(18, 4))
+        as cost_reporting
 from converted
 where fx_rate is not null
