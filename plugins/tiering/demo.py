@@ -20,6 +20,15 @@ every column as text) with a realistic shape:
   ~2% arrive late (updated_at 1-2 months after ordered_at), ~2% get a
   correction row (same order_id, later updated_at: cancelled, returned or a
   partial return with a reduced amount).
+* Credit notes: ~2% of the other completed orders are returned the way ERP
+  and shop exports book it, as a line of their own (status `credit_note`, id
+  `R...`, negative amount, the returned goods' cost when the order has one,
+  `original_order_id` pointing at the order; ~5% leave it empty). ~30% are
+  full returns, the others return 10-70%; a credit note is dated 1 hour to 10
+  days after the order, so a few fall in a later month; those after the end of
+  the range are not written. Each month's credit notes follow its orders in
+  orders.csv. They come from a random stream of their own, so every other row
+  is what it would be without them.
 * Invoices: one per order placed as completed, issued on the order date, due
   30 days later, updated_at at the end of the issue day.
 * Payments: each customer has a behaviour: ~60% on time (0-25 days after
@@ -31,8 +40,9 @@ every column as text) with a realistic shape:
   at least 50 customers): exact duplicate lines (orders, payments), negative
   order amounts, orders of an unknown customer (`C999999X`), unparseable
   ordered_at (`2024-13-15T...`, `15/03/2024`), unknown currency `XXX`, an
-  empty order amount, payments of an unknown invoice (`I9999999X`) and exactly
-  one order with an unparseable updated_at (day 32). Every other dirty row has
+  empty order amount, payments of an unknown invoice (`I9999999X`), exactly
+  one order with an unparseable updated_at (day 32) and exactly one credit note
+  with a positive amount. Every other dirty row has
   a valid updated_at inside the range.
 
 Every timestamp of a regular row lies in [start_month, start_month + months).
@@ -76,7 +86,8 @@ CURRENCY_SHARES = (0.92, 0.05, 0.03)
 FX_START = {"USD": 0.92, "GBP": 1.17}        # rate_to_reporting in the first month
 FX_MONTHLY_SIGMA = 0.012
 
-STATUSES = ("completed", "cancelled", "returned")
+STATUSES = ("completed", "cancelled", "returned")   # drawn for orders (a credit note is a line of its own)
+CREDIT_NOTE_STATUS = "credit_note"
 STATUS_SHARES = (0.95, 0.03, 0.02)
 COST_SHARE = 0.80
 COST_RATIO = (0.60, 0.85)
@@ -88,6 +99,11 @@ CORRECTION_KINDS = ("cancelled", "returned", "partial")
 CORRECTION_KIND_SHARES = (0.40, 0.25, 0.35)
 CORRECTION_STATUS = ("cancelled", "returned", "completed")   # new status per correction kind
 PARTIAL_RETURN_KEEP = (0.30, 0.90)           # share of the amount kept by a partial return
+CREDIT_NOTE_SHARE = 0.02                     # of the completed orders that get no correction row
+CREDIT_NOTE_FULL_SHARE = 0.30                # full returns; the others return a part:
+CREDIT_NOTE_RETURNED = (0.10, 0.70)          # share of the amount returned by a partial credit note
+CREDIT_NOTE_DELAY_S = (3600, 10 * 86400)     # from the order to its credit note
+CREDIT_NOTE_NO_ORIGINAL_SHARE = 0.05         # credit notes without original_order_id
 
 PAYMENT_TERMS_DAYS = 30
 BEHAVIOURS = ("on_time", "late", "arrears", "never", "mixed")
@@ -126,7 +142,7 @@ COLUMNS = {
     "customers": ("customer_id", "name", "email", "phone", "region", "industry", "customer_kind",
                   "parent_customer_id", "created_at", "updated_at"),
     "orders": ("order_id", "customer_id", "ordered_at", "status", "currency", "amount", "cost",
-               "updated_at"),
+               "updated_at", "original_order_id"),
     "invoices": ("invoice_id", "order_id", "customer_id", "issued_on", "due_on", "amount_due",
                  "currency", "updated_at"),
     "payments": ("payment_id", "invoice_id", "paid_at", "amount", "updated_at"),
@@ -137,7 +153,7 @@ DAY = 86400
 HOUR = 3600
 
 # independent random streams (the month is added to the seed of the per-month streams)
-_CUSTOMERS, _FX, _PLAN, _ORDERS, _PAYMENTS = range(5)
+_CUSTOMERS, _FX, _PLAN, _ORDERS, _PAYMENTS, _CREDIT_NOTES = range(6)
 
 
 # --- public API ---------------------------------------------------------------
@@ -391,10 +407,11 @@ class _Orders:
 def _write_activity(out_dir: Path, fmt: str, counts: dict[str, int], people: _Customers,
                     cal: _Calendar, widths: _IdWidths, seed: int) -> None:
     """Orders, invoices and payments, generated and written one month at a time."""
-    pending = set(DIRTY_ORDER_KINDS) | {"order_duplicate", "payment_duplicate", "unknown_invoice"}
+    pending = set(DIRTY_ORDER_KINDS) | {"order_duplicate", "payment_duplicate", "unknown_invoice",
+                                        "positive_credit_note"}
     if people.count < DIRTY_MIN_CUSTOMERS:
         pending.clear()
-    next_order = next_invoice = next_payment = 1
+    next_order = next_invoice = next_payment = next_credit_note = 1
     with _Writer(out_dir, "orders", fmt, counts) as orders_out, \
             _Writer(out_dir, "invoices", fmt, counts) as invoices_out, \
             _Writer(out_dir, "payments", fmt, counts) as payments_out:
@@ -403,8 +420,13 @@ def _write_activity(out_dir: Path, fmt: str, counts: dict[str, int], people: _Cu
             month = _month_orders(people, cal, m, _plan_month(people, cal, m, seed), rng)
             month = _add_dirty_orders(month, rng, pending)
             order_ids = np.arange(next_order, next_order + len(month.cents))
-            orders_out.write(_order_table(month, order_ids, cal, widths, rng, pending))
+            table, corrected = _order_table(month, order_ids, cal, widths, rng, pending)
+            orders_out.write(table)
             next_order += len(order_ids)
+            credit_notes = _credit_note_table(month, order_ids, corrected, next_credit_note, cal, widths,
+                                              np.random.default_rng([seed, _CREDIT_NOTES, m]), pending)
+            orders_out.write(credit_notes)
+            next_credit_note += credit_notes.num_rows
 
             invoiced = np.flatnonzero((month.dirty < 0) & (month.status == 0))
             invoice_ids = np.arange(next_invoice, next_invoice + len(invoiced))
@@ -488,8 +510,9 @@ def _add_dirty_orders(month: _Orders, rng: np.random.Generator, pending: set[str
 
 
 def _order_table(month: _Orders, order_ids: np.ndarray, cal: _Calendar, widths: _IdWidths,
-                 rng: np.random.Generator, pending: set[str]) -> pa.Table:
-    """Every version of the month's orders: originals, corrections and exact duplicates."""
+                 rng: np.random.Generator, pending: set[str]) -> tuple[pa.Table, np.ndarray]:
+    """Every version of the month's orders: originals, corrections and exact duplicates; and the
+    positions (in `month`) of the orders that got a correction row."""
     k = len(order_ids)
     regular_completed = np.flatnonzero((month.dirty < 0) & (month.status == 0))
     fixed = regular_completed[rng.random(len(regular_completed)) < CORRECTION_SHARE]
@@ -514,7 +537,46 @@ def _order_table(month: _Orders, order_ids: np.ndarray, cal: _Calendar, widths: 
     ids = np.concatenate([order_ids, order_ids[fixed], order_ids[duplicated]])
     rank = np.concatenate([np.zeros(k), np.full(len(fixed), 2), np.ones(len(duplicated))])
     order = np.lexsort((rank, ids))
-    return _format_orders(versions.take(order), ids[order], widths)
+    return _format_orders(versions.take(order), ids[order], widths), fixed
+
+
+def _credit_note_table(month: _Orders, order_ids: np.ndarray, corrected: np.ndarray, first_id: int,
+                       cal: _Calendar, widths: _IdWidths, rng: np.random.Generator,
+                       pending: set[str]) -> pa.Table:
+    """Credit notes (returns booked as lines of their own) of some of the month's completed
+    orders that got no correction row, in the order of their dates, numbered from `first_id`.
+    While still pending, one of them gets a positive amount (a dirty row, quarantined)."""
+    candidates = np.flatnonzero((month.dirty < 0) & (month.status == 0))
+    candidates = candidates[~np.isin(candidates, corrected)]
+    returned = candidates[rng.random(len(candidates)) < CREDIT_NOTE_SHARE]
+    k = len(returned)
+    credited_at = month.ordered_at[returned] + rng.integers(*CREDIT_NOTE_DELAY_S, k)
+    full = rng.random(k) < CREDIT_NOTE_FULL_SHARE
+    share = np.where(full, 1.0, rng.uniform(*CREDIT_NOTE_RETURNED, k))
+    no_original = rng.random(k) < CREDIT_NOTE_NO_ORIGINAL_SHARE
+    end_of_day = (credited_at // DAY + 1) * DAY - 1
+    updated_at = np.minimum(credited_at + rng.integers(60, HOUR, k), end_of_day)
+    written = np.flatnonzero(credited_at < cal.end)
+    written = written[np.argsort(credited_at[written], kind="stable")]
+    returned, credited_at, updated_at = returned[written], credited_at[written], updated_at[written]
+    share, no_original = share[written], no_original[written]
+    sale = month.take(returned)
+    cents = -np.maximum(1, np.rint(sale.cents * share)).astype(np.int64)
+    if len(cents) and "positive_credit_note" in pending:
+        cents[0] = -cents[0]
+        pending.discard("positive_credit_note")
+    cost = np.where(sale.cost_cents >= 0, np.rint(sale.cost_cents * share), -1).astype(np.int64)
+    return pa.table({
+        "order_id": _ids("R", np.arange(first_id, first_id + len(cents)), widths.order),
+        "customer_id": _ids("C", sale.customer + 1, widths.customer),
+        "ordered_at": _timestamps(credited_at),
+        "status": pa.array([CREDIT_NOTE_STATUS] * len(cents), pa.string()),
+        "currency": _pick(CURRENCIES, sale.currency),
+        "amount": _amounts(cents),
+        "cost": _replace(_amounts(np.maximum(cost, 0)), cost < 0, ""),
+        "updated_at": _timestamps(updated_at),
+        "original_order_id": _replace(_ids("O", order_ids[returned], widths.order), no_original, ""),
+    })
 
 
 def _format_orders(o: _Orders, order_ids: np.ndarray, widths: _IdWidths) -> pa.Table:
@@ -532,6 +594,7 @@ def _format_orders(o: _Orders, order_ids: np.ndarray, widths: _IdWidths) -> pa.T
         "amount": _replace(amount, broken("empty_amount"), ""),
         "cost": _replace(_amounts(np.maximum(o.cost_cents, 0)), o.cost_cents < 0, ""),
         "updated_at": _replace(_timestamps(o.updated_at), broken("bad_updated_at"), _day_32),
+        "original_order_id": pa.array([""] * len(order_ids), pa.string()),
     })
 
 

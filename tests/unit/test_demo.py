@@ -11,7 +11,8 @@ FILES = ("customers", "orders", "invoices", "payments", "fx_rates")
 EXPECTED_COLUMNS = {
     "customers": ["customer_id", "name", "email", "phone", "region", "industry", "customer_kind",
                   "parent_customer_id", "created_at", "updated_at"],
-    "orders": ["order_id", "customer_id", "ordered_at", "status", "currency", "amount", "cost", "updated_at"],
+    "orders": ["order_id", "customer_id", "ordered_at", "status", "currency", "amount", "cost", "updated_at",
+               "original_order_id"],
     "invoices": ["invoice_id", "order_id", "customer_id", "issued_on", "due_on", "amount_due", "currency",
                  "updated_at"],
     "payments": ["payment_id", "invoice_id", "paid_at", "amount", "updated_at"],
@@ -102,10 +103,10 @@ def test_ids_and_value_formats(source):
     _, _, t = source
     assert t["customers"]["customer_id"].str.match(r"^C\d{6}$").all()
     assert t["invoices"]["invoice_id"].str.match(r"^I\d{7}$").all()
-    assert t["orders"]["order_id"].str.match(r"^O\d{7}$").all()
+    assert t["orders"]["order_id"].str.match(r"^[OR]\d{7}$").all()            # R: credit notes
     assert t["payments"]["payment_id"].str.match(r"^P\d{7}$").all()
     assert t["customers"]["customer_kind"].isin(["individual", "organisation"]).all()
-    assert t["orders"]["status"].isin(["completed", "cancelled", "returned"]).all()
+    assert t["orders"]["status"].isin(["completed", "cancelled", "returned", "credit_note"]).all()
     for name, column in [("invoices", "amount_due"), ("payments", "amount")]:
         assert t[name][column].str.match(AMOUNT).all(), name
     costs = t["orders"]["cost"]
@@ -182,12 +183,40 @@ def test_order_versions_and_late_rows(source):
     assert ((updated - ordered)[first] >= pd.Timedelta(days=30)).sum() > 50
 
 
+def test_credit_notes_return_earlier_orders(source):
+    _, _, t = source
+    orders = t["orders"]
+    notes = orders[orders["status"] == "credit_note"]
+    sales = orders[orders["order_id"].str.startswith("O")].drop_duplicates("order_id").set_index("order_id")
+    assert (orders["original_order_id"][orders["status"] != "credit_note"] == "").all()
+    assert notes["order_id"].str.match(r"^R\d{7}$").all() and notes["order_id"].is_unique
+    assert 0.01 < len(notes) / len(sales) < 0.03
+    negative = notes[notes["amount"].str.startswith("-")]
+    assert len(notes) - len(negative) == 1                               # one positive: a dirty row
+    linked = negative[negative["original_order_id"] != ""]
+    assert 0.9 < len(linked) / len(negative) < 1.0                      # a few without original_order_id
+    sale = sales.loc[linked["original_order_id"]]
+    assert (sale["status"] == "completed").all()
+    assert (sale["customer_id"].to_numpy() == linked["customer_id"].to_numpy()).all()
+    assert (sale["currency"].to_numpy() == linked["currency"].to_numpy()).all()
+    assert (linked["ordered_at"].to_numpy() > sale["ordered_at"].to_numpy()).all()
+    returned = -linked["amount"].astype(float).to_numpy()
+    assert (returned > 0).all() and (returned <= sale["amount"].astype(float).to_numpy()).all()
+    full = returned == sale["amount"].astype(float).to_numpy()
+    assert 0.2 < full.mean() < 0.4                                       # full returns, the others partial
+    later = linked["ordered_at"].str[:7].to_numpy() > sale["ordered_at"].str[:7].to_numpy()
+    assert 0.05 < later.mean() < 0.4                                     # a few in a later month than the sale
+    # a credit note's cost is the returned goods' cost: given when the order's cost is, never negative
+    assert ((linked["cost"] == "").to_numpy() == (sale["cost"] == "").to_numpy()).all()
+    assert linked["cost"][linked["cost"] != ""].str.match(AMOUNT).all()
+
+
 def test_dirty_rows_of_every_kind(source):
     _, _, t = source
     orders, payments = t["orders"], t["payments"]
     assert orders.duplicated().any()
     assert payments.duplicated().any()
-    assert orders["amount"].str.startswith("-").any()
+    assert (orders["amount"].str.startswith("-") & (orders["status"] != "credit_note")).any()
     assert (orders["amount"] == "").any()
     assert (orders["customer_id"] == "C999999X").any()
     assert (orders["currency"] == "XXX").any()
