@@ -349,9 +349,11 @@ def single_query(source: str, month: str, rules: dict) -> str:
         where coalesce(trim(o.order_id), '') <> '' and coalesce(trim(o.amount), '') <> ''
           and try_cast(o.ordered_at as timestamptz) is not null
           and try_cast(o.updated_at as timestamptz) < timestamptz '{cutoff}'
-          and try_cast(o.amount as decimal(18, 6)) >= 0
+          -- an amount is never negative but on a credit note (a return), where it is never positive
+          and (case when o.status = 'credit_note' then try_cast(o.amount as decimal(18, 6)) <= 0
+                    else try_cast(o.amount as decimal(18, 6)) >= 0 end)
           and (coalesce(o.cost, '') = '' or try_cast(o.cost as decimal(18, 6)) >= 0)
-          and o.status in ('completed', 'cancelled', 'returned')
+          and o.status in ('completed', 'cancelled', 'returned', 'credit_note')
           and (o.currency = '{reporting}' or fx_rates.rate is not null)
           and o.customer_id in (select customer_id from known_customers)
     ),
@@ -360,9 +362,10 @@ def single_query(source: str, month: str, rules: dict) -> str:
         qualify row_number() over (partition by order_id order by updated_at desc) = 1
     ),
     value_in_window as (
+        -- completed orders less the credit notes dated in the window
         select customer_id, sum(amount_reporting) as net_revenue
         from latest_orders
-        where status = 'completed'
+        where status in ('completed', 'credit_note')
           and ordered_at >= timestamptz '{window_start}' and ordered_at < timestamptz '{cutoff}'
         group by customer_id
         having sum(amount_reporting) > 0
@@ -456,9 +459,12 @@ def child_pandas(spec: dict) -> dict:
         rate_month = (ordered.dt.year * 100 + ordered.dt.month).fillna(0).astype(np.int64)
         rate_e8 = rates.reindex(pd.MultiIndex.from_arrays([orders["currency"].astype(str), rate_month])).to_numpy()
         rate_e8 = np.where(orders["currency"].to_numpy() == reporting, 10**8, rate_e8)
+        credit_note = orders["status"] == "credit_note"   # a return: its amount is zero or negative
         valid = ((orders["order_id"].fillna("").str.strip() != "") & (orders["amount"].fillna("").str.strip() != "")
-                 & ordered.notna() & (updated < cutoff) & (amount >= 0)
-                 & ((cost_text == "") | (cost >= 0)) & orders["status"].isin(["completed", "cancelled", "returned"])
+                 & ordered.notna() & (updated < cutoff)
+                 & ((credit_note & (amount <= 0)) | (~credit_note & (amount >= 0)))
+                 & ((cost_text == "") | (cost >= 0))
+                 & orders["status"].isin(["completed", "cancelled", "returned", "credit_note"])
                  & pd.notna(rate_e8) & orders["customer_id"].isin(known))
         return pd.DataFrame({"order_id": orders["order_id"], "customer_id": orders["customer_id"],
                              "status": orders["status"], "ordered_at": ordered, "updated_at": updated,
@@ -470,12 +476,14 @@ def child_pandas(spec: dict) -> dict:
     frame = pd.concat(chunks, ignore_index=True)
     del chunks
     frame = frame.sort_values(["order_id", "updated_at"]).drop_duplicates("order_id", keep="last")
-    frame = frame[(frame["status"] == "completed") & (frame["ordered_at"] >= window_start)
+    # completed orders less the credit notes dated in the window
+    frame = frame[frame["status"].isin(["completed", "credit_note"]) & (frame["ordered_at"] >= window_start)
                   & (frame["ordered_at"] < cutoff)]
     cents = np.rint(frame["amount"].to_numpy() * 100).astype(np.int64)
     product = cents * frame["rate_e8"].to_numpy().astype(np.int64)        # 1e-10 units
-    quotient, remainder = np.divmod(product, 10**6)                         # to 1e-4, half away from zero
-    frame["value_e4"] = quotient + (2 * remainder >= 10**6)
+    # to 1e-4, half away from zero (as DuckDB's decimal cast), by magnitude: a credit note is negative
+    quotient, remainder = np.divmod(np.abs(product), 10**6)
+    frame["value_e4"] = np.sign(product) * (quotient + (2 * remainder >= 10**6))
     value = frame.groupby("customer_id")["value_e4"].sum()
     value = value[value > 0].reset_index()
     value = value.sort_values(["value_e4", "customer_id"], ascending=[False, True], kind="stable")
