@@ -44,13 +44,17 @@ def pandas_values(source) -> pd.Series:
                       for cur, mk in zip(orders["currency"], orders["month_key"], strict=True)]
     valid = orders[
         orders["updated_ts"].notna() & (orders["updated_ts"] < CUTOFF) & orders["ordered_ts"].notna()
-        & orders["amount_num"].notna() & (orders["amount_num"] >= 0)
-        & orders["status"].isin(["completed", "cancelled", "returned"])
+        & orders["amount_num"].notna()
+        # a credit note (a return) has an amount of zero or less, every other order zero or more
+        & (((orders["status"] == "credit_note") & (orders["amount_num"] <= 0))
+           | ((orders["status"] != "credit_note") & (orders["amount_num"] >= 0)))
+        & orders["status"].isin(["completed", "cancelled", "returned", "credit_note"])
         & orders["currency"].isin(currencies) & orders["rate"].notna()
         & orders["customer_id"].isin(known) & (orders["order_id"] != "")
     ]
     latest = _latest(valid, "order_id")
-    counted = latest[(latest["status"] == "completed") & (latest["ordered_ts"] >= WINDOW_START)
+    # completed orders less the credit notes dated in the window
+    counted = latest[latest["status"].isin(["completed", "credit_note"]) & (latest["ordered_ts"] >= WINDOW_START)
                      & (latest["ordered_ts"] < CUTOFF)]
     revenue = (counted["amount_num"] * counted["rate"]).groupby(counted["customer_id"]).sum()
     return revenue.reindex(sorted(known), fill_value=0.0)
