@@ -15,6 +15,7 @@
     tiering backtest-potential --source DIR --calibration-end YYYY-MM --holdout-months N [--rules FILE]
     tiering dbt       [--month YYYY-MM] -- <dbt command and args>
     tiering simulate  --rules NEW.yml --month YYYY-MM [--out FILE.csv] [--warehouse FILE]
+    tiering forget    --customer ID [--warehouse FILE] [--dsn DSN]
     tiering cleanup   [--landed-days N] [--gx-docs-days N] [--logs-days N] [--dry-run] [--warehouse FILE]
 
 Exit status 0 on success; otherwise 1 with a one-line reason on stderr. `run` and `backfill` print
@@ -130,6 +131,12 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--month", required=True)
     simulate.add_argument("--out", type=Path, help="CSV of the customers that would change tier")
     simulate.add_argument("--warehouse", type=Path, default=DEFAULT_WAREHOUSE)
+
+    forget = sub.add_parser("forget", help="erase a customer's personal data (name, e-mail, phone) everywhere "
+                                           "the project keeps it; tiers and history keep the pseudonymous key")
+    forget.add_argument("--customer", required=True, help="the customer's id, as in the source")
+    forget.add_argument("--warehouse", type=Path, default=DEFAULT_WAREHOUSE)
+    forget.add_argument("--dsn", help="PostgreSQL connection (default: $TIERING_BI_DSN; none configured: skipped)")
 
     cleanup = sub.add_parser("cleanup", help="delete superseded landed versions, GX Data Docs and logs older "
                                              "than their retention (TIERING_RETAIN_*_DAYS; unset: kept)")
@@ -292,6 +299,7 @@ COMMANDS = {"demo-data": cmd_demo_data, "run": cmd_run, "backfill": cmd_backfill
             "backtest-potential": _delegate("tiering.potential", "cli_backtest"),
             "status": _delegate("tiering.operations", "cli_status"),
             "simulate": _delegate("tiering.simulate", "cli_simulate"),
+            "forget": _delegate("tiering.forget", "cli_forget"),
             "cleanup": _delegate("tiering.retention", "cli_cleanup")}
 
 
