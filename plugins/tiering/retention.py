@@ -303,7 +303,7 @@ def cli_cleanup(args) -> None:
 
     retention = Retention.from_env(landed=args.landed_days, gx_docs=args.gx_docs_days, logs=args.logs_days)
     if not retention.any():
-        print(format_cleanup({}, retention) + "; set a retention (see docs/retention.md) to delete anything")
+        print(format_cleanup({}, retention) + "; set a retention (see docs/privacy.md) to delete anything")
         return
     with warehouse_lock(args.warehouse, "tiering cleanup", wait=False):
         outcomes = cleanup(args.warehouse, retention, dry_run=args.dry_run)
