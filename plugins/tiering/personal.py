@@ -57,6 +57,8 @@ def personal_file(landed_file: str | Path) -> Path:
     """The personal file beside a landed customers file: .../customers/<key>=<p>/v<N>.parquet ->
     .../customers_personal/<key>=<p>/v<N>.parquet."""
     landed_file = Path(landed_file)
+    if landed_file.parent.parent.name != PERSONAL_TABLE:
+        raise ValueError(f"{landed_file} is no landed {PERSONAL_TABLE} file: it has no personal file")
     return landed_file.parent.parent.parent / PERSONAL_LOG / landed_file.parent.name / landed_file.name
 
 

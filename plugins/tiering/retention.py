@@ -157,7 +157,7 @@ def _runs_to_keep(warehouse: Path) -> tuple[dict[str, str], set[str]]:
 def _clean_landed(warehouse: Path, days: float, now: datetime, dry_run: bool) -> Outcome:
     from tiering.files import atomic_write
     from tiering.landing import read_catalog
-    from tiering.personal import personal_file
+    from tiering.personal import PERSONAL_TABLE, personal_file
 
     outcome = Outcome()
     root = landing_root(warehouse)
@@ -180,7 +180,7 @@ def _clean_landed(warehouse: Path, days: float, now: datetime, dry_run: bool) ->
     cutoff = now - timedelta(days=days)
     catalog = read_catalog(root)
     stamp, changed = now.isoformat(timespec="seconds"), False
-    for entry in catalog["tables"].values():
+    for table, entry in catalog["tables"].items():
         for versions in entry.get("partitions", {}).values():
             for version, successor in zip(versions, versions[1:], strict=False):
                 if version.get("deleted_at") or datetime.fromisoformat(successor["landed_at"]) > cutoff:
@@ -188,7 +188,8 @@ def _clean_landed(warehouse: Path, days: float, now: datetime, dry_run: bool) ->
                 if version["file"] in read:
                     outcome.kept += 1
                     continue
-                for path in (Path(version["file"]), personal_file(version["file"])):
+                files = [Path(version["file"])] + ([personal_file(version["file"])] if table == PERSONAL_TABLE else [])
+                for path in files:
                     if path.exists():
                         outcome.bytes += _size(path)
                         outcome.deleted.append(str(path))

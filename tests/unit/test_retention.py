@@ -113,6 +113,21 @@ def test_a_superseded_version_no_last_success_reads_goes_with_its_personal_file(
     assert again.deleted == [] and again.kept == 1
 
 
+def test_another_tables_superseded_version_goes_alone(tmp_path):
+    """orders 2024-01 restated, customers not: the customers' personal file of 2024-01 v1 is current."""
+    source = _source(tmp_path / "source", "North")
+    runs = Runs(tmp_path / "wh" / "tiering.duckdb", source)
+    runs.run("2024-01")
+    write_source(source, orders=[order("O1", "C1", "12.00")])
+    runs.run("2024-01", restate=True)
+    root = landing_root(runs.warehouse)
+    files = _landed_files(root)
+    outcome = cleanup(runs.warehouse, Retention(landed=0), now=LATER)["landed"]
+    assert outcome.deleted == [str(root / "orders" / "updated_month=2024-01" / "v1.parquet")]
+    assert _landed_files(root) == files - {"orders/updated_month=2024-01/v1.parquet"}
+    assert (root / "customers_personal" / "updated_month=2024-01" / "v1.parquet").exists()
+
+
 def test_recently_superseded_versions_and_running_runs_are_kept(restated):
     runs = restated["runs"]
     runs.run("2024-02", restate=True)
