@@ -15,6 +15,8 @@
     tiering backtest-potential --source DIR --calibration-end YYYY-MM --holdout-months N [--rules FILE]
     tiering dbt       [--month YYYY-MM] -- <dbt command and args>
     tiering simulate  --rules NEW.yml --month YYYY-MM [--out FILE.csv] [--warehouse FILE]
+    tiering forget    --customer ID [--warehouse FILE] [--dsn DSN]
+    tiering cleanup   [--landed-days N] [--gx-docs-days N] [--logs-days N] [--dry-run] [--warehouse FILE]
 
 Exit status 0 on success; otherwise 1 with a one-line reason on stderr. `run` and `backfill` print
 a progress bar (or plain lines off a terminal) and write everything else to a log file
@@ -129,6 +131,20 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--month", required=True)
     simulate.add_argument("--out", type=Path, help="CSV of the customers that would change tier")
     simulate.add_argument("--warehouse", type=Path, default=DEFAULT_WAREHOUSE)
+
+    forget = sub.add_parser("forget", help="erase a customer's personal data (name, e-mail, phone) everywhere "
+                                           "the project keeps it; tiers and history keep the pseudonymous key")
+    forget.add_argument("--customer", required=True, help="the customer's id, as in the source")
+    forget.add_argument("--warehouse", type=Path, default=DEFAULT_WAREHOUSE)
+    forget.add_argument("--dsn", help="PostgreSQL connection (default: $TIERING_BI_DSN; none configured: skipped)")
+
+    cleanup = sub.add_parser("cleanup", help="delete superseded landed versions, GX Data Docs and logs older "
+                                             "than their retention (TIERING_RETAIN_*_DAYS; unset: kept)")
+    for kind, env in (("landed", "TIERING_RETAIN_LANDED_DAYS"), ("gx-docs", "TIERING_RETAIN_GX_DOCS_DAYS"),
+                      ("logs", "TIERING_RETAIN_LOGS_DAYS")):
+        cleanup.add_argument(f"--{kind}-days", type=float, help=f"days to keep (default: ${env}, unset: for ever)")
+    cleanup.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
+    cleanup.add_argument("--warehouse", type=Path, default=DEFAULT_WAREHOUSE)
     return parser
 
 
@@ -282,7 +298,9 @@ COMMANDS = {"demo-data": cmd_demo_data, "run": cmd_run, "backfill": cmd_backfill
             "crm-export": _delegate("tiering.crm", "cli_crm_export"),
             "backtest-potential": _delegate("tiering.potential", "cli_backtest"),
             "status": _delegate("tiering.operations", "cli_status"),
-            "simulate": _delegate("tiering.simulate", "cli_simulate")}
+            "simulate": _delegate("tiering.simulate", "cli_simulate"),
+            "forget": _delegate("tiering.forget", "cli_forget"),
+            "cleanup": _delegate("tiering.retention", "cli_cleanup")}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,8 +7,10 @@ Customers are identified only by their pseudonymous key (tiering.pseudonym); `up
 stable per customer and action, so importing the same month again (or the next month) updates
 the CRM's records instead of duplicating them. Personal data (name, e-mail, phone) leaves the
 warehouse only with `--include-contact`, and only when the caller's role is allowed to read it:
-the environment variable TIERING_PII_ACCESS=1 (set for the PII-reader role only). The file is
-written atomically (temporary file in the same directory, then renamed).
+the environment variable TIERING_PII_ACCESS=1 (set for the PII-reader role only). Contact data is
+each customer's latest personal version as of the month end in the landing's personal change log, as
+read by the month's last successful run (tiering.personal): NULL for a customer `tiering forget`
+erased. The file is written atomically (temporary file in the same directory, then renamed).
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from tiering.errors import TieringError
 from tiering.files import atomic_write
-from tiering.runspec import add_months, parse_month
+from tiering.runspec import parse_month
 
 SCHEMA_PATH = Path(__file__).with_name("crm_action.schema.json")
 PII_ENV = "TIERING_PII_ACCESS"
@@ -46,14 +48,11 @@ where actions.month = ?
 order by actions.upsert_key
 """
 
-# latest version of each customer as of the month end, from raw (the only place holding contact data)
+# each customer's contact data as of the month end, from the personal change log the month's last
+# successful run read (tiering.personal.contact_sql)
 CONTACT_JOIN = """
 left join (
-    select customer_id, name, email, phone
-    from raw.customers
-    where try_cast(updated_at as timestamptz) < cast(? as timestamptz)
-    qualify row_number() over (partition by customer_id
-                               order by try_cast(updated_at as timestamptz) desc, _row_key) = 1
+{contact_sql}
 ) as contact on contact.customer_id = actions.customer_id"""
 CONTACT_SELECT = """,
     nullif(trim(contact.name), '') as contact_name,
@@ -69,6 +68,7 @@ def read_actions(warehouse: Path, month_text: str, include_contact: bool = False
     """The month's actions as export records (dicts in EXPORT_COLUMNS order, + contact columns)."""
     import duckdb
 
+    from tiering.personal import contact_sql, run_manifest
     from tiering.runs import require_successful_run
     from tiering.warehouse import connect
 
@@ -81,17 +81,18 @@ def read_actions(warehouse: Path, month_text: str, include_contact: bool = False
         raise TieringError(f"warehouse {warehouse} not found; run the month first (tiering run)")
     con = connect(warehouse, read_only=True)
     try:
-        require_successful_run(con, month, warehouse)   # the marts hold the month's last successful run
+        run_id = require_successful_run(con, month, warehouse)   # the marts hold the month's last successful run
         try:
             computed = con.execute("select count(*) from marts.customer_tier_monthly where month = ?",
                                    [month]).fetchone()[0]
             if not computed:
                 raise TieringError(f"month {month_text} has not been computed in {warehouse}; "
                                    f"run it first (tiering run --month {month_text})")
+            contact_join = CONTACT_JOIN.format(contact_sql=contact_sql(run_manifest(con, run_id))) \
+                if include_contact else ""
             sql = ACTIONS_SQL.format(contact_select=CONTACT_SELECT if include_contact else "",
-                                     contact_join=CONTACT_JOIN if include_contact else "")
-            params = [f"{add_months(month, 1)}", month] if include_contact else [month]
-            cursor = con.execute(sql, params)
+                                     contact_join=contact_join)
+            cursor = con.execute(sql, [month])
         except duckdb.CatalogException as exc:
             raise TieringError(f"{warehouse} has no CRM actions table ({str(exc).splitlines()[0]}); "
                                f"rerun the month with this version of the pipeline") from None

@@ -37,6 +37,7 @@ import duckdb
 
 from tiering.errors import TieringError
 from tiering.files import atomic_write, sha256_file
+from tiering.personal import blank_forgotten
 from tiering.runspec import RunSpec
 from tiering.settings import landing_root
 from tiering.source import (
@@ -118,6 +119,7 @@ def extract_and_land(spec: RunSpec) -> dict:
         if changed and not spec.restate:
             raise SourceChangedError(f"the source's history up to {spec.month_text} differs from the change log "
                                      f"({'; '.join(changed)}); rerun with --restate to land it as a new version")
+        blank_forgotten(con, tmp, root)     # customers erased by `tiering forget`: their personal data stays out
         now = datetime.now(UTC).isoformat(timespec="seconds")
         for name, plan in plans.items():
             _publish(con, root, tmp, catalog, name, plan, spec, now)

@@ -17,7 +17,8 @@ What is copied, and how each target is replaced:
     audit.customer_tier_results                   rows of the published run
     audit.{load_batches,dq_results,restatement_diffs}   rows of the month
     audit.{runs,rule_versions,run_alerts}         whole table (small)
-    pii.customers                                 upsert by customer_id, newer versions win
+    pii.customers                                 upsert by customer_id, newer versions win (from the
+                                                  landing's personal change log, tiering.personal)
     pii.approvers                                 upsert by approver_key
 
 Personal data: bi and audit carry no name, e-mail or phone. The approvers of tier
@@ -373,24 +374,20 @@ def _read_approvers(con) -> Table:
 
 
 def _read_pii(con, run_id: str, keys: _CustomerKeys) -> Table:
-    """Latest version of each customer's contact data in the run's batch (the rows as of the month end)."""
-    from tiering.warehouse import batch_rows_sql
+    """Each customer's contact data as of the month end, from the personal change log the run read
+    (tiering.personal.contact_sql); the customers `tiering forget` erased are left out (their
+    values are NULL there, and no row of theirs is made again)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-    rows = con.sql(f"""
-        with batch_customers as (
-            {batch_rows_sql("customers")}
-        ),
-        latest_versions as (
-            select customer_id, name, email, phone, cast(updated_at as timestamptz) as updated_at,
-                   row_number() over (partition by customer_id
-                                      order by cast(updated_at as timestamptz) desc, _row_key) as version_rank
-            from batch_customers
-        )
-        select customer_id, name, email, phone, updated_at
-        from latest_versions
-        where version_rank = 1
-        order by customer_id""", params=[run_id, run_id]).to_arrow_table()
+    from tiering.personal import contact_sql, forgotten_keys, landing_root_of, read_run_manifest, run_manifest_path
+
+    path = run_manifest_path(con, run_id)
+    rows = con.sql(contact_sql(read_run_manifest(run_id, path))).to_arrow_table()
     rows = rows.add_column(1, "customer_key", keys.of(rows.column("customer_id")))
+    erased = forgotten_keys(landing_root_of(path))
+    if erased:
+        rows = rows.filter(pc.invert(pc.is_in(rows.column("customer_key"), value_set=pa.array(sorted(erased)))))
     columns = [("customer_id", "text"), ("customer_key", "text"), ("name", "text"), ("email", "text"),
                ("phone", "text"), ("updated_at", "timestamptz")]
     return Table("pii", "customers", columns, rows, "upsert")

@@ -25,6 +25,7 @@ from tiering.console import warn_user
 from tiering.dbt_runner import run_dbt
 from tiering.locks import warehouse_free
 from tiering.operations import manifest_fingerprint
+from tiering.retention import cleanup_after_run
 from tiering.rules import load_rules
 from tiering.runspec import RunSpec, check_month_ended, current_month
 from tiering.settings import landing_root
@@ -186,6 +187,7 @@ def finish_run(run: dict) -> dict:
     finally:
         con.close()
     summary = month_summary(spec)
+    cleanup_after_run(spec.warehouse)   # the retention TIERING_RETAIN_*_DAYS sets, if any (tiering.retention)
     if changed is not None:
         warn_user(f"restatement of {spec.month_text}: {changed} value(s) differ from the previous run "
                   f"(see audit.restatement_diffs where run_id = '{spec.run_id}')")
