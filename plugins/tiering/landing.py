@@ -212,15 +212,23 @@ def _parts(table: TableSpec) -> dict[str, list[str]]:
 
 
 def _write_partitions(con: duckdb.DuckDBPyConnection, table: TableSpec, tmp: Path, partitions: list[str]) -> None:
-    """Each partition's source rows, in line order, as tmp/<log>/<partition>.parquet (an empty file for
-    a partition gone from the source: its next version holds no row)."""
+    """Each partition's source rows as tmp/<log>/<partition>.parquet, written in one pass over the
+    rows (an empty file for a partition gone from the source: its next version holds no row)."""
+    listed = ", ".join(map(sql_literal, partitions))
     for folder, columns in _parts(table).items():
-        (tmp / folder).mkdir(parents=True)
+        out = tmp / folder
+        con.execute(f"""copy (select {', '.join(columns)} from source_rows where landing_partition in ({listed}))
+                        to {sql_literal(str(out))}
+                        ({PARQUET}, partition_by (landing_partition), write_partition_columns true)""")
         for partition in partitions:
-            out = tmp / folder / f"{partition}.parquet"
-            con.execute(f"""copy (select {', '.join(columns)} from source_rows
-                                  where landing_partition = {sql_literal(partition)} order by _source_line)
-                            to {sql_literal(str(out))} ({PARQUET})""")
+            files = sorted((out / f"landing_partition={partition}").glob("*.parquet"))
+            target = out / f"{partition}.parquet"
+            if len(files) == 1:
+                files[0].rename(target)
+                continue
+            rows = (f"select * from read_parquet([{', '.join(sql_literal(str(f)) for f in files)}])" if files
+                    else f"select {', '.join(columns)} from source_rows where false")
+            con.execute(f"copy ({rows}) to {sql_literal(str(target))} ({PARQUET})")
 
 
 def _publish(con: duckdb.DuckDBPyConnection, root: Path, tmp: Path, catalog: dict, name: str, plan: dict,
