@@ -17,6 +17,7 @@
     tiering simulate  --rules NEW.yml --month YYYY-MM [--out FILE.csv] [--warehouse FILE]
     tiering forget    --customer ID [--warehouse FILE] [--dsn DSN]
     tiering cleanup   [--landed-days N] [--gx-docs-days N] [--logs-days N] [--dry-run] [--warehouse FILE]
+    tiering migrate   [--warehouse FILE] [--dry-run] [--json]
 
 Exit status 0 on success; otherwise 1 with a one-line reason on stderr. `run` and `backfill` print
 a progress bar (or plain lines off a terminal) and write everything else to a log file
@@ -145,6 +146,12 @@ def _parser() -> argparse.ArgumentParser:
         cleanup.add_argument(f"--{kind}-days", type=float, help=f"days to keep (default: ${env}, unset: for ever)")
     cleanup.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
     cleanup.add_argument("--warehouse", type=Path, default=DEFAULT_WAREHOUSE)
+
+    migrate = sub.add_parser("migrate", help="move a warehouse built by the previous core (schema raw) to the "
+                                             "change-log core, keeping every result (docs/upgrading.md)")
+    migrate.add_argument("--warehouse", type=Path, default=DEFAULT_WAREHOUSE)
+    migrate.add_argument("--dry-run", action="store_true", help="say what it would do, change nothing")
+    migrate.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 
@@ -185,10 +192,6 @@ def cmd_dbt(args: argparse.Namespace) -> None:
 
     dbt_args = [a for a in args.dbt_args if a != "--"] or ["build"]
     spec = latest_run_spec(args.warehouse, args.rules, args.month)
-    if dbt_args[0] in ("build", "run") and Path(args.warehouse).exists():
-        from tiering.warehouse import take_staging_state
-
-        take_staging_state(args.warehouse)   # staging may be rebuilt for another batch: the next run rebuilds it
     run_dbt(dbt_args[0], spec, load_rules(args.rules), *dbt_args[1:])
 
 
@@ -300,7 +303,8 @@ COMMANDS = {"demo-data": cmd_demo_data, "run": cmd_run, "backfill": cmd_backfill
             "status": _delegate("tiering.operations", "cli_status"),
             "simulate": _delegate("tiering.simulate", "cli_simulate"),
             "forget": _delegate("tiering.forget", "cli_forget"),
-            "cleanup": _delegate("tiering.retention", "cli_cleanup")}
+            "cleanup": _delegate("tiering.retention", "cli_cleanup"),
+            "migrate": _delegate("tiering.migrate", "cli_migrate")}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -272,6 +272,12 @@ def check_reproduces(spec: RunSpec, manifest: dict) -> None:
     if previous is None:
         return
     run_id, path = previous
+    if not path.name.endswith(".json"):
+        # a run of the previous core (tiering migrate): its landing_dir is the folder landing/<run_id>/
+        # it read, not a change-log manifest; there are no partition versions to compare with
+        log.info(f"{spec.month_text} was last computed by run {run_id} of the previous core ({path}): the change "
+                 f"log is not compared with it")
+        return
     try:
         before = json.loads(Path(path).read_text())["tables"]
     except (OSError, ValueError, KeyError):

@@ -24,6 +24,7 @@ from tiering import landing, marts_build, runs
 from tiering.console import warn_user
 from tiering.dbt_runner import run_dbt
 from tiering.locks import warehouse_free
+from tiering.migrate import refuse_old_core
 from tiering.operations import manifest_fingerprint
 from tiering.retention import cleanup_after_run
 from tiering.rules import load_rules
@@ -50,7 +51,8 @@ def start_run(conf: dict, data_interval_start: datetime | None = None,
               data_interval_end: datetime | None = None) -> dict:
     """Resolve the run (its month: the month of the DAG run's data interval, runspec.month_of_run),
     refuse a month that has not ended unless the conf says provisional, validate rules and source
-    before any data is written, record the run."""
+    before any data is written (and refuse a warehouse the previous core built: tiering.migrate),
+    record the run."""
     spec = RunSpec.from_conf(conf, data_interval_start, data_interval_end)
     check_month_ended(spec.month, spec.provisional)
     if spec.provisional and spec.month < current_month():
@@ -61,6 +63,7 @@ def start_run(conf: dict, data_interval_start: datetime | None = None,
     warehouse_free(spec.warehouse)               # and a warehouse another run or scheduler writes
     con = connect(spec.warehouse)
     try:
+        refuse_old_core(con, spec.warehouse)     # a warehouse of the previous core: `tiering migrate` first
         ensure_schema(con)
         add_provisional_columns(con)
         con.execute("""insert into audit.rule_versions
