@@ -8,7 +8,8 @@ In this order (the command holds the warehouse's lock, so no run lands meanwhile
      partition `unparseable`) lands their personal data again, and no publish puts a row of theirs
      back into pii.customers;
   2. the landing: every personal file holding a value of theirs (any version of any
-     customers_personal partition, and leftovers of killed landings under _tmp/) is rewritten with
+     customers_personal partition, leftovers of killed landings under _tmp/, and the customers.parquet
+     of the previous core's landing folders landing/<run_id>/, tiering.migrate) is rewritten with
      their name, e-mail and phone NULL, atomically, read-only again. The change log proper holds no
      personal column, and no fingerprint covers the personal files: the catalog, the manifests,
      the input checksums and the restatement check stay as they were;
@@ -79,9 +80,12 @@ def _erase_landing(root: Path, customer_id: str, erasure: Erasure) -> list[str]:
     """Blank the customer's rows in every personal file; returns their distinct values (before)."""
     import duckdb
 
+    from tiering.migrate import old_landing_folders
     from tiering.warehouse import apply_settings
 
-    files = personal_files(root)
+    # (and the customers of the previous core's landing folders, landing/<run_id>/, kept by tiering migrate)
+    files = personal_files(root) + [f / "customers.parquet" for f in old_landing_folders(root)
+                                    if (f / "customers.parquet").is_file()]
     if not files:
         return []
     con = apply_settings(duckdb.connect())

@@ -29,8 +29,9 @@ runs keep their landing_dir, the folder landing/<run_id>/ they read), audit.dq_r
 month of the marts and of intermediate.int_customer_tier_months, the customer code registry
 (intermediate.int_customer_code_registry: append-only, so the codes given stay), schema
 `potential`, and the old landing folders landing/<run_id>/ (listed in the summary: they hold the
-source rows, personal data included, as each old run read them; delete them when your retention
-allows). PostgreSQL is not touched: the next published month adds its own rows.
+source rows, personal data included, as each old run read them; `tiering forget` erases a person
+in their customers.parquet too; delete them when your retention allows). PostgreSQL is not
+touched: the next published month adds its own rows.
 
 Nothing is landed here. The next run of any month lands the change log from the source (its
 catalog starts empty) and computes the month as before; the months computed before keep their
@@ -181,11 +182,10 @@ def plan(con) -> Plan:
     return result
 
 
-def old_landing_folders(warehouse: Path | str) -> list[Path]:
-    """The previous core's per-run landing folders (landing/<run_id>/ with a _manifest.json)."""
-    from tiering.settings import landing_root
-
-    root = landing_root(Path(warehouse))
+def old_landing_folders(root: Path) -> list[Path]:
+    """The previous core's per-run landing folders under a landing root (<root>/<run_id>/ with a
+    _manifest.json). `tiering forget` erases personal data in their customers.parquet too."""
+    root = Path(root)
     if not root.is_dir():
         return []
     return sorted(p for p in root.iterdir() if p.is_dir() and (p / "_manifest.json").is_file())
@@ -199,6 +199,7 @@ def migrate(warehouse: Path | str, dry_run: bool = False) -> dict:
     """Migrate the warehouse (see the module docstring); returns the summary (also recorded in
     audit.migrations). With `dry_run`, only says what it would do."""
     from tiering.locks import warehouse_lock
+    from tiering.settings import landing_root
     from tiering.warehouse import connect, transaction
 
     warehouse = Path(warehouse)
@@ -211,7 +212,7 @@ def migrate(warehouse: Path | str, dry_run: bool = False) -> dict:
             relations = _relations(con)
             kept = [r for r in KEPT if r in relations]
             before = {r: _count(con, r) for r in kept}
-            folders = old_landing_folders(warehouse)
+            folders = old_landing_folders(landing_root(warehouse))
             summary = {
                 "warehouse": str(warehouse), "migration": MIGRATION, "needed": todo.needed, "dry_run": dry_run,
                 "steps": [what for what, _ in todo.steps], "dropped_rows": todo.dropped, "kept_rows": before,
@@ -251,7 +252,8 @@ def format_summary(summary: dict) -> str:
     if summary["old_landing_folders"]:
         lines.append(f"  left alone: {summary['old_landing_folders']} landing folder(s) of the previous core "
                      f"(landing/<run_id>/, {summary['old_landing_bytes'] / 1e6:.1f} MB): what those runs read, "
-                     f"personal data included; delete them when your retention allows")
+                     f"personal data included (tiering forget erases there too); delete them when your retention "
+                     f"allows")
     lines.append("  next: run any month (tiering run / backfill): it lands the change log from the source and "
                  "computes the month as before; PostgreSQL is untouched until then")
     return "\n".join(lines)

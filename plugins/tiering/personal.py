@@ -80,6 +80,10 @@ def run_manifest_path(con, run_id: str) -> Path:
 
 
 def read_run_manifest(run_id: str, path: Path) -> dict:
+    if not Path(path).name.endswith(".json"):   # a run of the previous core (tiering.migrate): its landing folder
+        raise TieringError(f"run {run_id} was made by the core before the change log (its inputs were the folder "
+                           f"{path}, not a change-log manifest): its contact data are not in the change log; run "
+                           f"the month again (docs/upgrading.md)")
     try:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
