@@ -20,6 +20,7 @@ change log (issue 33) and do not run on this core yet.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import shutil
@@ -153,6 +154,7 @@ def scenario(tmp_path_factory):
         if dbname:
             os.environ[pg_publish.DSN_ENV] = pg("tiering_writer")
         result = {"root": root, "warehouse": warehouse, "source": source, "unmigrated": unmigrated,
+                  "old_folders": _folder_digests(warehouse.parent / "landing"),
                   "before": _snapshot(warehouse), "pg_skip": None if dbname else pg,
                   "pg_before": _pg_snapshot(pg()) if dbname else None}
         result["migrated"] = migrate(warehouse)
@@ -295,6 +297,39 @@ def test_the_next_run_lands_the_change_log_and_leaves_the_old_folders(scenario):
         manifest = landing / run_id / "_manifest.json"
         expected = (FIXTURE / "landing" / run_id / "_manifest.json").read_text()
         assert manifest.read_text() == expected.replace(ROOT_MARK, str(scenario["root"]))
+    assert _folder_digests(landing) == scenario["old_folders"]
+
+
+def _folder_digests(landing: Path) -> dict[str, str]:
+    """SHA-256 of every file in the old landing folders."""
+    return {str(f.relative_to(landing)): hashlib.sha256(f.read_bytes()).hexdigest()
+            for run_id in OLD_RUNS for f in sorted((landing / run_id).iterdir())}
+
+
+def test_landed_retention_is_not_blocked_by_the_old_runs(scenario):
+    from tiering.retention import Retention, cleanup
+
+    outcome = cleanup(scenario["warehouse"], Retention(landed=0), dry_run=True)["landed"]
+    assert outcome.skipped is None       # the old runs read no version of the change log: nothing to keep for them
+
+
+def test_forget_erases_a_person_in_the_old_landing_folders_too(scenario, tmp_path):
+    from tiering.forget import forget
+
+    copy = tmp_path / "warehouse"
+    shutil.copytree(scenario["warehouse"].parent, copy)
+    old_file = copy / "landing" / OLD_RUNS[-1] / "customers.parquet"
+    before = _parquet(old_file)
+    person = next(r for r in before if r[2])                      # (customer_id, name, email, phone)
+    forget(copy / "tiering.duckdb", person[0], dsn=None)
+    after = _parquet(old_file)
+    assert [r for r in after if r[0] == person[0]] == [(person[0], None, None, None)] * \
+        sum(r[0] == person[0] for r in before)
+    assert [r for r in after if r[0] != person[0]] == [r for r in before if r[0] != person[0]]
+
+
+def _parquet(path: Path) -> list[tuple]:
+    return duckdb.sql(f"select customer_id, name, email, phone from '{path}' order by _source_line").fetchall()
 
 
 @pytest.mark.postgres
