@@ -54,6 +54,7 @@ def as_of_table(name: str) -> str:
 
 def build(b) -> None:
     month_end = datetime.fromisoformat(b.spec.as_of_cutoff).replace(tzinfo=UTC)
+    cutoff = f"timestamp '{month_end:%Y-%m-%d %H:%M:%S}'"   # updated_at is naive UTC in the warehouse
     available = {name: b.columns("intermediate", f"int_{name}__as_of") for name in TABLES}
     manifest = read_manifest(b.spec)
     for name, columns in available.items():
@@ -61,32 +62,37 @@ def build(b) -> None:
             b.note(f"{as_of_table(name)} does not exist: not checked")
             continue
         key = [c for c in AS_OF_KEYS.get(name, TABLES[name].key) if c in columns]
-        select = [f"t.{c}" for c in key]
-        suspicious = ["duplicates._copies is not null"] if key else []
+        if not key:
+            continue
+        table, keys = as_of_table(name), ", ".join(key)
+        # The offending rows' keys first, each kind with the cheapest plan: the ids held more than
+        # once (a hash aggregate over the key alone), the versions updated at or after the month end
+        # (the table's zone maps skip the rest), the rows whose reference is unknown (an anti join:
+        # a hash of the referenced ids). Then one pass picks those rows (a semi join on a small
+        # set). Ids are never null here (a row without one is rejected: missing_value).
+        parts = [f"duplicates as (select {keys} from {table} group by all having count(*) > 1)"]
+        offending = [f"select {keys} from duplicates"]
+        select, joins = [f"t.{c}" for c in key], []
         if "updated_at" in columns:
             select.append("t.updated_at::timestamptz as updated_at")
-            suspicious.append(f"t.updated_at::timestamptz >= timestamptz '{month_end:%Y-%m-%d %H:%M:%S}+00'")
-        # the ids held more than once: a group-by (a hash aggregate over the key alone), not a
-        # window over every row
-        joins = [f"left join (select {', '.join(key)}, count(*) as _copies from {as_of_table(name)} "
-                 f"group by {', '.join(key)} having count(*) > 1) duplicates on "
-                 + " and ".join(f"duplicates.{k} is not distinct from t.{k}" for k in key)] if key else []
+            offending.append(f"select {keys} from {table} where updated_at >= {cutoff}")
         references = []
         for i, (col, ref_table, ref_col) in enumerate(REFERENCES.get(name, [])):
             if col not in columns or ref_col not in available.get(ref_table, []):
                 continue
-            alias, unknown = f"r{i}", f"unknown_{col}"
-            select.append(f"case when t.{col} is not null and {alias}.{ref_col} is null then t.{col} end as {unknown}")
-            joins.append(f"left join (select distinct {ref_col} from {as_of_table(ref_table)}) {alias} "
-                         f"on {alias}.{ref_col} = t.{col}")
-            suspicious.append(f"(t.{col} is not null and {alias}.{ref_col} is null)")
+            unknown = f"unknown_{col}"
+            parts.append(f"{unknown} as (select {', '.join(f'a.{k}' for k in key)}, a.{col} from {table} a "
+                         f"anti join {as_of_table(ref_table)} r on r.{ref_col} = a.{col} where a.{col} is not null)")
+            offending.append(f"select {keys} from {unknown}")
+            joins.append(f"left join {unknown} u{i} on " + " and ".join(f"u{i}.{k} = t.{k}" for k in key)
+                         + f" and u{i}.{col} = t.{col}")
+            select.append(f"u{i}.{col} as {unknown}")
             references.append((col, ref_table, unknown))
-        if not select:
-            continue
         # only the rows that break a check reach pandas (all of them: GE decides, and lists them);
         # the counts come from DuckDB
-        b.dataset(name, f"select {', '.join(select)} from {as_of_table(name)} t {' '.join(joins)} "
-                        f"where {' or '.join(suspicious) or 'false'}")
+        b.dataset(name, f"with {', '.join(parts)}, offending as ({' union '.join(offending)}) "
+                        f"select {', '.join(select)} from {table} t "
+                        f"semi join offending o on {' and '.join(f'o.{k} = t.{k}' for k in key)} {' '.join(joins)}")
         b.dataset(f"{name}__counts", f"select count(*) as rows from {as_of_table(name)}")
 
         read = manifest["tables"][name]["rows"]
