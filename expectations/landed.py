@@ -40,7 +40,8 @@ from pathlib import Path
 import great_expectations as gx
 import pandas as pd
 
-from tiering.landing import PERSONAL_SUFFIX, read_manifest
+from tiering.landing import read_manifest
+from tiering.personal import personal_file
 from tiering.runspec import add_months
 from tiering.source import TABLES, UNPARSEABLE, TableSpec, sql_literal
 
@@ -158,17 +159,11 @@ def validated_files(table: dict, limit: int) -> tuple[list[str], tuple[str, int]
     return whole, None, kept
 
 
-def personal_file(file: str, name: str) -> str:
-    """The personal-data file landed with a partition file of `name` (tiering.landing._parts)."""
-    path = Path(file)
-    return str(path.parents[2] / f"{name}{PERSONAL_SUFFIX}" / path.parent.name / path.name)
-
-
 def missing_columns(b, spec: TableSpec, files: list[str]) -> str | None:
     """'<file>: <columns>' for landed files lacking columns of the table's source format, or None."""
     expected = {f: list(spec.landed_columns) for f in files}
     if spec.personal:
-        expected |= {personal_file(f, spec.name): [*spec.key, *spec.personal] for f in files}
+        expected |= {str(personal_file(f)): [*spec.key, *spec.personal] for f in files}
     if not expected:
         return None
     present: dict[str, set[str]] = {f: set() for f in expected}
