@@ -57,8 +57,8 @@ ISO_DATE = rf"^{_DATE}$"
 ISO_MONTH = r"^\d{4}-(?:0[1-9]|1[0-2])$"
 NON_NEGATIVE_DECIMAL = r"^\+?(?:\d+(?:\.\d*)?|\.\d+)$"
 SIGNED_DECIMAL = r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)$"
-# amounts that may be negative, and when: (table, column) -> SQL condition (stg_landing__orders:
-# only a credit note's amount is zero or negative)
+# amounts whose sign depends on the row: (table, column) -> SQL condition under which the amount
+# is zero or negative (else it is zero or positive); stg_landing__orders: a credit note's amount
 SIGNED_AMOUNTS = {("orders", "amount"): "status = 'credit_note'"}
 EXAMPLES = 3   # offending values quoted per check, distinct ones of the EXAMPLE_ROWS smallest
 EXAMPLE_ROWS = 20
@@ -91,11 +91,13 @@ def row_checks(spec: TableSpec, columns: set[str], currencies: set[str]) -> list
     for col in spec.amounts:
         if col not in columns:
             continue
-        negative_allowed = SIGNED_AMOUNTS.get((spec.name, col))
-        if negative_allowed:
-            bad = (f"not {_regex(col, SIGNED_DECIMAL)} or "
-                   f"(try_cast({col} as double) < 0 and not coalesce({negative_allowed}, false))")
-            text = f"a decimal, negative only when {negative_allowed} (rules bad_amount, negative_amount)"
+        negative = SIGNED_AMOUNTS.get((spec.name, col))
+        if negative:
+            value = f"try_cast({col} as double)"
+            bad = (f"not {_regex(col, SIGNED_DECIMAL)} or ({value} < 0 and not coalesce({negative}, false)) "
+                   f"or ({value} > 0 and coalesce({negative}, false))")
+            text = (f"a decimal, not positive when {negative}, else not negative (rules bad_amount, "
+                    f"negative_amount, positive_credit_note)")
         else:
             bad, text = f"not {_regex(col, NON_NEGATIVE_DECIMAL)}", "a non-negative decimal (rules bad_amount, " \
                                                                     "negative_amount)"

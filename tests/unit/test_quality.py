@@ -185,6 +185,21 @@ def test_an_empty_id_fails_the_landed_gate_with_its_count(tmp_path, no_docs):
         quality.run_gate("landed", spec)
 
 
+def test_a_credit_notes_amount_is_valid_when_not_positive_and_any_other_when_not_negative(tmp_path):
+    write_source(tmp_path / "source", customers=[customer("C1")],
+                 orders=[order("O1", "C1", "-5.00", "2024-03-02T10:00:00", status="credit_note"),
+                         order("O2", "C1", "0", "2024-03-02T10:00:00", status="credit_note"),
+                         order("O3", "C1", "7.00", "2024-03-02T10:00:00"),
+                         order("O4", "C1", "4.00", "2024-03-02T10:00:00", status="credit_note"),  # positive
+                         order("O5", "C1", "-3.00", "2024-03-02T10:00:00")])                      # negative
+    spec = _spec(tmp_path)
+    landing.extract_and_land(spec)
+    rows, _ = quality.evaluate(quality.build_gate("landed", spec))
+    amount = next(r for r in rows if r["check_id"] == "landed.orders.valid_amount_amount")
+    assert amount["unexpected_count"] == 2
+    assert amount["observed_value"] == '0.6 (2 of 5 landed rows fail, e.g. ["-3.00", "4.00"])'
+
+
 def _manifest_of(spec: RunSpec, run_id: str, month: date, status: str, rows: dict[str, int]) -> None:
     """A run of `month` in audit.runs whose landing manifest says it read `rows`."""
     path = spec.warehouse.parent / "manifests" / f"{run_id}.json"
