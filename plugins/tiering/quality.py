@@ -85,17 +85,17 @@ class Thresholds(BaseModel):
     """`thresholds:` of gates.yml; a threshold not given keeps its default."""
     model_config = STRICT
     max_row_count_drop_share: Share = Field(
-        0.5, description="landed: a table's as-of rows may drop at most this share against the previous month's run")
+        0.5, description="landed: the rows a month reads may drop at most this share against the previous month's run")
     same_month_row_count_drop: Share = Field(
         0.10, description="landed: a rerun of the same month may drop at most this share of the rows of its "
                           "latest successful run")
     row_validity_mostly: Share = Field(0.99, description="landed: row-level valid_* checks pass at this share")
     ids_not_null_mostly: Share = Field(0.99, description="landed: id columns filled in at this share")
-    max_quarantined_share: Share = Field(0.2, description="staging: at most this share of as-of rows quarantined")
+    max_quarantined_share: Share = Field(0.2, description="staging: at most this share of the rows read quarantined")
     revenue_share_tolerance: Annotated[float, Field(ge=0)] = Field(
         1e-9, description="marts: revenue shares sum to 1 within this")
     max_landed_rows_validated: Annotated[float, Field(ge=0)] = Field(
-        1_000_000, description="landed: row-level checks read at most this many rows per table")
+        1_000_000, description="landed: the row-level checks scan at most this many landed rows per table")
 
 
 class GatesFile(BaseModel):
@@ -288,9 +288,12 @@ class SuiteBuilder:
         return df
 
     def expect(self, dataset: str, check: str, expectation, description: str | None = None,
-               frame: str | None = None) -> Check:
+               frame: str | None = None, evidence: str | None = None, unexpected_count: int | None = None) -> Check:
         """Declare check "<gate>.<dataset>.<check>", validated on the dataset's DataFrame or on
-        `frame` (another registered DataFrame, e.g. the dataset's counts: the check keeps its id)."""
+        `frame` (another registered DataFrame, e.g. the dataset's counts: the check keeps its id).
+        A check on a share computed in DuckDB passes its row counts along: `evidence` (a short text
+        added to the observed value, e.g. "3 of 52,000 landed rows fail, e.g. [...]") and
+        `unexpected_count` (recorded in audit.dq_results as for a row-level expectation)."""
         for name in (dataset, frame):
             if name is not None and name not in self.datasets:
                 raise QualityConfigError(f"gate {self.gate}: check '{check}' on unknown dataset '{name}'")
@@ -301,6 +304,10 @@ class SuiteBuilder:
         # GE's own severity field (error -> critical, warn -> warning); the check id rides in meta
         expectation.severity = GX_SEVERITY[severity]
         expectation.meta = {**(expectation.meta or {}), "check_id": check_id}
+        if evidence is not None:
+            expectation.meta["evidence"] = evidence
+        if unexpected_count is not None:
+            expectation.meta["unexpected_count"] = int(unexpected_count)
         if description:
             expectation.description = description
         entry = Check(check_id, dataset, expectation, severity, frame or "")
@@ -517,13 +524,16 @@ def result_rows(results: list, spec: RunSpec, gate: str, evaluated_at: datetime)
         result = r.result or {}
         exception = raised_exception(r.exception_info)
         raised = exception is not None
-        unexpected = result.get("unexpected_count")
+        unexpected = result.get("unexpected_count", meta.get("unexpected_count"))
+        observed = observed_text(result, exception)
+        if meta.get("evidence") and not raised:   # the counts behind a share (SuiteBuilder.expect)
+            observed = observed_text({"observed_value": f"{observed} ({meta['evidence']})"})
         rows.append({
             "run_id": spec.run_id, "month": spec.month, "gate": gate,
             "expectation": expectation_text(check_id, config.type, dict(config.kwargs)),
             "severity": SEVERITY_OF_GX.get(str(getattr(config.severity, "value", config.severity)), "error"),
             "success": bool(r.success) and not raised,
-            "observed_value": observed_text(result, exception),
+            "observed_value": observed,
             "unexpected_count": int(unexpected) if unexpected is not None else None,
             "evaluated_at": evaluated_at,
             "check_id": check_id,

@@ -1,7 +1,7 @@
 """The quality gates inside the pipeline (steps run without Airflow) on a small generated source
 with corrupted inputs: each kind of problem ends either in quarantine (row-level, with its reason)
-or in a failed run (batch-level: SourceError or QualityGateError naming the expectation), and
-for every loaded batch raw + quarantine = extracted.
+or in a failed run (batch-level: SourceError, SourceChangedError or QualityGateError naming the
+expectation), and for every run that typed its rows: rows read = valid + quarantined.
 
 The previous month (2024-03) is run once per module; each test copies that warehouse and runs
 2024-04 on its own copy of the source.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -18,17 +19,20 @@ import pytest
 from tests.fixtures.warehouse import query
 from tiering import pipeline, quality
 from tiering.errors import QualityGateError
+from tiering.landing import CATALOG, SourceChangedError
 from tiering.publish import published_path
 from tiering.rules import Rules
-from tiering.source import SourceError
+from tiering.settings import landing_root
+from tiering.source import TABLES, SourceError
 from tiering.steps import STEPS
 
 PREVIOUS, MONTH = "2024-03", "2024-04"
 
 
-def run_month(source: Path, warehouse: Path, month: str = MONTH) -> dict:
+def run_month(source: Path, warehouse: Path, month: str = MONTH, restate: bool = False) -> dict:
     """Start a run and execute its steps; the run dict is attached to a raised exception."""
-    run = pipeline.start_run({"month": month, "source_dir": str(source), "warehouse": str(warehouse)})
+    run = pipeline.start_run({"month": month, "source_dir": str(source), "warehouse": str(warehouse),
+                              "restate": restate})
     try:
         for step in STEPS:
             getattr(pipeline, step)(run)
@@ -56,18 +60,32 @@ def append_rows(path: Path, *rows: dict) -> None:
     write_csv(path, columns, existing + [{c: row.get(c, "") for c in columns} for row in rows])
 
 
-def assert_raw_plus_quarantine_is_extracted(warehouse: Path, run_id: str) -> None:
-    batches = query(warehouse, """
-        select b.source_table, b.extracted_rows, b.loaded_rows, b.quarantined_rows,
-               (select count(*) from raw.batch_members r
-                where r.batch_id = b.run_id and r.source_table = b.source_table),
-               (select count(*) from quarantine.rejected_rows q where q.run_id = b.run_id
-                                                              and q.source_table = b.source_table)
-        from audit.load_batches b where b.run_id = ?""", [run_id])
-    assert batches, f"no load batches for {run_id}"
-    for table, extracted, loaded, quarantined, raw_rows, quarantine_rows in batches:
-        assert loaded + quarantined == extracted, table
-        assert (raw_rows, quarantine_rows) == (loaded, quarantined), table
+# the view of each table's rows as of the month, valid or rejected (the month's rules applied)
+CHECKED = {"customers": "staging.stg_landing__customers", "fx_rates": "staging.stg_landing__fx_rates",
+           **{t: f"intermediate.int_{t}__checked" for t in ("orders", "invoices", "payments", "tier_overrides")}}
+
+
+def assert_read_is_valid_plus_quarantined(warehouse: Path, run_id: str) -> None:
+    """Every row the run read (its landing manifest) is typed once, and is either valid or in the run's
+    quarantine; the as-of tables hold valid rows only. (For the latest run: the int_*__checked views are
+    compiled for the month dbt built last.)"""
+    (manifest_path,), = query(warehouse, "select landing_dir from audit.runs where run_id = ?", [run_id])
+    manifest = json.loads(Path(manifest_path).read_text())
+    for table in TABLES:
+        read = manifest["tables"][table]
+        files = [v["file"] for v in read["partitions"].values()]
+        typed = query(warehouse, f"select count(*) from staging.stg_landing__{table} "
+                                 f"where list_contains(?, landing_file)", [files])[0][0]
+        assert typed == read["rows"], table
+        if table in ("customers", "fx_rates"):
+            in_reach = f"where landing_partition <= '{manifest['month']}' or landing_partition = 'unparseable'"
+        else:
+            in_reach = ""
+        rows, rejected = query(warehouse, f"select count(*), count(*) filter (where rejection_rule is not null) "
+                                          f"from {CHECKED[table]} {in_reach}")[0]
+        quarantined = query(warehouse, "select count(*) from quarantine.rejected_rows where run_id = ? "
+                                       "and source_table = ?", [run_id, table])[0][0]
+        assert (rows, rejected) == (read["rows"], quarantined), table
 
 
 def dq_result(warehouse: Path, run_id: str, check_id: str) -> dict:
@@ -150,10 +168,11 @@ def quarantined(corrupted_run: dict, table: str, id_column: str, id_value: str) 
 
 # --- row-level problems: quarantined with a reason, the run succeeds ---------------------------------
 
-def test_the_corrupted_run_succeeds_and_raw_plus_quarantine_is_extracted(corrupted_run):
+def test_the_corrupted_run_succeeds_and_every_row_read_is_valid_or_quarantined(corrupted_run):
     run_id, warehouse = corrupted_run["run"]["run_id"], corrupted_run["warehouse"]
     assert query(warehouse, "select status from audit.runs where run_id = ?", [run_id]) == [("success",)]
-    assert_raw_plus_quarantine_is_extracted(warehouse, run_id)
+    assert_read_is_valid_plus_quarantined(warehouse, run_id)
+    assert dq_result(warehouse, run_id, "staging.rows_read.rows_accounted_for")["success"] is True
     gates = dict(query(warehouse, "select gate, count(*) from audit.dq_results where run_id = ? group by gate",
                        [run_id]))
     assert set(gates) == {"landed", "staging", "marts"}
@@ -181,8 +200,8 @@ def test_a_text_amount_is_quarantined(corrupted_run):
 def test_a_duplicate_order_id_with_different_amounts_and_the_same_updated_at_is_quarantined(corrupted_run):
     rows = quarantined(corrupted_run, "orders", "order_id", "OQ-DUP")
     assert [r[0] for r in rows] == ["conflicting_versions", "conflicting_versions"]
-    assert query(corrupted_run["warehouse"], "select count(*) from staging.stg_raw__orders where order_id = 'OQ-DUP'") \
-        == [(0,)]
+    assert query(corrupted_run["warehouse"],
+                 "select count(*) from intermediate.int_orders__as_of where order_id = 'OQ-DUP'") == [(0,)]
 
 
 def test_a_payment_for_an_unknown_invoice_is_quarantined(corrupted_run):
@@ -215,14 +234,22 @@ def test_an_unknown_currency_is_quarantined(corrupted_run):
 
 # --- batch-level problems: the run fails, naming the problem -------------------------------------------
 
+def change_log(warehouse: Path) -> str:
+    """The landing catalog: what the change log holds."""
+    return (landing_root(warehouse) / CATALOG).read_text()
+
+
 def test_a_missing_column_in_orders_fails_the_run_at_extraction(source, warehouse):
     columns, rows = read_csv(source / "orders.csv")
     write_csv(source / "orders.csv", [c for c in columns if c != "currency"],
               [{k: v for k, v in r.items() if k != "currency"} for r in rows])
+    before = change_log(warehouse)
     with pytest.raises(SourceError, match=r"orders\.csv: missing column\(s\) currency") as err:
         run_month(source, warehouse)
-    assert query(warehouse, "select count(*) from audit.load_batches where run_id = ?",
-                 [err.value.run["run_id"]]) == [(0,)]
+    run_id = err.value.run["run_id"]
+    assert change_log(warehouse) == before                               # nothing landed
+    assert not (landing_root(warehouse) / "_runs" / f"{run_id}.json").exists()
+    assert query(warehouse, "select count(*) from quarantine.rejected_rows where run_id = ?", [run_id]) == [(0,)]
 
 
 def test_a_renamed_file_fails_the_run_before_anything_is_written(source, warehouse):
@@ -235,16 +262,26 @@ def test_a_renamed_file_fails_the_run_before_anything_is_written(source, warehou
 
 def test_a_month_with_half_the_usual_rows_fails_the_landed_gate(source, warehouse):
     columns, rows = read_csv(source / "orders.csv")
-    write_csv(source / "orders.csv", columns, rows[::4])   # the extract shrinks to about a third
-    with pytest.raises(QualityGateError) as err:
+    write_csv(source / "orders.csv", columns, rows[::4])   # the extract shrinks to about a quarter
+    published = published_path(warehouse).read_bytes()
+    before = change_log(warehouse)
+    # the rows of months already landed are gone: a plain run refuses the changed history, writing nothing
+    with pytest.raises(SourceChangedError, match=r"orders: \d+ month\(s\) changed \(2024-01, "):
         run_month(source, warehouse)
+    assert change_log(warehouse) == before
+    # landed as a restatement, the month reads far fewer rows than the previous month's run read
+    with pytest.raises(QualityGateError) as err:
+        run_month(source, warehouse, restate=True)
     message = str(err.value)
     assert message.startswith(f"quality gate 'landed' failed for {MONTH}") and "\n" not in message
     assert "landed.orders.row_count_drop: expect_column_max_to_be_between(column=rows, min_value=" in message
     run_id = err.value.run["run_id"]
     assert dq_result(warehouse, run_id, "landed.orders.row_count_drop")["success"] is False
-    assert query(warehouse, "select count(*) from audit.load_batches where run_id = ?", [run_id]) == [(0,)]
-    assert_raw_plus_quarantine_is_extracted(warehouse, query(
+    # the run stopped before dbt and nothing was published
+    assert query(warehouse, "select count(*) from quarantine.rejected_rows where run_id = ?", [run_id]) == [(0,)]
+    assert query(warehouse, "select status from audit.runs where run_id = ?", [run_id]) == [("running",)]
+    assert published_path(warehouse).read_bytes() == published
+    assert_read_is_valid_plus_quarantined(warehouse, query(
         warehouse, "select run_id from audit.runs where status = 'success'")[0][0])
 
 
@@ -257,16 +294,21 @@ def test_a_file_with_every_date_in_the_wrong_format_fails_the_staging_gate(sourc
         y, m, d = day.split("-")
         row["ordered_at"] = f"{d}/{m}/{y} {time}"
     write_csv(source / "orders.csv", columns, rows)
-    with pytest.raises(QualityGateError) as err:
+    published = published_path(warehouse).read_bytes()
+    with pytest.raises(SourceChangedError):          # every landed month changed: a restatement
         run_month(source, warehouse)
+    with pytest.raises(QualityGateError) as err:
+        run_month(source, warehouse, restate=True)
     assert str(err.value).startswith(f"quality gate 'staging' failed for {MONTH}")
-    assert "staging.load_batches.quarantined_share_orders" in str(err.value)
+    assert "staging.rows_read.quarantined_share_orders" in str(err.value)
     run_id = err.value.run["run_id"]
-    assert_raw_plus_quarantine_is_extracted(warehouse, run_id)
+    assert_read_is_valid_plus_quarantined(warehouse, run_id)
     assert query(warehouse, "select count(distinct rule) from quarantine.rejected_rows where run_id = ? "
                             "and source_table = 'orders' and rule = 'bad_timestamp'", [run_id]) == [(1,)]
-    # the landed gate only warned: row-level problems are the load step's to quarantine
-    assert dq_result(warehouse, run_id, "landed.orders.valid_timestamp_ordered_at")["severity"] == "warn"
+    # the landed gate only warned: row-level problems are the staging models' to reject
+    landed = dq_result(warehouse, run_id, "landed.orders.valid_timestamp_ordered_at")
+    assert (landed["severity"], landed["success"]) == ("warn", False)
+    assert published_path(warehouse).read_bytes() == published
 
 
 def test_a_failing_marts_gate_leaves_the_published_copy_unchanged(source, warehouse, monkeypatch, capfd):
@@ -289,6 +331,6 @@ def test_a_failing_marts_gate_leaves_the_published_copy_unchanged(source, wareho
     assert published.read_bytes() == before
     run_id = err.value.run["run_id"]
     assert query(warehouse, "select status from audit.runs where run_id = ?", [run_id]) == [("running",)]
-    assert_raw_plus_quarantine_is_extracted(warehouse, run_id)
+    assert_read_is_valid_plus_quarantined(warehouse, run_id)
     output = capfd.readouterr()
     assert "Calculating Metrics" not in output.out + output.err

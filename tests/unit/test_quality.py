@@ -2,6 +2,7 @@
 share-sum / A-share checks on tiny tables (no dbt, no Airflow)."""
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 from datetime import date, datetime
@@ -112,7 +113,7 @@ def test_pii_check_flags_personal_data_columns_and_nothing_else():
     assert marts.pii_columns(["customer_names.customer_id"], tokens) == []
 
 
-# --- suite construction: gate (a) on a hand-made landed batch -----------------------------------
+# --- suite construction: gate (a) on a hand-made change log ----------------------------------------
 
 def _spec(tmp_path, month=MONTH, run_id=None, **extra) -> RunSpec:
     return RunSpec(month=month, run_id=run_id or f"{month:%Y%m}-unit", source_dir=tmp_path / "source",
@@ -144,14 +145,18 @@ def test_landed_suite_has_batch_checks_as_errors_and_row_checks_as_warnings(land
                   "landed.orders.valid_value_status", "landed.orders.valid_currency",
                   "landed.orders.valid_required_customer_id", "landed.orders.valid_unique_version"):
         assert by_id[check].severity == "warn", check
-    assert by_id["landed.orders.valid_amount_amount"].expectation.mostly == 0.99
+    assert by_id["landed.orders.valid_amount_amount"].expectation.min_value == 0.99      # row_validity_mostly
+    assert by_id["landed.orders.id_not_null_order_id"].expectation.min_value == 0.99     # ids_not_null_mostly
     # the severity travels in Great Expectations' own field: error -> critical, warn -> warning
     assert by_id["landed.orders.not_empty"].expectation.severity == "critical"
     assert by_id["landed.orders.valid_amount_amount"].expectation.severity == "warning"
     assert not any(c.endswith("row_count_drop") for c in by_id)       # no previous month: skipped, and said so
-    assert any("row_count_drop not evaluated" in note for note in builder.notes)
+    assert any("row_count_drop not evaluated: no successful run of 2024-02" in note for note in builder.notes)
     assert not any(c.startswith("landed.invoices.") for c in by_id)   # optional file absent: nothing to check
     assert builder.con is None                                         # the warehouse is closed again
+    # GE sees one row of counts per table, never the landed rows
+    assert all(len(frame) == 1 for frame in builder.datasets.values())
+    assert builder.datasets["orders"][["rows", "landed_rows", "validated_rows"]].values.tolist() == [[4, 4, 4]]
 
 
 def test_landed_row_level_problems_are_recorded_as_warnings_not_errors(landed):
@@ -159,23 +164,58 @@ def test_landed_row_level_problems_are_recorded_as_warnings_not_errors(landed):
     by_id = {r["check_id"]: r for r in rows}
     amount = by_id["landed.orders.valid_amount_amount"]
     assert (amount["success"], amount["severity"], amount["unexpected_count"]) == (False, "warn", 1)
-    assert "twelve" in amount["observed_value"]
+    assert amount["observed_value"] == '0.75 (1 of 4 landed rows fail, e.g. ["twelve"])'
     assert by_id["landed.orders.valid_timestamp_ordered_at"]["unexpected_count"] == 1
     assert by_id["landed.orders.valid_currency"]["unexpected_count"] == 1
     assert not [r for r in rows if r["severity"] == "error" and not r["success"]]
-    assert by_id["landed.orders.valid_amount_amount"]["expectation"].startswith(
-        "landed.orders.valid_amount_amount: expect_column_values_to_match_regex(column=amount, ")
+    assert by_id["landed.orders.valid_amount_amount"]["expectation"] == (
+        "landed.orders.valid_amount_amount: expect_column_min_to_be_between(column=valid_amount_amount_share, "
+        "min_value=0.99)")
+    assert by_id["landed.orders.id_not_null_order_id"]["observed_value"] == "1.0 (0 of 4 landed rows fail)"
 
 
-def test_row_count_drop_is_checked_against_the_previous_months_successful_run(landed, tmp_path):
-    con = connect(landed.warehouse)
+def test_an_empty_id_fails_the_landed_gate_with_its_count(tmp_path, no_docs):
+    write_source(tmp_path / "source", customers=[customer("C1")],
+                 orders=[order("", "C1", "1.00", "2024-03-02T10:00:00"), order("O2", "C1", "2.00", "2024-03-03")])
+    spec = _spec(tmp_path)
+    landing.extract_and_land(spec)
+    with pytest.raises(QualityGateError, match=r"landed\.orders\.id_not_null_order_id: expect_column_min_to_be_between"
+                                               r"\(column=id_not_null_order_id_share, min_value=0\.99\) -> observed "
+                                               r"0\.5 \(1 of 2 landed rows fail\)"):
+        quality.run_gate("landed", spec)
+
+
+def test_a_credit_notes_amount_is_valid_when_not_positive_and_any_other_when_not_negative(tmp_path):
+    write_source(tmp_path / "source", customers=[customer("C1")],
+                 orders=[order("O1", "C1", "-5.00", "2024-03-02T10:00:00", status="credit_note"),
+                         order("O2", "C1", "0", "2024-03-02T10:00:00", status="credit_note"),
+                         order("O3", "C1", "7.00", "2024-03-02T10:00:00"),
+                         order("O4", "C1", "4.00", "2024-03-02T10:00:00", status="credit_note"),  # positive
+                         order("O5", "C1", "-3.00", "2024-03-02T10:00:00")])                      # negative
+    spec = _spec(tmp_path)
+    landing.extract_and_land(spec)
+    rows, _ = quality.evaluate(quality.build_gate("landed", spec))
+    amount = next(r for r in rows if r["check_id"] == "landed.orders.valid_amount_amount")
+    assert amount["unexpected_count"] == 2
+    assert amount["observed_value"] == '0.6 (2 of 5 landed rows fail, e.g. ["-3.00", "4.00"])'
+
+
+def _manifest_of(spec: RunSpec, run_id: str, month: date, status: str, rows: dict[str, int]) -> None:
+    """A run of `month` in audit.runs whose landing manifest says it read `rows`."""
+    path = spec.warehouse.parent / "manifests" / f"{run_id}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"run_id": run_id, "tables": {t: {"rows": n} for t, n in rows.items()}}))
+    con = connect(spec.warehouse)
     ensure_schema(con)
-    for run_id, status, rows in (("202402-ok", "success", 11), ("202402-bad", "failed", 999)):
-        con.execute("insert into audit.runs (run_id, month, status, started_at, finished_at) values (?, ?, ?, ?, ?)",
-                    [run_id, date(2024, 2, 1), status, datetime(2024, 3, 1), datetime(2024, 3, 1)])
-        con.execute("insert into audit.load_batches (run_id, month, source_table, extracted_rows) values (?, ?, ?, ?)",
-                    [run_id, date(2024, 2, 1), "orders", rows])
+    con.execute("insert into audit.runs (run_id, month, status, landing_dir, started_at, finished_at) "
+                "values (?, ?, ?, ?, ?, ?)", [run_id, month, status, str(path), datetime(2024, 3, 1),
+                                              datetime(2024, 3, 1)])
     con.close()
+
+
+def test_row_count_drop_is_checked_against_the_rows_the_previous_months_successful_run_read(landed):
+    _manifest_of(landed, "202402-ok", date(2024, 2, 1), "success", {"orders": 11, "customers": 3})
+    _manifest_of(landed, "202402-bad", date(2024, 2, 1), "failed", {"orders": 999, "customers": 3})
     builder = quality.build_gate("landed", landed)
     drop = next(c for c in builder.checks if c.check_id == "landed.orders.row_count_drop")
     assert drop.severity == "error"
@@ -183,17 +223,28 @@ def test_row_count_drop_is_checked_against_the_previous_months_successful_run(la
     rows, _ = quality.evaluate(builder)
     result = next(r for r in rows if r["check_id"] == "landed.orders.row_count_drop")
     assert (result["success"], result["observed_value"]) == (False, "4")   # 4 rows < 6
+    assert next(r for r in rows if r["check_id"] == "landed.customers.row_count_drop")["success"] is True
 
 
-def _previous_success(spec: RunSpec, month: date) -> None:
-    con = connect(spec.warehouse)
-    ensure_schema(con)
-    con.execute("insert into audit.runs (run_id, month, status, started_at, finished_at) values (?, ?, ?, ?, ?)",
-                [f"{month:%Y%m}-ok", month, "success", datetime(2024, 3, 1), datetime(2024, 3, 1)])
-    con.close()
+def test_same_month_row_count_drop_is_checked_against_the_months_last_successful_run(landed):
+    _manifest_of(landed, "202403-earlier", date(2024, 3, 1), "success", {"orders": 5, "customers": 3})
+    builder = quality.build_gate("landed", landed)
+    drop = next(c for c in builder.checks if c.check_id == "landed.orders.same_month_row_count_drop")
+    assert drop.expectation.min_value == math.ceil(5 * 0.9)
+    rows, _ = quality.evaluate(builder)
+    result = next(r for r in rows if r["check_id"] == "landed.orders.same_month_row_count_drop")
+    assert (result["success"], result["severity"], result["observed_value"]) == (False, "error", "4")
 
 
-def test_row_level_checks_read_the_rows_added_since_the_previous_month_and_counts_read_all(tmp_path):
+def test_an_unreadable_previous_manifest_skips_the_comparison_and_says_why(landed):
+    _manifest_of(landed, "202402-ok", date(2024, 2, 1), "success", {"orders": 11})
+    (landed.warehouse.parent / "manifests" / "202402-ok.json").write_text("not json")
+    builder = quality.build_gate("landed", landed)
+    assert not any(c.check_id.endswith(".row_count_drop") for c in builder.checks)
+    assert any("row_count_drop not evaluated: the landing manifest of run 202402-ok" in n for n in builder.notes)
+
+
+def test_row_level_checks_read_the_partitions_the_run_landed_and_counts_what_the_month_reads(tmp_path):
     write_source(
         tmp_path / "source",
         customers=[customer("C1")],
@@ -202,48 +253,50 @@ def test_row_level_checks_read_the_rows_added_since_the_previous_month_and_count
                 order("O3", "C1", "3.00", "2024-03-02T10:00:00"),                  # March's: checked now
                 order("O4", "C1", "4.00", "2024-02-04T10:00:00", updated="no date")],  # cannot be placed
     )
+    landing.extract_and_land(_spec(tmp_path, month=date(2024, 2, 1)))    # lands 2024-02 and unparseable
     spec = _spec(tmp_path)
-    landing.extract_and_land(spec)
-    _previous_success(spec, date(2024, 2, 1))
+    manifest = landing.extract_and_land(spec)
+    assert manifest["tables"]["orders"]["landed"] == ["2024-03"]
     builder = quality.build_gate("landed", spec)
-    assert sorted(builder.datasets["orders"]["order_id"]) == ["O3", "O4"]
-    assert builder.datasets["orders__batch"]["rows"].tolist() == [4]
-    assert any("rows updated since 2024-02's cutoff (2024-03-01 00:00:00+00)" in n for n in builder.notes)
+    assert builder.datasets["orders"][["rows", "landed_rows", "validated_rows"]].values.tolist() == [[4, 1, 1]]
+    assert any("row-level checks not evaluated for customers" in n for n in builder.notes)   # nothing new landed
     rows, _ = quality.evaluate(builder)
     by_id = {r["check_id"]: r for r in rows}
     assert by_id["landed.orders.not_empty"]["observed_value"] == "4"
     assert by_id["landed.orders.valid_amount_amount"]["unexpected_count"] == 0     # O2 was February's
+    assert "landed.customers.valid_required_customer_kind" not in by_id
+    assert by_id["landed.customers.not_empty"]["success"] is True
 
 
-def test_row_level_checks_read_at_most_max_landed_rows_validated_newest_first(landed):
+def _partitions(**rows: int) -> dict:
+    return {"landed": list(rows), "partitions": {p: {"rows": n, "file": f"{p}.parquet"} for p, n in rows.items()}}
+
+
+@pytest.mark.parametrize("limit, whole, cut, kept", [
+    (10, ["unparseable.parquet", "2024-03.parquet", "2024-02.parquet", "2024-01.parquet"], None, 7),
+    (1, ["unparseable.parquet"], None, 1),
+    (2, ["unparseable.parquet"], ("2024-03.parquet", 1), 2),          # the newest partition, cut in line order
+    (3, ["unparseable.parquet", "2024-03.parquet"], None, 3),
+    (5, ["unparseable.parquet", "2024-03.parquet"], ("2024-02.parquet", 2), 5),
+])
+def test_row_level_checks_scan_unparseable_then_the_newest_landed_partitions_up_to_the_limit(limit, whole, cut,
+                                                                                             kept):
+    landed_suite = quality.load_suite("landed")
+    table = _partitions(**{"2024-01": 1, "2024-02": 3, "2024-03": 2, "unparseable": 1})
+    assert landed_suite.validated_files(table, limit) == (whole, cut, kept)
+
+
+def test_row_level_checks_read_at_most_max_landed_rows_validated_and_say_so(landed):
     config = replace(quality.load_gate_config(), thresholds={**quality.DEFAULT_THRESHOLDS,
                                                              "max_landed_rows_validated": 2})
     builder = quality.build_gate("landed", landed, config)
-    # O3's updated_at cannot be parsed (it comes first), then the newest: O4 (2024-03-04)
-    assert sorted(builder.datasets["orders"]["order_id"]) == ["O3", "O4"]
-    assert builder.datasets["orders__batch"]["rows"].tolist() == [4]
-    assert any("orders: row-level checks on the 2 newest of the 4 rows" in n for n in builder.notes)
-
-
-
-@pytest.mark.parametrize("limit, expected", [(1, ["O3"]), (2, ["O3", "O4"]), (3, ["O2", "O3", "O4"]),
-                                             (4, ["O1", "O2", "O3", "O4"])])
-def test_the_newest_rows_are_exact_when_the_limit_falls_inside_a_day(tmp_path, limit, expected):
-    # the gate narrows the file to whole UTC days of updated_at before sorting: the rows it keeps must
-    # still be exactly the newest `limit` (ties by source line), wherever the limit falls
-    write_source(tmp_path / "source", customers=[customer("C1")],
-                 orders=[order("O1", "C1", "1.00", "2024-03-01T10:00:00"),
-                         order("O2", "C1", "2.00", "2024-03-02T09:00:00"),
-                         order("O3", "C1", "3.00", "2024-03-02T11:00:00"),
-                         order("O4", "C1", "4.00", "2024-03-02T11:00:00"),
-                         order("O5", "C1", "5.00", "2024-02-20T23:59:59")])
-    spec = _spec(tmp_path)
-    landing.extract_and_land(spec)
-    config = replace(quality.load_gate_config(), thresholds={**quality.DEFAULT_THRESHOLDS,
-                                                             "max_landed_rows_validated": limit})
-    builder = quality.build_gate("landed", spec, config)
-    assert sorted(builder.datasets["orders"]["order_id"]) == expected
-    assert any(f"orders: row-level checks on the {limit} newest of the 5 rows" in n for n in builder.notes)
+    # O3's updated_at cannot be parsed (partition unparseable, first), then the first line of 2024-03: O1
+    assert builder.datasets["orders"][["rows", "landed_rows", "validated_rows"]].values.tolist() == [[4, 4, 2]]
+    assert any("orders: row-level checks on 2 of the 4 landed rows" in n for n in builder.notes)
+    rows, _ = quality.evaluate(builder)
+    by_id = {r["check_id"]: r for r in rows}
+    assert by_id["landed.orders.valid_timestamp_ordered_at"]["unexpected_count"] == 1      # O3
+    assert by_id["landed.orders.valid_amount_amount"]["unexpected_count"] == 0             # O2 not scanned
 
 # --- gate (c) on tiny marts tables -------------------------------------------------------------------
 
