@@ -110,7 +110,9 @@ def extract_and_land(spec: RunSpec) -> dict:
     check_source_dir(spec.source_dir)
     root = landing_root(spec.warehouse)
     tmp = root / "_tmp" / spec.run_id
-    shutil.rmtree(tmp, ignore_errors=True)     # a retried task's earlier attempt
+    # what earlier attempts left: a retried task's, a killed run's (one run lands at a time: the
+    # warehouse's lock, the DAG's max_active_runs=1)
+    shutil.rmtree(root / "_tmp", ignore_errors=True)
     tmp.mkdir(parents=True)
     catalog = read_catalog(root)
     con = apply_settings(duckdb.connect())
