@@ -290,14 +290,17 @@ def _parquet_columns(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
 
 def partition_of(spec: TableSpec) -> str:
     """SQL: the change-log partition of a source row (text columns): the UTC month (YYYY-MM) of its
-    updated_at (fx_rates: its month), or 'unparseable' when that cannot be read."""
+    updated_at (fx_rates: its month), or 'unparseable' when that cannot be read. A year DuckDB
+    reads but that has not four digits (12024, or BC: '-0044') is unparseable too: partitions
+    compare as text ('12024-01' < '2024-01'), so it would be read by every month."""
     column = spec.partition_column
     if column == "month":
         month = (f"(case when regexp_full_match(trim({column}), '\\d{{4}}-\\d{{2}}') "
                  f"then try_strptime(trim({column}), '%Y-%m') end)")
     else:
         month = f"(case when {is_special_timestamp(column)} then null else try_cast({column} as timestamptz) end)"
-    return f"coalesce(strftime({month}, '%Y-%m'), '{UNPARSEABLE}')"
+    text = f"strftime({month}, '%Y-%m')"
+    return f"coalesce(case when regexp_full_match({text}, '\\d{{4}}-\\d{{2}}') then {text} end, '{UNPARSEABLE}')"
 
 
 UNPARSEABLE = "unparseable"
