@@ -137,6 +137,7 @@ LOAD_ORDER = ("fx_rates", "customers", "tier_overrides", "orders", "invoices", "
 def read_table(spec: TableSpec, path: Path, encoding: str = "utf-8") -> pa.Table:
     """Read one source file with every column as text, plus `_source_line`. A CSV is decoded
     with `encoding` (the source's declaration: `source_encoding`)."""
+    names: list[str] = []
     try:
         if path.suffix == ".parquet":
             table = pq.read_table(path)
@@ -158,7 +159,9 @@ def read_table(spec: TableSpec, path: Path, encoding: str = "utf-8") -> pa.Table
     except (OSError, pa.ArrowInvalid) as exc:
         if "utf8" in str(exc).lower().replace("-", ""):
             raise SourceError(_undecodable(path, encoding)) from exc
-        raise SourceError(f"{path}: cannot be read ({str(exc).splitlines()[0]}); fix or replace the file") from exc
+        # (a ';'-delimited row with a decimal comma has two ','-fields: the header says why)
+        raise SourceError(_delimiter_hint(path, spec, names) or
+                          f"{path}: cannot be read ({str(exc).splitlines()[0]}); fix or replace the file") from exc
     missing = [c for c in spec.columns if c not in table.column_names and c not in spec.optional_columns]
     if missing:
         raise SourceError(_delimiter_hint(path, spec, table.column_names) or
