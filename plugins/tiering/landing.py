@@ -45,6 +45,7 @@ from tiering.source import (
     LOAD_ORDER,
     TABLES,
     UNPARSEABLE,
+    SourceError,
     TableSpec,
     check_source_dir,
     partition_of,
@@ -149,7 +150,7 @@ def _compare(con: duckdb.DuckDBPyConnection, spec: RunSpec, name: str, catalog: 
     path = table.path_in(spec.source_dir)
     entry = catalog["tables"].get(name, {})
     held = {p: v for p, v in current_versions(catalog, name).items() if _in_reach(p, month)}
-    plan = {"source_file": path.name if path else None, "source_sha256": sha256_file(path) if path else None,
+    plan = {"source_file": path.name if path else None, "source_sha256": _sha256(path) if path else None,
             "written": {}, "compared": False}
     same_file = path is not None and plan["source_sha256"] == entry.get("source_sha256")
     if same_file and entry.get("compared_through", "") >= month:
@@ -188,6 +189,14 @@ def _compare(con: duckdb.DuckDBPyConnection, spec: RunSpec, name: str, catalog: 
         plan["written"] = {p: found.get(p, {"rows": 0, "hash": "0"}) for p in to_write}
     con.execute("drop table source_rows")
     return plan
+
+
+def _sha256(path: Path) -> str:
+    """The source file's SHA-256; a file that cannot be read (a folder, no permission) is a SourceError."""
+    try:
+        return sha256_file(path)
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot be read ({exc.strerror or exc}); fix or replace the file") from exc
 
 
 def _fingerprint(version: dict) -> dict:
