@@ -4,7 +4,8 @@ partition versions and gives the same rows. (The change log built month by month
 from-scratch build: test_change_log_equals_full.py.)
 
 Source, version 1 (line numbers; line 1 is the header):
-  customers  2 K1 (2023)            3 K2 (created 2024-02-03)
+  customers  2 K1 (2023)     3 K2 (created 2024-02-03)     4 K3 North (2023)
+             5 K3's second version, South (updated 2023-06-01: the only row of June 2023)
   orders     2-21 OF0..OF19 K1 1.00 (January 6: filler rows that keep the quarantined share under
              gate (b)'s max_quarantined_share)
              22 O1 K1 100.00 (January 5)
@@ -12,14 +13,17 @@ Source, version 1 (line numbers; line 1 is the header):
              24/25 O3 K1 50.00 / 60.00 at one updated_at (January 20): conflicting_versions in every
              month; 26 its third version, 70.00 (updated February 10), counts from February
              27 O5 K1 30.00 (February 12)
+             28 O7 K3 5.00 (January 8)
+             29 OX updated '2024-01-32T10:00:00': in the partition 'unparseable', rejected every month
   invoices   2 I1 K1 100.00 (January 5)   3 I2 K1 30.00 (issued February 1)   4-13 F0..F9 1.00
   payments   2 P1 I1 100.00 (January 30)
              3 P2 I2 30.00 paid January 31: unknown_invoice in January, valid in February
              4 P3 I1 10.00 (January 20), 5 moved to F1 by its second version (February 5)
              6 P4 F2 5.00 recorded January 25 but paid February 15: after_month_end in January
              7-16 PF0..PF9 1.00 for F0..F9 (January 8)
-Version 2 (before March): O1's January row corrected to 110.00, a late order O6 K1 25.00
-(January 28, line 28) and P1 gone: January's partitions of orders and payments changed.
+Version 2 (before March): O1's January row corrected to 110.00, OX gone, a late order O6 K1 25.00
+(January 28, line 29), P1 gone and K3's second version gone: January's partitions of orders and
+payments and June 2023's of customers changed (the latter and 'unparseable' now hold no row).
 January and February run on version 1; March refused, then restated; February refused (it was
 computed from version 1 of January's partitions), restated, and rerun.
 """
@@ -60,7 +64,8 @@ PAYMENTS = [
     _payment("P4", "F2", "2024-02-15T12:00:00", "5.00", "2024-01-25T12:00:00"),
     *(_payment(f"PF{i}", f"F{i}", "2024-01-08T12:00:00", "1.00") for i in range(10)),
 ]
-CUSTOMERS = [customer("K1"), customer("K2", created="2024-02-03T00:00:00")]
+CUSTOMERS = [customer("K1"), customer("K2", created="2024-02-03T00:00:00"), customer("K3"),
+             customer("K3", region="South", updated="2023-06-01T00:00:00")]
 
 
 def _orders(version: int) -> list[dict]:
@@ -72,13 +77,16 @@ def _orders(version: int) -> list[dict]:
         order("O3", "K1", "60.00", "2024-01-20T10:00:00"),
         order("O3", "K1", "70.00", "2024-01-20T10:00:00", updated="2024-02-10T10:00:00"),
         order("O5", "K1", "30.00", "2024-02-12T10:00:00"),
+        order("O7", "K3", "5.00", "2024-01-08T10:00:00"),
     ]
-    return rows if version == 1 else [*rows, order("O6", "K1", "25.00", "2024-01-28T10:00:00")]
+    if version == 1:
+        return [*rows, order("OX", "K1", "1.00", "2024-01-08T10:00:00", updated="2024-01-32T10:00:00")]
+    return [*rows, order("O6", "K1", "25.00", "2024-01-28T10:00:00")]
 
 
 def _source(directory: Path, version: int) -> Path:
-    return write_source(directory, customers=CUSTOMERS, orders=_orders(version), invoices=INVOICES,
-                        payments=PAYMENTS if version == 1 else PAYMENTS[1:])
+    return write_source(directory, customers=CUSTOMERS if version == 1 else CUSTOMERS[:3], orders=_orders(version),
+                        invoices=INVOICES, payments=PAYMENTS if version == 1 else PAYMENTS[1:])
 
 
 def _run(source: Path, warehouse: Path, month: str, restate: bool = False) -> dict:
@@ -103,6 +111,12 @@ def _marts(warehouse: Path) -> list[tuple]:
 def _revenue(warehouse: Path) -> dict:
     return {(c, f"{m:%Y-%m}"): (float(r), n) for c, m, r, n in query(
         warehouse, "select customer_id, month, net_revenue, order_count from marts.customer_tier_monthly")}
+
+
+def _regions(warehouse: Path) -> dict:
+    """K3's region per month."""
+    return {f"{m:%Y-%m}": r for m, r in query(
+        warehouse, "select month, region from marts.customer_tier_monthly where customer_id = 'K3'")}
 
 
 def _quarantined(warehouse: Path, run: dict) -> list[tuple]:
@@ -136,14 +150,14 @@ def history(tmp_path_factory) -> dict:
 
     run("january", "2024-01")
     run("february", "2024-02")
-    out["revenue_v1"] = _revenue(warehouse)
+    out["revenue_v1"], out["regions_v1"] = _revenue(warehouse), _regions(warehouse)
     _source(source, 2)
     refused("march", "2024-03")
     run("march restated", "2024-03", restate=True)
     refused("february again", "2024-02")
     run("february restated", "2024-02", restate=True)
     run("february rerun", "2024-02")
-    out["revenue"] = _revenue(warehouse)
+    out["revenue"], out["regions"] = _revenue(warehouse), _regions(warehouse)
     return out
 
 
@@ -151,20 +165,23 @@ def test_each_month_lands_and_reads_its_own_partitions(history):
     warehouse, runs = history["warehouse"], history["runs"]
     january, february = _manifest(warehouse, runs["january"]), _manifest(warehouse, runs["february"])
     assert {t: v["landed"] for t, v in january["tables"].items()} == {
-        "customers": ["2023-01"], "orders": ["2024-01"], "invoices": ["2024-01"], "payments": ["2024-01"],
-        "fx_rates": [], "tier_overrides": []}
+        "customers": ["2023-01", "2023-06"], "orders": ["2024-01", "unparseable"], "invoices": ["2024-01"],
+        "payments": ["2024-01"], "fx_rates": [], "tier_overrides": []}
     assert {t: v["landed"] for t, v in february["tables"].items()} == {
         "customers": ["2024-02"], "orders": ["2024-02"], "invoices": ["2024-02"], "payments": ["2024-02"],
         "fx_rates": [], "tier_overrides": []}
-    # rows read: orders 24 in January (lines 2-25), 26 in February; payments 14 (all but P3's second
-    # version), then 15
-    assert [january["tables"][t]["rows"] for t in ("customers", "orders", "invoices", "payments")] == [1, 24, 11, 14]
-    assert [february["tables"][t]["rows"] for t in ("customers", "orders", "invoices", "payments")] == [2, 26, 12, 15]
+    # rows read: orders 26 in January (lines 2-25, 28 and 29), 28 in February; payments 14 (all but
+    # P3's second version), then 15
+    assert [january["tables"][t]["rows"] for t in ("customers", "orders", "invoices", "payments")] == [3, 26, 11, 14]
+    assert [february["tables"][t]["rows"] for t in ("customers", "orders", "invoices", "payments")] == [4, 28, 12, 15]
     assert february["tables"]["orders"]["partitions"]["2024-01"] == january["tables"]["orders"]["partitions"]["2024-01"]
-    # staging holds each partition's current version, typed once (January's: version 2 since, with O6)
+    # staging holds each partition's current version, typed once (January's: version 2 since, with O6;
+    # 'unparseable': version 2, with no row)
     assert query(warehouse, "select landing_partition, count(*), count(distinct landing_file) "
                             "from staging.stg_landing__orders group by 1 order by 1") == [
-        ("2024-01", 25, 1), ("2024-02", 2, 1)]
+        ("2024-01", 26, 1), ("2024-02", 2, 1)]
+    assert query(warehouse, "select customer_id, region from staging.stg_landing__customers order by 1") == [
+        ("K1", "North"), ("K2", "North"), ("K3", "North")]
 
 
 def test_a_month_sees_its_rows_and_rejects_by_its_own_rules(history):
@@ -175,10 +192,16 @@ def test_a_month_sees_its_rows_and_rejects_by_its_own_rules(history):
     # February: O3's third version, O5, and O2 now that K2 is known
     assert revenue[("K1", "2024-02")] == (20 + 100.0 + 70.0 + 30.0, 23)
     assert revenue[("K2", "2024-02")] == (40.0, 1)
+    assert revenue[("K3", "2024-01")] == revenue[("K3", "2024-02")] == (5.0, 1)
+    assert history["regions_v1"] == {"2024-01": "South", "2024-02": "South"}   # K3's second version
     assert quarantined["january"] == [("orders", 23, "unknown_customer"), ("orders", 24, "conflicting_versions"),
-                                      ("orders", 25, "conflicting_versions"), ("payments", 3, "unknown_invoice"),
-                                      ("payments", 6, "after_month_end")]
-    assert quarantined["february"] == [("orders", 24, "conflicting_versions"), ("orders", 25, "conflicting_versions")]
+                                      ("orders", 25, "conflicting_versions"), ("orders", 29, "bad_timestamp"),
+                                      ("payments", 3, "unknown_invoice"), ("payments", 6, "after_month_end")]
+    assert quarantined["february"] == [("orders", 24, "conflicting_versions"), ("orders", 25, "conflicting_versions"),
+                                       ("orders", 29, "bad_timestamp")]
+    # version 2: OX gone from 'unparseable' (its new version holds no row)
+    for name in ("march restated", "february restated", "february rerun"):
+        assert quarantined[name] == [("orders", 24, "conflicting_versions"), ("orders", 25, "conflicting_versions")]
 
 
 def test_what_was_paid_per_invoice_follows_moved_and_late_payments(history):
@@ -195,6 +218,7 @@ def test_a_changed_history_fails_a_plain_run_with_one_line_per_table_and_writes_
     failed = history["failed"]["march"]
     assert failed["message"] == (
         "the source's history up to 2024-03 differs from the change log ("
+        "customers: 1 month(s) changed (2023-06): 1 row(s) gone, 0 row(s) new or changed; "
         "orders: 1 month(s) changed (2024-01): 1 row(s) gone, 2 row(s) new or changed; "
         "payments: 1 month(s) changed (2024-01): 1 row(s) gone, 0 row(s) new or changed); "
         "rerun with --restate to land it as a new version")
@@ -207,17 +231,20 @@ def test_restate_lands_new_versions_and_keeps_the_old(history):
     march = _manifest(warehouse, runs["march restated"])
     assert march["restatement"] is True
     assert {t: v["landed"] for t, v in march["tables"].items() if v["landed"]} == {
-        "orders": ["2024-01"], "payments": ["2024-01"]}
+        "customers": ["2023-06"], "orders": ["2024-01", "unparseable"], "payments": ["2024-01"]}
     catalog = json.loads((landing_root(warehouse) / "_catalog.json").read_text())
     for table in ("orders", "payments"):
         versions = catalog["tables"][table]["partitions"]["2024-01"]
         assert [(v["version"], v["landed_by"]) for v in versions] == [
             (1, runs["january"]["run_id"]), (2, runs["march restated"]["run_id"])]
         assert all(Path(v["file"]).exists() for v in versions)
-    assert [v["rows"] for v in catalog["tables"]["orders"]["partitions"]["2024-01"]] == [24, 25]
+    assert [v["rows"] for v in catalog["tables"]["orders"]["partitions"]["2024-01"]] == [25, 26]
+    assert [v["rows"] for v in catalog["tables"]["orders"]["partitions"]["unparseable"]] == [1, 0]
+    assert [v["rows"] for v in catalog["tables"]["customers"]["partitions"]["2023-06"]] == [1, 0]
     assert [v["rows"] for v in catalog["tables"]["payments"]["partitions"]["2024-01"]] == [14, 13]
-    # March sees version 2: O1 at 110.00 and the late O6
+    # March sees version 2: O1 at 110.00 and the late O6; K3's first version (June 2023 emptied)
     assert history["revenue"][("K1", "2024-03")] == (20 + 110.0 + 70.0 + 30.0 + 25.0, 24)
+    assert history["regions"]["2024-03"] == "North"
 
 
 def test_a_month_computed_from_an_old_version_is_refused_then_restated(history):
@@ -225,12 +252,14 @@ def test_a_month_computed_from_an_old_version_is_refused_then_restated(history):
     failed = history["failed"]["february again"]
     assert failed["message"] == (
         f"2024-02 was computed by run {runs['february']['run_id']} from other versions of the change log "
-        f"(orders 2024-01 v1 -> v2; payments 2024-01 v1 -> v2); rerun with --restate to recompute it from the "
+        f"(customers 2023-06 v1 -> v2; orders 2024-01 v1 -> v2; payments 2024-01 v1 -> v2); rerun with --restate "
+        f"to recompute it from the "
         f"current ones")
     assert failed["log_unchanged"] and failed["marts_unchanged"]
     # restated: February with O1 at 110.00 and O6; January, never restated, keeps its result
     assert history["revenue"][("K1", "2024-02")] == (20 + 110.0 + 70.0 + 30.0 + 25.0, 24)
     assert history["revenue"][("K1", "2024-01")] == (20 + 100.0, 21)
+    assert history["regions"] == {"2024-01": "South", "2024-02": "North", "2024-03": "North"}
     diffs = query(warehouse, "select previous_run_id, previous_value, restated_value from audit.restatement_diffs "
                              "where run_id = ? and customer_id = 'K1' and column_name = 'net_revenue'",
                   [runs["february restated"]["run_id"]])
