@@ -254,7 +254,7 @@ def write_rules_source(directory: Path) -> Path:
                  tier_overrides=TIER_OVERRIDES)
     # orders: a quoted header line (valid CSV; its amounts once made the columns numbers), CRLF
     lines = (directory / "orders.csv").read_text().splitlines(keepends=True)
-    header = ",".join(f'"{c}"' for c in TABLES["orders"].columns)
+    header = ",".join(f'"{c}"' for c in lines[0].strip().split(","))
     (directory / "orders.csv").write_text(header + "\r\n" + "".join(lines[1:]))
     # customers: every value quoted, and cp1252 text, declared in source.yml
     with open(directory / "customers.csv", "w", newline="", encoding="cp1252") as fh:
