@@ -88,8 +88,8 @@
 
 {#- The checks every table's columns get, by kind, in the order they are checked: required
     fields present; timestamps, dates, months and amounts readable and possible (no sentinel, not
-    before 1900, not negative unless `signed`); values of enumerated columns known. Each `read`
-    map names the typed column a text column is read into. -#}
+    before 1900, no timestamp after 9999, not negative unless `signed`); values of enumerated
+    columns known. Each `read` map names the typed column a text column is read into. -#}
 {% macro column_checks(required=[], timestamps={}, dates={}, months={}, amounts={}, enums={}, signed=[]) -%}
     {%- set checks = [] -%}
     {%- for column in required -%}
@@ -112,6 +112,11 @@
     {%- for column, typed in timestamps.items() | list + dates.items() | list -%}
         {%- do checks.append(('date_before_1900', typed ~ " < cast('1900-01-01' as date)",
                               "'" ~ column ~ " ' || " ~ column ~ " || ' is before 1900-01-01'")) -%}
+    {%- endfor -%}
+    {#- (a year of five digits reads as a timestamp; the landing cannot place it in a month) -#}
+    {%- for column, typed in timestamps.items() -%}
+        {%- do checks.append(('impossible_timestamp', typed ~ " >= cast('10000-01-01' as timestamp)",
+                              "'" ~ column ~ " ' || " ~ column ~ " || ' is after 9999-12-31'")) -%}
     {%- endfor -%}
     {%- for column, typed in amounts.items() -%}
         {%- do checks.append(('bad_amount', "not " ~ is_missing(column) ~ " and " ~ typed ~ " is null",

@@ -12,7 +12,8 @@ Customers' personal columns (name, e-mail, phone) land apart, in `customers_pers
 `tiering forget` can erase them without touching the log the results come from.
 
 A run for month M compares the source with the catalog, partition by partition, up to M:
-  - a partition the catalog lacks is landed (version 1);
+  - a partition the catalog lacks is landed (version 1), unless the table was landed through its
+    month already (`landed_through`): then its rows are late, a restatement as below;
   - a partition whose fingerprint (row count and sum of row hashes, personal columns left out)
     differs from the catalog's current version is a restatement: a plain run fails with one line
     per table and writes nothing; with --restate it lands the next version, and the old one stays;
@@ -44,6 +45,7 @@ from tiering.source import (
     LOAD_ORDER,
     TABLES,
     UNPARSEABLE,
+    SourceError,
     TableSpec,
     check_source_dir,
     partition_of,
@@ -109,7 +111,9 @@ def extract_and_land(spec: RunSpec) -> dict:
     check_source_dir(spec.source_dir)
     root = landing_root(spec.warehouse)
     tmp = root / "_tmp" / spec.run_id
-    shutil.rmtree(tmp, ignore_errors=True)     # a retried task's earlier attempt
+    # what earlier attempts left: a retried task's, a killed run's (one run lands at a time: the
+    # warehouse's lock, the DAG's max_active_runs=1)
+    shutil.rmtree(root / "_tmp", ignore_errors=True)
     tmp.mkdir(parents=True)
     catalog = read_catalog(root)
     con = apply_settings(duckdb.connect())
@@ -146,7 +150,7 @@ def _compare(con: duckdb.DuckDBPyConnection, spec: RunSpec, name: str, catalog: 
     path = table.path_in(spec.source_dir)
     entry = catalog["tables"].get(name, {})
     held = {p: v for p, v in current_versions(catalog, name).items() if _in_reach(p, month)}
-    plan = {"source_file": path.name if path else None, "source_sha256": sha256_file(path) if path else None,
+    plan = {"source_file": path.name if path else None, "source_sha256": _sha256(path) if path else None,
             "written": {}, "compared": False}
     same_file = path is not None and plan["source_sha256"] == entry.get("source_sha256")
     if same_file and entry.get("compared_through", "") >= month:
@@ -173,15 +177,26 @@ def _compare(con: duckdb.DuckDBPyConnection, spec: RunSpec, name: str, catalog: 
     if since:
         found.update({p: _fingerprint(v) for p, v in held.items() if p <= since or p == UNPARSEABLE})
     differ = [p for p in held if _fingerprint(held[p]) != found.get(p, {"rows": 0, "hash": "0"})]
-    restated = [p for p in differ if p != UNPARSEABLE]
+    # a new partition of a month the source was landed through had no row then: its rows are late
+    late = [p for p in found if p not in held and p != UNPARSEABLE and p <= entry.get("landed_through", "")]
+    restated = [p for p in differ if p != UNPARSEABLE] + late
     if restated:
         plan["change"] = f"{name}: {_describe(con, table, held, restated)}"
-    to_write = [p for p in found if p not in held] + [p for p in differ if p == UNPARSEABLE or spec.restate]
+    to_write = [p for p in found if p not in held and p not in late] + \
+        [p for p in differ + late if p == UNPARSEABLE or spec.restate]
     if to_write:
         _write_partitions(con, table, tmp, to_write)
         plan["written"] = {p: found.get(p, {"rows": 0, "hash": "0"}) for p in to_write}
     con.execute("drop table source_rows")
     return plan
+
+
+def _sha256(path: Path) -> str:
+    """The source file's SHA-256; a file that cannot be read (a folder, no permission) is a SourceError."""
+    try:
+        return sha256_file(path)
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot be read ({exc.strerror or exc}); fix or replace the file") from exc
 
 
 def _fingerprint(version: dict) -> dict:
@@ -191,10 +206,12 @@ def _fingerprint(version: dict) -> dict:
 def _describe(con: duckdb.DuckDBPyConnection, table: TableSpec, held: dict, partitions: list) -> str:
     """The partitions whose rows changed, with the rows gone and the rows new or changed (by
     content, against the landed version)."""
-    files = ", ".join(sql_literal(held[p]["file"]) for p in partitions)
+    files = ", ".join(sql_literal(held[p]["file"]) for p in partitions if p in held)   # (a late month has none)
     listed = ", ".join(map(sql_literal, partitions))
+    landed = (f"select landing_partition, {_content(table)} as _hash from read_parquet([{files}])" if files
+              else "select null::varchar as landing_partition, null::ubigint as _hash where false")
     gone, added = con.execute(f"""
-        with before as (select landing_partition, {_content(table)} as _hash from read_parquet([{files}])),
+        with before as ({landed}),
              now as (select landing_partition, _hash from source_rows where landing_partition in ({listed}))
         select (select count(*) from (select * from before except all select * from now)),
                (select count(*) from (select * from now except all select * from before))""").fetchone()
@@ -241,6 +258,8 @@ def _publish(con: duckdb.DuckDBPyConnection, root: Path, tmp: Path, catalog: dic
         entry.update(source_file=plan["source_file"], source_sha256=plan["source_sha256"],
                      compared_through=max(entry.get("compared_through", ""), spec.month_text) if same_file
                      else spec.month_text)
+        if plan["source_file"]:   # the months any source file of the table was landed through
+            entry["landed_through"] = max(entry.get("landed_through", ""), spec.month_text)
     for partition, found in plan["written"].items():
         versions = entry["partitions"].setdefault(partition, [])
         number = len(versions) + 1

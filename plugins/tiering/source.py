@@ -137,6 +137,7 @@ LOAD_ORDER = ("fx_rates", "customers", "tier_overrides", "orders", "invoices", "
 def read_table(spec: TableSpec, path: Path, encoding: str = "utf-8") -> pa.Table:
     """Read one source file with every column as text, plus `_source_line`. A CSV is decoded
     with `encoding` (the source's declaration: `source_encoding`)."""
+    names: list[str] = []
     try:
         if path.suffix == ".parquet":
             table = pq.read_table(path)
@@ -158,7 +159,9 @@ def read_table(spec: TableSpec, path: Path, encoding: str = "utf-8") -> pa.Table
     except (OSError, pa.ArrowInvalid) as exc:
         if "utf8" in str(exc).lower().replace("-", ""):
             raise SourceError(_undecodable(path, encoding)) from exc
-        raise SourceError(f"{path}: cannot be read ({str(exc).splitlines()[0]}); fix or replace the file") from exc
+        # (a ';'-delimited row with a decimal comma has two ','-fields: the header says why)
+        raise SourceError(_delimiter_hint(path, spec, names) or
+                          f"{path}: cannot be read ({str(exc).splitlines()[0]}); fix or replace the file") from exc
     missing = [c for c in spec.columns if c not in table.column_names and c not in spec.optional_columns]
     if missing:
         raise SourceError(_delimiter_hint(path, spec, table.column_names) or
@@ -290,14 +293,17 @@ def _parquet_columns(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
 
 def partition_of(spec: TableSpec) -> str:
     """SQL: the change-log partition of a source row (text columns): the UTC month (YYYY-MM) of its
-    updated_at (fx_rates: its month), or 'unparseable' when that cannot be read."""
+    updated_at (fx_rates: its month), or 'unparseable' when that cannot be read. A year DuckDB
+    reads but that has not four digits (12024, or BC: '-0044') is unparseable too: partitions
+    compare as text ('12024-01' < '2024-01'), so it would be read by every month."""
     column = spec.partition_column
     if column == "month":
         month = (f"(case when regexp_full_match(trim({column}), '\\d{{4}}-\\d{{2}}') "
                  f"then try_strptime(trim({column}), '%Y-%m') end)")
     else:
         month = f"(case when {is_special_timestamp(column)} then null else try_cast({column} as timestamptz) end)"
-    return f"coalesce(strftime({month}, '%Y-%m'), '{UNPARSEABLE}')"
+    text = f"strftime({month}, '%Y-%m')"
+    return f"coalesce(case when regexp_full_match({text}, '\\d{{4}}-\\d{{2}}') then {text} end, '{UNPARSEABLE}')"
 
 
 UNPARSEABLE = "unparseable"

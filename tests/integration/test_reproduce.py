@@ -1,21 +1,21 @@
-"""A plain rerun of a month reproduces its last successful run or fails (tiering.reproduce), through
-the command line: March of the small demo source is run, then 60% of its orders disappear from
-the source (and a late order appears). A plain rerun fails with the counts; `--restate` fails on the landed gate's
-same_month_row_count_drop; with that threshold relaxed ($TIERING_GATES) the restatement succeeds,
-replaces the month and reports what it changed."""
+"""A changed history through the command line: March of the small demo source is run, then 60% of
+its orders disappear from the source (and a late March order appears). A plain rerun fails with
+one line naming what changed in the change log and writes nothing; `--restate` fails on the
+landed gate's same_month_row_count_drop; with that threshold relaxed ($TIERING_GATES) the
+restatement succeeds, replaces the month and reports what it changed."""
 from __future__ import annotations
 
 import csv
 import re
 import shutil
+from datetime import datetime
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from tests.conftest import run_steps
 from tests.fixtures.warehouse import query
-from tiering.settings import EXPECTATIONS_DIR
+from tiering.settings import EXPECTATIONS_DIR, landing_root
 
 MONTH = "2024-03"
 
@@ -23,7 +23,6 @@ MONTH = "2024-03"
 def _reason_lines(err: str) -> list[str]:
     """stderr of a failed run, less the line naming its log file (tiering.console): the reason."""
     return [line for line in err.splitlines() if not line.startswith("log: ")]
-
 
 
 def _revenue(warehouse: Path) -> float:
@@ -39,6 +38,12 @@ def _cli(capsys, *args: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err.strip()
 
 
+def _log(warehouse: Path) -> dict[str, bytes]:
+    root = landing_root(warehouse)
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and "_runs" not in p.parts}
+
+
 @pytest.fixture(scope="module")
 def month_run(demo_source, tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("reproduce")
@@ -49,48 +54,54 @@ def month_run(demo_source, tmp_path_factory) -> dict:
             "revenue": _revenue(warehouse)}
 
 
-def _drop_60_percent_of_orders(source: Path) -> int:
-    """Keep 2 orders of every 5 and add a late one; returns how many of the dropped rows March's run
-    had (its as-of rows)."""
+def _is_timestamp(text: str) -> bool:
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _drop_60_percent_of_orders(source: Path) -> tuple[list[str], int]:
+    """Keep 2 orders of every 5 and add a late March order; returns the months up to March whose
+    rows changed and how many of the rows March's run read are gone. (The demo's updated_at are
+    'YYYY-MM-DDTHH:MM:SS' in UTC: a row's month is its first 7 characters, unless it is no date,
+    such as 2024-01-32: then its row is in the partition 'unparseable', whose changes are none.)"""
     path = source / "orders.csv"
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh)
         columns, rows = reader.fieldnames, list(reader)
     kept, dropped = [r for i, r in enumerate(rows) if i % 5 >= 3], [r for i, r in enumerate(rows) if i % 5 < 3]
-    # ... and one late row: an order March's run did not see, updated before March's end
     kept.append({**kept[0], "order_id": "O-LATE", "ordered_at": "2024-03-20T10:00:00",
                  "updated_at": "2024-03-20T10:00:00"})
     with open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
         writer.writerows(kept)
-    stamps = [r["updated_at"] for r in dropped]
-    con = duckdb.connect()
-    try:
-        return con.execute("select count(*) from (select unnest($s) as u) where try_cast(u as timestamptz) is null "
-                           "or try_cast(u as timestamptz) < timestamptz '2024-04-01 00:00:00+00'",
-                           {"s": stamps}).fetchone()[0]
-    finally:
-        con.close()
+    gone = [r["updated_at"][:7] for r in dropped if _is_timestamp(r["updated_at"]) and r["updated_at"][:7] <= MONTH]
+    return sorted({*gone, MONTH}), len(gone)
 
 
 def test_a_changed_source_fails_a_plain_rerun_and_restate_accepts_it_within_the_gate(month_run, capsys,
                                                                                      monkeypatch):
     source, warehouse = month_run["source"], month_run["warehouse"]
     args = ["--source", str(source), "--month", MONTH, "--warehouse", str(warehouse)]
-    gone = _drop_60_percent_of_orders(source)
-    first = month_run["first"]["run_id"]
+    months, gone = _drop_60_percent_of_orders(source)
+    assert months == ["2024-01", "2024-02", "2024-03"] and gone > 300
+    log = _log(warehouse)
 
-    # a plain rerun: exit 1, one line with the counts; nothing is replaced
+    # a plain rerun: exit 1, one line naming what changed; nothing is landed nor replaced
     code, _, err = _cli(capsys, *args)
-    assert code == 1 and len(_reason_lines(err)) == 1
-    assert err.endswith(f"the source for {MONTH} differs from its last successful run {first}: "
-                        f"orders {gone} rows gone, 1 changed; rerun with --restate to accept it"), err
+    assert code == 1 and len(_reason_lines(err)) == 1, err
+    assert err.endswith(f"the source's history up to {MONTH} differs from the change log (orders: 3 month(s) "
+                        f"changed ({', '.join(months)}): {gone} row(s) gone, 1 row(s) new or changed); rerun with "
+                        f"--restate to land it as a new version"), err
     assert _revenue(warehouse) == month_run["revenue"]
+    assert _log(warehouse) == log
 
-    # --restate: the landed gate still compares the row count with the month's last successful run
+    # --restate: the landed gate still compares the rows read with the month's last successful run
     code, _, err = _cli(capsys, *args, "--restate")
-    assert code == 1 and len(_reason_lines(err)) == 1
+    assert code == 1 and len(_reason_lines(err)) == 1, err
     assert "landed.orders.same_month_row_count_drop" in err, err
     assert _revenue(warehouse) == month_run["revenue"]
 
