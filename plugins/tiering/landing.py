@@ -159,21 +159,21 @@ def _compare(con: duckdb.DuckDBPyConnection, spec: RunSpec, name: str, catalog: 
     # the very file compared through an earlier month: its partitions up to then are the held ones,
     # only the later months are read (and hashed)
     since = entry.get("compared_through") if same_file else None
-    if path is None:
-        con.execute("create or replace temp table source_rows as select "
-                    + ", ".join(f"null::varchar as {c}" for c in table.columns)
-                    + ", null::varchar as _source_file, null::bigint as _source_line, "
-                      "null::varchar as landing_partition, null::ubigint as _hash where false")
-    else:
-        later = f"where landing_partition > '{since}' and landing_partition <> '{UNPARSEABLE}'" if since else ""
+    read = tmp / "_read" / name
+    read.parent.mkdir(exist_ok=True)
+    if path is not None:
+        reach = (f"landing_partition > '{since}' and landing_partition <= '{month}'" if since else
+                 f"landing_partition <= '{month}' or landing_partition = '{UNPARSEABLE}'")
         with source_rows(con, table, path) as rows:
-            run_sql(con, path, f"""create or replace temp table source_rows as
-                                   select *, {_content(table)} as _hash
-                                   from (select *, {partition_of(table)} as landing_partition
-                                         from ({rows})) {later}""")
+            # every row in reach, with its partition and hash, in one pass: the fingerprints are summed
+            # from these files, and the partitions to land are taken from them
+            run_sql(con, path, f"""copy (select *, {_content(table)} as _hash
+                                         from (select *, {partition_of(table)} as landing_partition from ({rows}))
+                                         where {reach})
+                                   to {sql_literal(str(read))}
+                                   ({PARQUET}, partition_by (landing_partition), write_partition_columns true)""")
     found = {p: {"rows": n, "hash": str(h)} for p, n, h in con.execute(
-        "select landing_partition, count(*), sum(_hash) from source_rows group by 1").fetchall()
-        if _in_reach(p, month)}
+        f"select landing_partition, count(*), sum(_hash) from {_read_rows(read)} group by 1").fetchall()}
     if since:
         found.update({p: _fingerprint(v) for p, v in held.items() if p <= since or p == UNPARSEABLE})
     differ = [p for p in held if _fingerprint(held[p]) != found.get(p, {"rows": 0, "hash": "0"})]
@@ -181,14 +181,20 @@ def _compare(con: duckdb.DuckDBPyConnection, spec: RunSpec, name: str, catalog: 
     late = [p for p in found if p not in held and p != UNPARSEABLE and p <= entry.get("landed_through", "")]
     restated = [p for p in differ if p != UNPARSEABLE] + late
     if restated:
-        plan["change"] = f"{name}: {_describe(con, table, held, restated)}"
+        plan["change"] = f"{name}: {_describe(con, held, read, restated)}"
     to_write = [p for p in found if p not in held and p not in late] + \
         [p for p in differ + late if p == UNPARSEABLE or spec.restate]
     if to_write:
-        _write_partitions(con, table, tmp, to_write)
+        _write_partitions(con, table, read, tmp, to_write)
         plan["written"] = {p: found.get(p, {"rows": 0, "hash": "0"}) for p in to_write}
-    con.execute("drop table source_rows")
     return plan
+
+
+def _read_rows(read: Path) -> str:
+    """SQL: the rows a table's source gave in reach (written by _compare), none when it gave none."""
+    if not any(read.glob("*/*.parquet")):
+        return "(select null::varchar as landing_partition, null::ubigint as _hash where false)"
+    return f"read_parquet({sql_literal(str(read / '*' / '*.parquet'))}, hive_partitioning = false)"
 
 
 def _sha256(path: Path) -> str:
@@ -203,16 +209,16 @@ def _fingerprint(version: dict) -> dict:
     return {"rows": version["rows"], "hash": version["hash"]}
 
 
-def _describe(con: duckdb.DuckDBPyConnection, table: TableSpec, held: dict, partitions: list) -> str:
+def _describe(con: duckdb.DuckDBPyConnection, held: dict, read: Path, partitions: list) -> str:
     """The partitions whose rows changed, with the rows gone and the rows new or changed (by
     content, against the landed version)."""
     files = ", ".join(sql_literal(held[p]["file"]) for p in partitions if p in held)   # (a late month has none)
     listed = ", ".join(map(sql_literal, partitions))
-    landed = (f"select landing_partition, {_content(table)} as _hash from read_parquet([{files}])" if files
+    landed = (f"select landing_partition, _hash from read_parquet([{files}])" if files
               else "select null::varchar as landing_partition, null::ubigint as _hash where false")
     gone, added = con.execute(f"""
         with before as ({landed}),
-             now as (select landing_partition, _hash from source_rows where landing_partition in ({listed}))
+             now as (select landing_partition, _hash from {_read_rows(read)} where landing_partition in ({listed}))
         select (select count(*) from (select * from before except all select * from now)),
                (select count(*) from (select * from now except all select * from before))""").fetchone()
     shown = ", ".join(sorted(partitions)[:6]) + (", ..." if len(partitions) > 6 else "")
@@ -221,31 +227,33 @@ def _describe(con: duckdb.DuckDBPyConnection, table: TableSpec, held: dict, part
 
 def _parts(table: TableSpec) -> dict[str, list[str]]:
     """The change logs a table lands into, with their columns: its own, and its personal columns apart."""
-    parts = {table.name: [*table.landed_columns, "_source_file", "_source_line", "landing_partition"]}
+    parts = {table.name: [*table.landed_columns, "_source_file", "_source_line", "landing_partition", "_hash"]}
     if table.personal:
         parts[table.name + PERSONAL_SUFFIX] = [*table.key, "updated_at", *table.personal, "_source_line",
                                                "landing_partition"]
     return parts
 
 
-def _write_partitions(con: duckdb.DuckDBPyConnection, table: TableSpec, tmp: Path, partitions: list[str]) -> None:
-    """Each partition's source rows as tmp/<log>/<partition>.parquet, written in one pass over the
-    rows (an empty file for a partition gone from the source: its next version holds no row)."""
-    listed = ", ".join(map(sql_literal, partitions))
+def _write_partitions(con: duckdb.DuckDBPyConnection, table: TableSpec, read: Path, tmp: Path,
+                      partitions: list[str]) -> None:
+    """Each partition to land as tmp/<log>/<partition>.parquet, from the rows read (moved as they
+    are when a single file holds exactly its columns; an empty file for a partition gone from the
+    source: its next version holds no row)."""
     for folder, columns in _parts(table).items():
-        out = tmp / folder
-        con.execute(f"""copy (select {', '.join(columns)} from source_rows where landing_partition in ({listed}))
-                        to {sql_literal(str(out))}
-                        ({PARQUET}, partition_by (landing_partition), write_partition_columns true)""")
+        (tmp / folder).mkdir(parents=True, exist_ok=True)
         for partition in partitions:
-            files = sorted((out / f"landing_partition={partition}").glob("*.parquet"))
-            target = out / f"{partition}.parquet"
-            if len(files) == 1:
+            files = sorted((read / f"landing_partition={partition}").glob("*.parquet"))
+            target = tmp / folder / f"{partition}.parquet"
+            if len(files) == 1 and not table.personal:
                 files[0].rename(target)
                 continue
-            rows = (f"select * from read_parquet([{', '.join(sql_literal(str(f)) for f in files)}])" if files
-                    else f"select {', '.join(columns)} from source_rows where false")
+            rows = (f"select {', '.join(columns)} from read_parquet([{', '.join(sql_literal(str(f)) for f in files)}],"
+                    f" hive_partitioning = false) order by _source_line" if files else
+                    "select " + ", ".join(f"null::{_TYPES.get(c, 'varchar')} as {c}" for c in columns) + " where false")
             con.execute(f"copy ({rows}) to {sql_literal(str(target))} ({PARQUET})")
+
+
+_TYPES = {"_source_line": "bigint", "_hash": "ubigint"}
 
 
 def _publish(con: duckdb.DuckDBPyConnection, root: Path, tmp: Path, catalog: dict, name: str, plan: dict,

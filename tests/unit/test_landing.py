@@ -171,7 +171,7 @@ def test_personal_columns_land_apart_never_in_the_main_log(tmp_path, warehouse):
         table = pq.read_table(path)
         assert table.column_names == ["customer_id", "region", "industry", "customer_kind", "parent_customer_id",
                                       "created_at", "updated_at", "_source_file", "_source_line",
-                                      "landing_partition"]
+                                      "landing_partition", "_hash"]
         assert not personal & {v for column in table.to_pydict().values() for v in column}, path
     landed = {}
     for path in sorted((root / "customers_personal").rglob("*.parquet")):
