@@ -31,7 +31,11 @@
 {%- endmacro %}
 {% macro default__regexp_full_match(column, pattern) -%}regexp_full_match({{ column }}, '{{ pattern }}'){%- endmacro %}
 {% macro postgres__regexp_full_match(column, pattern) -%}({{ column }} ~ '^(?:{{ pattern }})$'){%- endmacro %}
-{% macro spark__regexp_full_match(column, pattern) -%}({{ column }} rlike '^(?:{{ pattern }})$'){%- endmacro %}
+{% macro spark__regexp_full_match(column, pattern) -%}({{ column }} rlike {{ spark_string('^(?:' ~ pattern ~ ')$') }}){%- endmacro %}
+
+{#- A Spark SQL string literal of a text holding backslashes (regular expressions): Spark reads
+    backslash escapes in string literals, so '\d' would reach the regex as 'd'. -#}
+{% macro spark_string(text) -%}'{{ text | replace('\\', '\\\\') | replace("'", "\\'") }}'{%- endmacro %}
 
 {#- The distinct values of a text column as one comma-separated text (aggregate; diagnostics only,
     order unspecified). dbt.listagg has no DISTINCT. -#}
@@ -41,9 +45,10 @@
 {% macro default__distinct_list(column) -%}string_agg(distinct {{ column }}, ', '){%- endmacro %}
 {% macro spark__distinct_list(column) -%}array_join(collect_set({{ column }}), ', '){%- endmacro %}
 
-{#- Config of the models kept per month (or per run): delete+insert of the key where the adapter has
-    it (DuckDB, PostgreSQL); on Spark (plain parquet tables, no delete) insert_overwrite of the
-    partition named by the key, which is the same replacement of that month (or run). -#}
+{#- Config of the models kept per month, per run or per landed partition (staging): delete+insert of
+    the key where the adapter has it (DuckDB, PostgreSQL); on Spark (plain parquet tables, no delete)
+    insert_overwrite of the partition named by the key, which is the same replacement of that month
+    (run, partition). -#}
 {% macro replace_by_key_config(key) -%}
     {%- if target.type == 'spark' -%}
         {{ config(materialized='incremental', incremental_strategy='insert_overwrite', partition_by=[key],
@@ -105,9 +110,17 @@
                                  lambda candidate: length(regexp_replace(candidate, '[^0-9]', '', 'g')) >= {{ pii.min_digits }})) > 0,
                  false))
 {%- endmacro %}
+{#- (PostgreSQL's regular expressions spell a word boundary \y: their \b is a backspace) -#}
 {% macro postgres__contains_personal_data(column) -%}
     {%- set pii = var('pii', {'email': '@', 'phone': '\\+', 'min_digits': 9}) -%}
     (coalesce({{ column }} ~ '{{ pii.email }}', false)
-     or exists (select 1 from regexp_matches({{ column }}, '{{ pii.phone }}', 'g') as candidate(parts)
+     or exists (select 1 from regexp_matches({{ column }}, '{{ pii.phone | replace('\\b', '\\y') }}', 'g') as candidate(parts)
                 where length(regexp_replace(candidate.parts[1], '[^0-9]', '', 'g')) >= {{ pii.min_digits }}))
+{%- endmacro %}
+{% macro spark__contains_personal_data(column) -%}
+    {%- set pii = var('pii', {'email': '@', 'phone': '\\+', 'min_digits': 9}) -%}
+    (coalesce({{ column }} rlike {{ spark_string(pii.email) }}, false)
+     or coalesce(size(filter(regexp_extract_all({{ column }}, {{ spark_string(pii.phone) }}, 0),
+                             candidate -> length(regexp_replace(candidate, '[^0-9]', '')) >= {{ pii.min_digits }})) > 0,
+                 false))
 {%- endmacro %}

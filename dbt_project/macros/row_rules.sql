@@ -3,8 +3,9 @@
     The staging models (stg_landing__*) type every landed row once and mark it valid or rejected
     with these; docs/rules.md lists the rules. A value that cannot be read is NULL, never an
     error: the check beside it says why. PostgreSQL 15 has no try_cast nor pg_input_is_valid,
-    so its readers check the text's shape first (the functions tiering_try_* of
-    macros/postgres_functions.sql take the rest). -#}
+    so its readers call the functions tiering_try_* of macros/postgres_functions.sql (created by
+    the on-run-start hook); Spark's cast of a bad value is NULL already (ANSI mode off), so its
+    readers check the text's shape and cast. -#}
 
 {#- The landed files of `table` not yet typed into the model being built: the run's partitions
     (the source landing.partitions, written by the landing step) minus the files it holds. -#}
@@ -31,6 +32,15 @@
 
 {% macro is_missing(column) -%}coalesce(trim({{ column }}), '') = ''{%- endmacro %}
 
+{#- The text timestamps the other targets read (a regular expression): YYYY-MM-DD, optionally a
+    time (T or a space, HH:MM[:SS[.fraction]]) with an optional offset (Z, +HH, +HH:MM, +HHMM).
+    DuckDB's try_cast reads these and a few more (zone names, 'YYYY/MM/DD'); PostgreSQL's and Spark's
+    casts read more than DuckDB's (day-first dates, 'Jan 5 2024', '2024' alone), so they read only
+    this shape. -#}
+{% macro iso_timestamp_shape() -%}
+\s*\d{4}-\d{1,2}-\d{1,2}(?:[T ]\d{1,2}:[0-5]?\d(?::[0-5]?\d(?:\.\d*)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?\s*
+{%- endmacro %}
+
 {#- A text timestamp (ISO 8601, any offset) as a UTC timestamp; NULL when unreadable or special. -#}
 {% macro read_timestamp(column) -%}
     {{ return(adapter.dispatch('read_timestamp', 'tiering')(column)) }}
@@ -42,6 +52,10 @@
 {% macro postgres__read_timestamp(column) -%}
     case when not {{ is_special_timestamp(column) }} then tiering_try_timestamp({{ column }}) end
 {%- endmacro %}
+{% macro spark__read_timestamp(column) -%}
+    case when not {{ is_special_timestamp(column) }} and {{ regexp_full_match(column, iso_timestamp_shape()) }}
+        then cast({{ column }} as timestamp) end
+{%- endmacro %}
 
 {#- YYYY-MM-DD as a date; NULL otherwise. -#}
 {% macro read_date(column) -%}
@@ -52,6 +66,9 @@
 {%- endmacro %}
 {% macro postgres__read_date(column) -%}
     case when {{ regexp_full_match(column, '\\d{4}-\\d{2}-\\d{2}') }} then tiering_try_date({{ column }}) end
+{%- endmacro %}
+{% macro spark__read_date(column) -%}
+    case when {{ regexp_full_match(column, '\\d{4}-\\d{2}-\\d{2}') }} then cast({{ column }} as date) end
 {%- endmacro %}
 
 {#- YYYY-MM as the month's first day; NULL otherwise. -#}
@@ -65,6 +82,12 @@
 {%- endmacro %}
 {% macro default__read_decimal(column, scale) -%}try_cast({{ column }} as decimal(18, {{ scale }})){%- endmacro %}
 {% macro postgres__read_decimal(column, scale) -%}
+    {#- (a number too large for decimal(18, scale) is NULL, as with try_cast: not an error; the cast
+        outside the case keeps the column's scale, which a case drops) -#}
+    cast(case when {{ regexp_full_match('trim(' ~ column ~ ')', '[+-]?(\\d+(\\.\\d*)?|\\.\\d+)([eE][+-]?\\d+)?') }}
+        then tiering_try_decimal({{ column }}, 18, {{ scale }}) end as decimal(18, {{ scale }}))
+{%- endmacro %}
+{% macro spark__read_decimal(column, scale) -%}
     case when {{ regexp_full_match('trim(' ~ column ~ ')', '[+-]?(\\d+(\\.\\d*)?|\\.\\d+)([eE][+-]?\\d+)?') }}
         then cast(trim({{ column }}) as decimal(18, {{ scale }})) end
 {%- endmacro %}
@@ -150,12 +173,36 @@
     restatement landed a newer version; an emptied partition's new version holds no row to replace
     them with). -#}
 {% macro drop_superseded_versions(table) -%}
+    {{ return(adapter.dispatch('drop_superseded_versions', 'tiering')(table)) }}
+{%- endmacro %}
+{% macro default__drop_superseded_versions(table) -%}
     {%- if is_incremental() -%}
     delete from {{ this }}
     where landing_file not in (select landing_file from {{ source('landing', 'partitions') }})
         and landing_partition in (
             select landing_partition from {{ source('landing', 'partitions') }} where table_name = '{{ table }}'
         )
+    {%- else -%}
+    select 1
+    {%- endif -%}
+{%- endmacro %}
+{#- Spark has no delete on parquet tables: the partitions (landing_partition) that hold a superseded
+    version are dropped whole (the run's own version of each is then inserted again). -#}
+{% macro spark__drop_superseded_versions(table) -%}
+    {%- set superseded = [] -%}
+    {%- if execute and is_incremental() -%}
+        {%- set query -%}
+            select distinct landing_partition from {{ this }}
+            where landing_file not in (select landing_file from {{ source('landing', 'partitions') }})
+                and landing_partition in (
+                    select landing_partition from {{ source('landing', 'partitions') }} where table_name = '{{ table }}'
+                )
+        {%- endset -%}
+        {%- set superseded = run_query(query).columns[0].values() -%}
+    {%- endif -%}
+    {%- if superseded -%}
+    alter table {{ this }} drop if exists
+        {%- for partition in superseded %} partition (landing_partition = '{{ partition }}'){{ ',' if not loop.last }}{% endfor %}
     {%- else -%}
     select 1
     {%- endif -%}

@@ -2,8 +2,7 @@
 -- file and line and its values: the rows rejected by their own row rule (stg_landing__*) and
 -- those rejected by the month's rules (int_*__checked). Kept for every run (delete+insert by
 -- run): a month's valid rows plus these are every row it read.
-{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='run_id',
-          on_schema_change='append_new_columns') }}
+{{ replace_by_key_config('run_id') }}
 
 with rejected as (
     {%- for table, relation in [('customers', ref('stg_landing__customers')),

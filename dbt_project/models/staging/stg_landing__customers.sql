@@ -1,8 +1,8 @@
 -- Every landed customer version, typed once per landed partition, and marked valid (rejection_rule
 -- null) or rejected with the first rule it breaks. Personal data (name, e-mail, phone) is landed
 -- apart (tiering.landing) and never read here.
-{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='landing_partition',
-          pre_hook="{{ drop_superseded_versions('customers') }}") }}
+{{ replace_by_key_config('landing_partition') }}
+{{ config(pre_hook="{{ drop_superseded_versions('customers') }}") }}
 
 with landed as (
     select * from {{ source('landing', 'customers') }}

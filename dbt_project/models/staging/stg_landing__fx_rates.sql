@@ -1,8 +1,8 @@
 -- Every landed fx rate, typed once per landed partition (the rate's month), and marked valid
 -- (rejection_rule null) or rejected with the first rule it breaks. A rate has no versions: two
 -- different rates for one currency and month are both rejected.
-{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='landing_partition',
-          pre_hook="{{ drop_superseded_versions('fx_rates') }}") }}
+{{ replace_by_key_config('landing_partition') }}
+{{ config(pre_hook="{{ drop_superseded_versions('fx_rates') }}") }}
 
 with landed as (
     select * from {{ source('landing', 'fx_rates') }}

@@ -1,8 +1,8 @@
 -- Every landed invoice version, typed once per landed partition, and marked valid (rejection_rule
 -- null) or rejected with the first rule it breaks. The rules that depend on the month computed
 -- (issue dates after it, fx rates, unknown customers) are applied in int_invoices__checked.
-{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='landing_partition',
-          pre_hook="{{ drop_superseded_versions('invoices') }}") }}
+{{ replace_by_key_config('landing_partition') }}
+{{ config(pre_hook="{{ drop_superseded_versions('invoices') }}") }}
 
 with landed as (
     select * from {{ source('landing', 'invoices') }}

@@ -1,8 +1,8 @@
 -- Every landed order row, typed once per landed partition, and marked valid (rejection_rule
 -- null) or rejected with the first rule it breaks. The rules that depend on the month computed
 -- (dates after it, fx rates, unknown customers) are applied in int_orders__checked.
-{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='landing_partition',
-          pre_hook="{{ drop_superseded_versions('orders') }}") }}
+{{ replace_by_key_config('landing_partition') }}
+{{ config(pre_hook="{{ drop_superseded_versions('orders') }}") }}
 
 with landed as (
     select * from {{ source('landing', 'orders') }}

@@ -1,8 +1,8 @@
 -- Every landed payment version, typed once per landed partition, and marked valid (rejection_rule
 -- null) or rejected with the first rule it breaks. The rules that depend on the month computed
 -- (payments after it, unknown invoices) are applied in int_payments__checked.
-{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='landing_partition',
-          pre_hook="{{ drop_superseded_versions('payments') }}") }}
+{{ replace_by_key_config('landing_partition') }}
+{{ config(pre_hook="{{ drop_superseded_versions('payments') }}") }}
 
 with landed as (
     select * from {{ source('landing', 'payments') }}

@@ -1,8 +1,8 @@
 -- Every landed manual tier override version, typed once per landed partition, and marked valid
 -- (rejection_rule null) or rejected with the first rule it breaks. Unknown customers are
 -- rejected in int_tier_overrides__checked, for the month computed.
-{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='landing_partition',
-          pre_hook="{{ drop_superseded_versions('tier_overrides') }}") }}
+{{ replace_by_key_config('landing_partition') }}
+{{ config(pre_hook="{{ drop_superseded_versions('tier_overrides') }}") }}
 
 with landed as (
     select * from {{ source('landing', 'tier_overrides') }}
