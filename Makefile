@@ -73,14 +73,16 @@ lint-fix: setup
 test-fast: setup
 	$(BIN)/python -m pytest -p no:cacheprovider -n $(TEST_WORKERS) -m "not e2e"
 
-# The same dbt project on other targets and the DAG under CeleryExecutor (docs/portability.md,
-# docs/executors.md). test-postgres: needs PostgreSQL (TIERING_PG_*, default 127.0.0.1:5432), else skipped.
+# The pipeline on other targets, from the landed change log to the marts, and the DAG under CeleryExecutor
+# (docs/portability.md, docs/executors.md). test-postgres: needs PostgreSQL (TIERING_PG_*, default
+# 127.0.0.1:5432), else skipped; besides what `make test` runs on it, a hand-made source with a
+# restatement (TIERING_TEST_POSTGRES_ALL=1, about 2 min).
 # test-spark: installs the optional `spark` group into $(SPARK_VENV) (the main .venv stays as it is).
 # test-celery: needs Redis 127.0.0.1:6379 and PostgreSQL; starts a Celery worker and a scheduler.
 SPARK_VENV := .venv-spark
 .PHONY: test-postgres test-spark test-celery test-airflow
 test-postgres: setup
-	$(BIN)/python -m pytest -p no:cacheprovider -m postgres
+	TIERING_TEST_POSTGRES_ALL=1 $(BIN)/python -m pytest -p no:cacheprovider -m postgres
 
 $(SPARK_VENV)/.synced: pyproject.toml uv.lock | $(UV)
 	UV_PROJECT_ENVIRONMENT=$(SPARK_VENV) $(UV) sync --locked --group spark --python $(PYTHON) --quiet

@@ -1,10 +1,20 @@
-"""The same dbt project on another target (PostgreSQL, Spark): copy the sources, build, compare.
+"""The same pipeline on another target (PostgreSQL, Spark): from the landed change log to the marts.
 
-DuckDB stays the pipeline's warehouse. To check that the models are portable, the tables the
-dbt sources read (the `raw` schema that `tiering.load` wrote) are copied from a DuckDB warehouse
-to the other target, `dbt build --target <target>` runs for every month the warehouse computed,
-with the very vars of that month's run (same run id, same rules content from
-`audit.rule_versions`), and the marts are compared row by row with DuckDB's.
+DuckDB stays the pipeline's warehouse. To show that the core is portable, every month a DuckDB
+warehouse computed is run again on the other target from the same landed Parquet files, with the
+very vars of that month's run (same run id, same rules content from `audit.rule_versions`), and
+the marts are compared row by row with DuckDB's. Per month, oldest first:
+
+  1. landing: the partition versions the run read (its landing manifest) made readable as the dbt
+     source `landing` (docs/portability.md). PostgreSQL: COPY (pyarrow -> psycopg) of the files not
+     loaded yet into landing.<table>; a partition loaded in another version has its rows replaced.
+     Spark: views over the Parquet files themselves. On both, landing.partitions = the run's
+     partitions;
+  2. `dbt run|build --select staging intermediate.as_of quarantine` (transform_staging's selection);
+  3. the pipeline's Python step between them, without the potential model (switched off here): the
+     pseudonymous keys of customers and approvers (tiering.pseudonym) into potential.*, and a
+     `skipped` fit_log row;
+  4. `dbt run|build` of the rest (transform_marts' selection).
 
     python -m tiering.targets --target postgres --warehouse warehouse/tiering.duckdb
 
@@ -12,8 +22,8 @@ prints one JSON object (seconds per step, rows per mart, differences) and exits 
 differs. dbt runs in this process (one import and one parse for all months); run it in a
 process of its own (the tests do), since dbt keeps adapter state per process.
 Connection settings: TIERING_PG_HOST/PORT/USER/PASSWORD and TIERING_PG_DBT_DATABASE (the
-database is created when missing; its source and model schemas are replaced), Spark:
-TIERING_SPARK_WAREHOUSE_DIR (see dbt_project/profiles.yml).
+database is created when missing; its landing, potential and model schemas are replaced unless
+--keep-target), Spark: TIERING_SPARK_WAREHOUSE_DIR (see dbt_project/profiles.yml).
 """
 from __future__ import annotations
 
@@ -25,14 +35,12 @@ import resource
 import sys
 import time
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
-
-import yaml
+from types import SimpleNamespace
 
 from tiering.errors import TieringError
-from tiering.runspec import RunSpec, add_months
 from tiering.settings import DBT_PROJECT_DIR
 
 TARGETS = ("postgres", "spark")
@@ -44,14 +52,15 @@ COMPARED_MARTS = {
     "customer_tier_history": ("customer_id", "valid_from"),
 }
 FLOAT_TOLERANCE = 1e-9
-# What a portability build selects by default: the compared marts with everything upstream, and
-# the other marts and the audit model of the core pipeline (`--core-only`). By default the whole
-# project is built (models are portable when written with the macros of macros/cross_db.sql).
+# What the marts build selects with `--core-only`: the compared marts with everything upstream, and
+# the other marts and the audit model of the core pipeline. By default the whole project is built.
 CORE_SELECTION = ("+customer_tier_monthly", "+customer_credit_monthly", "+tier_summary_monthly",
                   "+customer_tier_history", "customer_tier_results", "pareto_curve_monthly",
                   "tier_alerts_monthly", "tier_migration_monthly", "tier_policy")
-# schemas dbt builds (generate_schema_name keeps them as named); replaced on the target
-MODEL_SCHEMAS = ("staging", "intermediate", "marts", "audit")
+# schemas of the dbt sources (written here) and of the models (dbt); replaced on the target
+SOURCE_SCHEMAS = ("landing", "potential")
+MODEL_SCHEMAS = ("staging", "intermediate", "quarantine", "marts", "audit")
+POTENTIAL_OFF = "potential is off on this target (tiering.targets runs no model fit)"
 
 
 class TargetError(TieringError):
@@ -60,33 +69,25 @@ class TargetError(TieringError):
 
 @dataclass(frozen=True)
 class MonthRun:
-    """A successful run of the DuckDB warehouse whose vars are replayed on the target."""
+    """A successful run of the DuckDB warehouse, run again on the target."""
     month: date
     run_id: str
     rules: dict
     rule_version: str
+    manifest: dict          # its landing manifest: the partition versions it read
 
 
-# --- what to copy ----------------------------------------------------------------------------
-
-def source_schemas(project_dir: Path = DBT_PROJECT_DIR) -> list[str]:
-    """The schemas the dbt sources read (every `sources:` entry of the project's yml files)."""
-    schemas = set()
-    for path in sorted((project_dir / "models").rglob("*.yml")):
-        doc = yaml.safe_load(path.read_text()) or {}
-        for source in doc.get("sources") or []:
-            schemas.add(source.get("schema") or source["name"])
-    return sorted(schemas)
-
+# --- what a month reads ----------------------------------------------------------------------
 
 def month_runs(warehouse: Path) -> list[MonthRun]:
-    """The latest successful run of every month in the warehouse, oldest month first."""
+    """The latest successful run of every month in the warehouse, oldest month first, with its
+    landing manifest."""
     from tiering.warehouse import connect
 
     con = connect(warehouse, read_only=True)
     try:
         rows = con.execute("""
-            select runs.month, runs.run_id, runs.rule_version, cast(rules.content as varchar)
+            select runs.month, runs.run_id, runs.rule_version, cast(rules.content as varchar), runs.landing_dir
             from audit.runs as runs
             inner join audit.rule_versions as rules on rules.rule_version = runs.rule_version
             where runs.status = 'success'
@@ -97,41 +98,79 @@ def month_runs(warehouse: Path) -> list[MonthRun]:
         con.close()
     if not rows:
         raise TargetError(f"no successful run in {warehouse}: run `tiering run` (or backfill) first")
-    return [MonthRun(month=m, run_id=r, rule_version=v, rules=json.loads(c)) for m, r, v, c in rows]
+    runs = []
+    for month, run_id, version, content, manifest_path in rows:
+        try:
+            manifest = json.loads(Path(manifest_path).read_text())
+        except (OSError, TypeError, ValueError) as exc:
+            raise TargetError(f"the landing manifest of run {run_id} ({month:%Y-%m}) at {manifest_path} cannot be "
+                              f"read ({exc}); it is written by the run's extract_and_land step: run the month "
+                              "again on DuckDB") from exc
+        runs.append(MonthRun(month=month, run_id=run_id, rule_version=version, rules=json.loads(content),
+                             manifest=manifest))
+    return runs
 
 
 def month_vars(run: MonthRun) -> dict:
-    """The dbt vars of that run (as tiering.dbt_runner.dbt_vars builds them)."""
+    """The dbt vars of that run (tiering.dbt_runner.dbt_vars)."""
+    from tiering.dbt_runner import dbt_vars
+    from tiering.runspec import RunSpec
+
     spec = RunSpec(month=run.month, run_id=run.run_id, source_dir=Path("."))
-    return {
-        "month": f"{spec.month}",
-        "next_month": f"{spec.next_month}",
-        "as_of_cutoff": spec.as_of_cutoff,
-        "month_last_day": f"{spec.next_month - timedelta(days=1)}",
-        "value_window_start": f"{add_months(spec.month, 1 - run.rules['value']['window_months'])}",
-        "credit_window_start": f"{add_months(spec.month, 1 - run.rules['credit']['window_months'])}",
-        "run_id": run.run_id,
-        "batch_id": run.run_id,
-        "rule_version": run.rule_version,
-        "rules": run.rules,
-    }
+    return dbt_vars(spec, SimpleNamespace(data=run.rules, version=run.rule_version))
 
 
-def _duckdb_tables(con, schemas: list[str]) -> list[tuple[str, str, list[tuple[str, str]]]]:
-    """(schema, table, [(column, duckdb type)]) of every base table in the schemas."""
-    tables = con.execute("""
-        select table_schema, table_name from information_schema.tables
-        where table_type = 'BASE TABLE' and table_schema in (select unnest(?))
-        order by table_schema, table_name
-    """, [schemas]).fetchall()
-    result = []
-    for schema, table in tables:
-        columns = con.execute("""
-            select column_name, data_type from information_schema.columns
-            where table_schema = ? and table_name = ? order by ordinal_position
-        """, [schema, table]).fetchall()
-        result.append((schema, table, columns))
-    return result
+def landing_columns(table: str) -> list[str]:
+    """The columns of a table's landed files (tiering.landing), as the source `landing` has them
+    besides landing_file."""
+    from tiering.source import TABLES
+
+    return [*TABLES[table].landed_columns, "_source_file", "_source_line", "landing_partition"]
+
+
+def run_partitions(manifest: dict) -> list[tuple[str, str, int, str, int, str]]:
+    """landing.partitions of a run: (table_name, landing_partition, version, landing_file, rows,
+    content_hash), as tiering.warehouse.register_landing writes it on DuckDB."""
+    return [(name, partition, v["version"], v["file"], v["rows"], v["hash"])
+            for name, table in sorted(manifest["tables"].items())
+            for partition, v in sorted(table["partitions"].items())]
+
+
+def potential_tables() -> dict[str, list[tuple[str, str]]]:
+    """The tables of the source `potential` with their DuckDB column types (from the DDL the
+    pipeline runs, so the target gets the same columns)."""
+    import duckdb
+
+    from tiering.potential import DDL
+    from tiering.pseudonym import APPROVER_KEYS_DDL
+
+    con = duckdb.connect()
+    try:
+        for statement in (*DDL, APPROVER_KEYS_DDL):
+            con.execute(statement)
+        tables = {}
+        for table, column, kind in con.execute(
+                "select table_name, column_name, data_type from information_schema.columns "
+                "where table_schema = 'potential' order by table_name, ordinal_position").fetchall():
+            tables.setdefault(table, []).append((column, kind))
+        return tables
+    finally:
+        con.close()
+
+
+def key_rows(customer_ids: list[str], approvers: list[str]) -> tuple[list[tuple], list[tuple]]:
+    """(customer_id, customer_key) and (approver, approver_key) rows (tiering.pseudonym: the same
+    secret gives the same keys as the DuckDB run)."""
+    from tiering.pseudonym import approver_key, customer_keys
+
+    return (list(zip(customer_ids, customer_keys(customer_ids), strict=True)),
+            [(a, approver_key(a)) for a in approvers])
+
+
+def fit_log_row(run: MonthRun) -> tuple:
+    """potential.fit_log's row of a month whose model is switched off."""
+    return (run.run_id, run.month, "skipped", POTENTIAL_OFF, 0, 0.0, None,
+            datetime.now(UTC).replace(tzinfo=None))
 
 
 # --- PostgreSQL ------------------------------------------------------------------------------
@@ -185,35 +224,121 @@ def ensure_pg_database() -> str:
     return name
 
 
-def copy_to_postgres(warehouse: Path, batch_rows: int = 50_000) -> dict:
-    """Replace the source schemas (and drop the model schemas) in the dbt test database with the
-    warehouse's source tables. Returns rows copied per table."""
+def pg_prepare(keep: bool = False) -> None:
+    """The dbt test database with the landing and potential tables (empty unless `keep`: then
+    what an earlier invocation loaded and built stays, and only new files are loaded)."""
     from psycopg import sql
 
-    from tiering.pg_publish import copy_arrow, pg_type
-    from tiering.warehouse import connect
+    from tiering.pg_publish import pg_type
+    from tiering.source import TABLES
 
     ensure_pg_database()
-    schemas = source_schemas()
-    duck = connect(warehouse, read_only=True)
     pg = pg_connect()
-    copied = {}
     try:
-        for schema in (*schemas, *MODEL_SCHEMAS):
-            pg.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(schema)))
-        for schema in schemas:
-            pg.execute(sql.SQL("create schema {}").format(sql.Identifier(schema)))
-        for schema, table, columns in _duckdb_tables(duck, schemas):
-            name = sql.Identifier(schema, table)
-            pg.execute(sql.SQL("create table {} ({})").format(name, sql.SQL(", ").join(
-                sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(pg_type(t))) for c, t in columns)))
-            batches = duck.sql(f'select * from "{schema}"."{table}"').to_arrow_reader(batch_rows)
-            copied[f"{schema}.{table}"] = copy_arrow(pg, name, [c for c, _ in columns], batches)
+        if not keep:
+            for schema in (*SOURCE_SCHEMAS, *MODEL_SCHEMAS):
+                pg.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(schema)))
+        for schema in SOURCE_SCHEMAS:
+            pg.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
+        for name in TABLES:
+            columns = [sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL("bigint" if c == "_source_line" else "text"))
+                       for c in [*landing_columns(name), "landing_file"]]
+            pg.execute(sql.SQL("create table if not exists {} ({})").format(
+                sql.Identifier("landing", name), sql.SQL(", ").join(columns)))
+        pg.execute("""create table if not exists landing.partitions (table_name text, landing_partition text,
+                      version integer, landing_file text, rows bigint, content_hash text)""")
+        # which file of each partition landing.<table> holds (what a later month need not load again)
+        pg.execute("""create table if not exists landing.loaded_files (table_name text, landing_partition text,
+                      landing_file text, rows bigint, loaded_at timestamp,
+                      primary key (table_name, landing_partition))""")
+        for table, columns in potential_tables().items():
+            pg.execute(sql.SQL("create table if not exists {} ({})").format(
+                sql.Identifier("potential", table), sql.SQL(", ").join(
+                    sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(pg_type(t))) for c, t in columns)))
         pg.commit()
     finally:
         pg.close()
-        duck.close()
-    return copied
+
+
+def _parquet_batches(path: str, columns: list[str], batch_rows: int = 100_000):
+    """The file's rows in `columns` order, plus landing_file = its path, in Arrow batches."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=columns):
+        yield pa.RecordBatch.from_arrays([*batch.columns, pa.array([path] * batch.num_rows, pa.string())],
+                                         names=[*columns, "landing_file"])
+
+
+def pg_load_landing(manifest: dict) -> dict:
+    """Make the run's partition versions the source `landing` on PostgreSQL: COPY each file that
+    landing.<table> does not hold yet; a partition held in another version (a restatement, or an
+    earlier version a month run before it read) has its rows replaced by this one's. One
+    transaction. landing.partitions becomes the run's partitions. Returns files, rows, replaced."""
+    from psycopg import sql
+
+    from tiering.pg_publish import copy_arrow
+
+    pg = pg_connect()
+    stats = {"files": 0, "rows": 0, "replaced": 0}
+    try:
+        held = {(t, p): f for t, p, f in pg.execute(
+            "select table_name, landing_partition, landing_file from landing.loaded_files").fetchall()}
+        for name, partition, _version, file, rows, _hash in run_partitions(manifest):
+            if held.get((name, partition)) == file:
+                continue
+            table = sql.Identifier("landing", name)
+            if (name, partition) in held:
+                pg.execute(sql.SQL("delete from {} where landing_partition = %s").format(table), [partition])
+                pg.execute("delete from landing.loaded_files where table_name = %s and landing_partition = %s",
+                           [name, partition])
+                stats["replaced"] += 1
+            columns = landing_columns(name)
+            copied = copy_arrow(pg, table, [*columns, "landing_file"], _parquet_batches(file, columns))
+            if copied != rows:
+                raise TargetError(f"{file}: {copied} rows, but the landing manifest says {rows}: the change log "
+                                  "was changed after it was landed; run the month again on DuckDB")
+            pg.execute("insert into landing.loaded_files values (%s, %s, %s, %s, %s)",
+                       [name, partition, file, copied, datetime.now(UTC).replace(tzinfo=None)])
+            stats["files"] += 1
+            stats["rows"] += copied
+        pg.execute("delete from landing.partitions")
+        with pg.cursor().copy("copy landing.partitions from stdin") as cp:
+            for row in run_partitions(manifest):
+                cp.write_row(row)
+        pg.commit()
+        if stats["files"]:
+            pg.autocommit = True
+            pg.execute("analyze")   # the staging models filter the landing tables by file
+    finally:
+        pg.close()
+    return stats
+
+
+def pg_write_potential(run: MonthRun) -> dict:
+    """The Python step between staging and the marts, potential switched off: every key of the
+    customers and approvers as of the month (replacing the keys), no prediction, a `skipped`
+    fit_log row for the run."""
+    pg = pg_connect()
+    try:
+        ids = [r[0] for r in pg.execute(
+            "select distinct customer_id from intermediate.int_customers__as_of order by 1").fetchall()]
+        approvers = [r[0] for r in pg.execute(
+            "select distinct override_approver from intermediate.int_tier_overrides__as_of "
+            "where override_approver is not null order by 1").fetchall()]
+        customer_keys, approver_keys = key_rows(ids, approvers)
+        for table, rows in (("customer_keys", customer_keys), ("approver_keys", approver_keys)):
+            pg.execute(f"delete from potential.{table}")
+            with pg.cursor().copy(f"copy potential.{table} from stdin") as cp:
+                for row in rows:
+                    cp.write_row(row)
+        pg.execute("delete from potential.customer_potential where month = %s", [run.month])
+        pg.execute("delete from potential.fit_log where run_id = %s", [run.run_id])
+        pg.execute("insert into potential.fit_log values (%s, %s, %s, %s, %s, %s, %s, %s)", list(fit_log_row(run)))
+        pg.commit()
+    finally:
+        pg.close()
+    return {"customer_keys": len(customer_keys), "approver_keys": len(approver_keys)}
 
 
 def _pg_rows(table: str, columns: list[str], order: tuple[str, ...], where: str) -> list[tuple]:
@@ -255,34 +380,76 @@ def _spark_type(duckdb_type: str) -> str:
     return _SPARK_TYPES.get(duckdb_type, "string")
 
 
-def copy_to_spark(warehouse: Path) -> dict:
-    """Replace the source databases in the local Spark warehouse with the warehouse's source tables
-    (through parquet files written by DuckDB: fast, no row-by-row conversion in Python)."""
-    import tempfile
+def _spark_text(value: str) -> str:
+    """A Spark SQL string literal (Spark unescapes backslashes in literals)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
-    from tiering.warehouse import connect
+
+def spark_prepare(keep: bool = False) -> None:
+    """The source databases (landing, potential) and the potential tables; the model databases
+    dropped unless `keep`."""
+    spark = spark_session()
+    if not keep:
+        for schema in (*SOURCE_SCHEMAS, *MODEL_SCHEMAS):
+            spark.sql(f"drop database if exists {schema} cascade")
+    for schema in SOURCE_SCHEMAS:
+        spark.sql(f"create database if not exists {schema}")
+    for table, columns in potential_tables().items():
+        spark.sql(f"create table if not exists potential.{table} "
+                  f"({', '.join(f'`{c}` {_spark_type(t)}' for c, t in columns)}) using parquet")
+
+
+def spark_register_landing(manifest: dict) -> dict:
+    """Make the run's partition versions the source `landing` on Spark, reading the change log
+    itself: one view per table over its Parquet files (each row with landing_file = its file's
+    path, as DuckDB's views have it), and landing.partitions = the run's partitions. Returns the
+    files new since the month before (files, rows, replaced) and how many the views read."""
+    from tiering.source import TABLES
 
     spark = spark_session()
-    schemas = source_schemas()
-    duck = connect(warehouse, read_only=True)
-    copied = {}
-    try:
-        for schema in (*schemas, *MODEL_SCHEMAS):
-            spark.sql(f"drop database if exists {schema} cascade")
-        for schema in schemas:
-            spark.sql(f"create database {schema}")
-        with tempfile.TemporaryDirectory(prefix="tiering-spark-copy-") as scratch:
-            for schema, table, columns in _duckdb_tables(duck, schemas):
-                path = f"{scratch}/{schema}.{table}.parquet"
-                texts = ", ".join(f'cast("{c}" as varchar) as "{c}"' if t == "JSON" else f'"{c}"' for c, t in columns)
-                duck.execute(f"copy (select {texts} from \"{schema}\".\"{table}\") to '{path}' (format parquet)")
-                casts = [f"cast(`{c}` as {_spark_type(t)}) as `{c}`" for c, t in columns]
-                data = spark.read.parquet(path).selectExpr(*casts)
-                data.write.format("parquet").saveAsTable(f"{schema}.{table}")
-                copied[f"{schema}.{table}"] = spark.table(f"{schema}.{table}").count()
-    finally:
-        duck.close()
-    return copied
+    partitions = run_partitions(manifest)
+    before = {}       # the files the views read for the month before: what is new (the summary's counts)
+    if spark.catalog.tableExists("landing.partitions"):
+        before = {(r.table_name, r.landing_partition): r.landing_file
+                  for r in spark.table("landing.partitions").collect()}
+    for name in TABLES:
+        columns = landing_columns(name)
+        listed = ", ".join(f"`{c}`" for c in columns)
+        files = [row[3] for row in partitions if row[0] == name]
+        if files:
+            body = "\nunion all\n".join(f"select {listed}, {_spark_text(f)} as landing_file "
+                                        f"from parquet.`{f.replace('`', '``')}`" for f in files)
+        else:
+            body = ("select " + ", ".join(f"cast(null as {'bigint' if c == '_source_line' else 'string'}) as `{c}`"
+                                          for c in columns) + ", cast(null as string) as landing_file where false")
+        spark.sql(f"create or replace view landing.{name} as {body}")
+    schema = ("table_name string, landing_partition string, version int, landing_file string, rows bigint, "
+              "content_hash string")
+    spark.createDataFrame(partitions, schema).write.mode("overwrite").format("parquet") \
+        .saveAsTable("landing.partitions")
+    new = [row for row in partitions if before.get((row[0], row[1])) != row[3]]
+    return {"files": len(new), "rows": sum(row[4] for row in new),
+            "replaced": sum((row[0], row[1]) in before for row in new), "files_read": len(partitions)}
+
+
+def spark_write_potential(run: MonthRun) -> dict:
+    """As pg_write_potential, on Spark."""
+    spark = spark_session()
+    ids = [r[0] for r in spark.sql(
+        "select distinct customer_id from intermediate.int_customers__as_of order by 1").collect()]
+    approvers = [r[0] for r in spark.sql(
+        "select distinct override_approver from intermediate.int_tier_overrides__as_of "
+        "where override_approver is not null order by 1").collect()]
+    customer_keys, approver_keys = key_rows(ids, approvers)
+    for table, rows, columns in (("customer_keys", customer_keys, "customer_id string, customer_key string"),
+                                 ("approver_keys", approver_keys, "approver string, approver_key string")):
+        spark.createDataFrame(rows, columns).write.mode("overwrite").format("parquet") \
+            .saveAsTable(f"potential.{table}")
+    # (customer_potential keeps no row: no model is fitted here)
+    fit_log = potential_tables()["fit_log"]
+    spark.createDataFrame([fit_log_row(run)], ", ".join(f"{c} {_spark_type(t)}" for c, t in fit_log)) \
+        .write.insertInto("potential.fit_log")
+    return {"customer_keys": len(customer_keys), "approver_keys": len(approver_keys)}
 
 
 def _spark_rows(table: str, columns: list[str], order: tuple[str, ...], where: str) -> list[tuple]:
@@ -291,41 +458,63 @@ def _spark_rows(table: str, columns: list[str], order: tuple[str, ...], where: s
     return [tuple(row) for row in frame.collect()]
 
 
-# --- build and compare -----------------------------------------------------------------------
+# --- run and compare -------------------------------------------------------------------------
 
-def build(target: str, runs: list[MonthRun], select: tuple[str, ...] | None = CORE_SELECTION,
-          test_every_month: bool = True) -> list[dict]:
-    """`dbt build --target <target>` for every run's month, oldest first, in this process.
-    `test_every_month=False`: `dbt run` for the earlier months and `dbt build` (models, data and
-    unit tests) only for the last one (the full-history tests then see every month)."""
+def _dbt(runner, command: str, target: str, run: MonthRun, selection: list[str]) -> tuple[float, int]:
+    """One dbt invocation for the run's month: (seconds, nodes). Raises TargetError naming the
+    failed nodes."""
+    started = time.monotonic()
+    result = runner.invoke([command, *_dbt_args(target), "--vars", json.dumps(month_vars(run), default=str),
+                            *selection])
+    if not result.success:
+        failed = [f"{r.node.name}: {(r.message or '').strip()[:300]}"
+                  for r in getattr(result.result, "results", None) or []
+                  if str(getattr(r.status, "value", r.status)) in ("error", "fail", "runtime error")]
+        raise TargetError(f"dbt {command} failed on {target} for {run.month:%Y-%m}: "
+                          f"{'; '.join(failed) or result.exception}"[:3000])
+    return round(time.monotonic() - started, 2), len(result.result.results)
+
+
+def _dbt_args(target: str) -> list[str]:
+    return ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR), "--target", target,
+            "--target-path", f"target-{target}", "--log-path", str(DBT_PROJECT_DIR / "logs" / target)]
+
+
+def build(target: str, runs: list[MonthRun], core_only: bool = False, test_every_month: bool = True) -> list[dict]:
+    """Every run's month on the target, oldest first, in this process: landing, staging, keys,
+    marts (see the module's docstring). `test_every_month=False`: `dbt run` for the earlier months
+    and `dbt build` (models, data and unit tests) only for the last one (the full-history tests
+    then see every month)."""
     from dbt.cli.main import dbtRunner
+
+    from tiering.pipeline import STAGING_SELECTION
 
     os.environ["TIERING_DBT_TARGET"] = target
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     os.environ.setdefault("DBT_VERSION_CHECK", "false")
-    base = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR), "--target", target,
-            "--target-path", f"target-{target}", "--log-path", str(DBT_PROJECT_DIR / "logs" / target)]
-    selection = ["--select", *select, "--indirect-selection", "cautious"] if select else []
-    manifest = None
+    load_landing = pg_load_landing if target == "postgres" else spark_register_landing
+    write_potential = pg_write_potential if target == "postgres" else spark_write_potential
+    staging = ["--select", *STAGING_SELECTION]
+    rest = ["--exclude", *STAGING_SELECTION, *(["--select", *CORE_SELECTION] if core_only else []),
+            "--indirect-selection", "cautious"]
+    parsed = dbtRunner().invoke(["parse", *_dbt_args(target), "--vars", json.dumps(month_vars(runs[0]), default=str)])
+    if not parsed.success:
+        raise TargetError(f"dbt parse failed on {target}: {parsed.exception}")
+    runner = dbtRunner(manifest=parsed.result)    # one parse for every month (only the rules change it)
     timings = []
     for index, run in enumerate(runs):
         command = "build" if test_every_month or index == len(runs) - 1 else "run"
         started = time.monotonic()
-        args = [*base, "--vars", json.dumps(month_vars(run))]
-        if manifest is None:  # parse once (only the rules change what is parsed)
-            parsed = dbtRunner().invoke(["parse", *args])
-            if not parsed.success:
-                raise TargetError(f"dbt parse failed on {target}: {parsed.exception}")
-            manifest = parsed.result
-        result = dbtRunner(manifest=manifest).invoke([command, *args, *selection])
-        if not result.success:
-            failed = [f"{r.node.name}: {(r.message or '').strip()[:300]}"
-                      for r in getattr(result.result, "results", None) or []
-                      if str(getattr(r.status, "value", r.status)) in ("error", "fail", "runtime error")]
-            raise TargetError(f"dbt {command} failed on {target} for {run.month:%Y-%m}: "
-                              f"{'; '.join(failed) or result.exception}"[:3000])
-        timings.append({"month": f"{run.month:%Y-%m}", "command": command,
-                        "seconds": round(time.monotonic() - started, 2), "nodes": len(result.result.results)})
+        landing = load_landing(run.manifest)
+        landing["seconds"] = round(time.monotonic() - started, 2)
+        staging_seconds, staging_nodes = _dbt(runner, command, target, run, staging)
+        started = time.monotonic()
+        keys = write_potential(run)
+        keys["seconds"] = round(time.monotonic() - started, 2)
+        marts_seconds, marts_nodes = _dbt(runner, command, target, run, rest)
+        timings.append({"month": f"{run.month:%Y-%m}", "command": command, "landing": landing,
+                        "staging_seconds": staging_seconds, "potential": keys, "marts_seconds": marts_seconds,
+                        "nodes": staging_nodes + marts_nodes})
     return timings
 
 
@@ -379,9 +568,42 @@ def compare_marts(warehouse: Path, target: str, months: list[date] | None = None
     return report
 
 
-def run(target: str, warehouse: Path, months: list[str] | None = None, build_all: bool = False,
-        test_every_month: bool = True) -> dict:
-    """Copy, build every month, compare. The JSON-able summary of what happened."""
+# what identifies a quarantined row, and its rule (not the reason: its wording may differ by dialect)
+QUARANTINE_COLUMNS = ("run_id", "source_table", "landing_partition", "source_line", "rule")
+
+
+def compare_quarantine(warehouse: Path, target: str, run_ids: list[str]) -> dict:
+    """The rows the runs quarantined (quarantine.rejected_rows) on both sides: the same rows with the
+    same rule, or up to 5 differences."""
+    from collections import Counter
+
+    from tiering.warehouse import connect
+
+    listed = ", ".join("'" + r.replace("'", "''") + "'" for r in run_ids)
+    query = f"select {', '.join(QUARANTINE_COLUMNS)} from quarantine.rejected_rows where run_id in ({listed})"
+    duck = connect(warehouse, read_only=True)
+    try:
+        expected = Counter(duck.execute(query).fetchall())
+    finally:
+        duck.close()
+    if target == "postgres":
+        pg = pg_connect()
+        try:
+            actual = Counter(pg.execute(query).fetchall())
+        finally:
+            pg.close()
+    else:
+        actual = Counter(tuple(row) for row in spark_session().sql(query).collect())
+    differences = [f"only in duckdb: {dict(zip(QUARANTINE_COLUMNS, row, strict=True))}"
+                   for row in sorted(expected - actual)][:5]
+    differences += [f"only on {target}: {dict(zip(QUARANTINE_COLUMNS, row, strict=True))}"
+                    for row in sorted(actual - expected)][:5]
+    return {"rows": sum(expected.values()), f"{target}_rows": sum(actual.values()), "differences": differences}
+
+
+def run(target: str, warehouse: Path, months: list[str] | None = None, core_only: bool = False,
+        test_every_month: bool = True, keep_target: bool = False) -> dict:
+    """Prepare the target, run every month there, compare. The JSON-able summary of what happened."""
     if target not in TARGETS:
         raise TargetError(f"unknown target {target!r}: expected one of {', '.join(TARGETS)}")
     adapter = {"postgres": ("dbt.adapters.postgres", "postgres", "make test-postgres"),
@@ -395,20 +617,26 @@ def run(target: str, warehouse: Path, months: list[str] | None = None, build_all
     if not runs:
         raise TargetError(f"none of the months {', '.join(months or [])} has a successful run in {warehouse}")
     started = time.monotonic()
-    copied = (copy_to_postgres if target == "postgres" else copy_to_spark)(warehouse)
-    copy_seconds = round(time.monotonic() - started, 2)
-    builds = build(target, runs, None if build_all else CORE_SELECTION, test_every_month)
+    (pg_prepare if target == "postgres" else spark_prepare)(keep_target)
+    prepare_seconds = round(time.monotonic() - started, 2)
     started = time.monotonic()
-    marts = compare_marts(warehouse, target, None if len(runs) == len(all_runs) else [r.month for r in runs])
+    builds = build(target, runs, core_only, test_every_month)
+    build_seconds = round(time.monotonic() - started, 2)
+    started = time.monotonic()
+    # (with --keep-target the target may hold every month although this invocation ran fewer)
+    compared = None if len(runs) == len(all_runs) or keep_target else [r.month for r in runs]
+    marts = compare_marts(warehouse, target, compared)
+    quarantine = compare_quarantine(warehouse, target, [r.run_id for r in runs])
     return {
         "target": target,
         "months": [b["month"] for b in builds],
-        "copy_seconds": copy_seconds,
-        "copied_rows": copied,
+        "prepare_seconds": prepare_seconds,
+        "build_seconds": build_seconds,
         "builds": builds,
         "compare_seconds": round(time.monotonic() - started, 2),
         "marts": marts,
-        "identical": all(not m["differences"] for m in marts.values()),
+        "quarantine": quarantine,
+        "identical": all(not m["differences"] for m in [*marts.values(), quarantine]),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
 
@@ -416,15 +644,19 @@ def run(target: str, warehouse: Path, months: list[str] | None = None, build_all
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tiering.targets", description=__doc__.split("\n")[0])
     parser.add_argument("--target", required=True, choices=TARGETS)
-    parser.add_argument("--warehouse", required=True, type=Path, help="DuckDB warehouse whose months to replay")
+    parser.add_argument("--warehouse", required=True, type=Path, help="DuckDB warehouse whose months to run again")
     parser.add_argument("--months", nargs="*", help="only these months (YYYY-MM); default: every month")
     parser.add_argument("--core-only", action="store_true",
-                        help="build only the core models (CORE_SELECTION), not the whole project")
+                        help="build only the core models (CORE_SELECTION) after staging, not the whole project")
     parser.add_argument("--test-last-month-only", action="store_true",
                         help="dbt run for the earlier months, dbt build (with tests) for the last one")
+    parser.add_argument("--keep-target", action="store_true",
+                        help="keep what the target holds (landed files, models) and go on from there, "
+                             "e.g. to add the next month; default: start from empty schemas")
     args = parser.parse_args(argv)
     try:
-        summary = run(args.target, args.warehouse, args.months, not args.core_only, not args.test_last_month_only)
+        summary = run(args.target, args.warehouse, args.months, args.core_only, not args.test_last_month_only,
+                      args.keep_target)
     except TieringError as exc:
         print(json.dumps({"target": args.target, "error": str(exc)}))
         print(f"error: {exc}", file=sys.stderr)
