@@ -364,6 +364,12 @@ def spark_session():
             .config("spark.sql.warehouse.dir", str(warehouse_dir / "warehouse"))
             .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={warehouse_dir}")
             .config("spark.sql.session.timeZone", "UTC")
+            # dates before 1582 and timestamps before 1900 (a rejected row's) written and read as
+            # they are, not refused (Spark's default for the calendar switch of Spark 3)
+            .config("spark.sql.parquet.datetimeRebaseModeInWrite", "CORRECTED")
+            .config("spark.sql.parquet.datetimeRebaseModeInRead", "CORRECTED")
+            .config("spark.sql.parquet.int96RebaseModeInWrite", "CORRECTED")
+            .config("spark.sql.parquet.int96RebaseModeInRead", "CORRECTED")
             .config("spark.sql.shuffle.partitions", "4")
             .config("spark.ui.enabled", "false")
             .enableHiveSupport().getOrCreate())
