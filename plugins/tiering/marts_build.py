@@ -18,7 +18,7 @@ A run that fails (a dbt test, the marts gate, SIGTERM, a crash) therefore leaves
 the previous successful run left it; the next run empties `marts_pending` again. Only the months a
 run rebuilds are copied, twice (built, then swapped), never the marts' history. Ad-hoc `tiering dbt`
 commands build `marts` directly (the var's default). The pipeline runs on DuckDB only; on PostgreSQL
-and Spark (tiering.targets replays the models) the var is not set and dbt builds `marts` as before.
+and Spark (tiering.targets runs the models there) the var is not set and dbt builds `marts` as before.
 """
 from __future__ import annotations
 

@@ -83,7 +83,7 @@ PERSONAL_COLUMNS = frozenset({"name", "email", "phone", "approver", "override_ap
 SCRUBBED_COLUMNS = {("audit", "runs"): ("message",), ("audit", "run_alerts"): ("message",)}
 
 # DuckDB type -> PostgreSQL type (DECIMAL(p, s) -> numeric(p, s)); anything else is text. The one
-# map of the project: publishing (here) and the dbt portability replay (tiering.targets) use it.
+# map of the project: publishing (here) and the other targets' run (tiering.targets) use it.
 _PG_TYPES = {
     "VARCHAR": "text", "DATE": "date", "BOOLEAN": "boolean", "BIGINT": "bigint", "INTEGER": "integer",
     "SMALLINT": "smallint", "TINYINT": "smallint", "DOUBLE": "double precision", "FLOAT": "real",
@@ -216,7 +216,7 @@ def copy_arrow(pg, target, columns: list[str], batches) -> int:
     """COPY Arrow rows (a Table, or an iterable of RecordBatches read in chunks) into `target` (a
     psycopg sql.Composable naming the table): CSV written by Arrow, in which a null is an unquoted
     empty field and an empty text a quoted one, as COPY's CSV format reads them. Returns the rows
-    copied. The one COPY path of the project (publishing, and tiering.targets' replay)."""
+    copied. The one COPY path of the project (publishing, and tiering.targets' landing and keys)."""
     import pyarrow.csv as pacsv
     from psycopg import sql
 

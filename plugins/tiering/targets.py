@@ -128,6 +128,16 @@ def landing_columns(table: str) -> list[str]:
     return [*TABLES[table].landed_columns, "_source_file", "_source_line", "landing_partition"]
 
 
+PARTITION_COLUMNS = ("table_name", "landing_partition", "version", "landing_file", "rows", "content_hash")
+
+
+def _arrow(columns, rows: list[tuple]):
+    """Rows as an Arrow table (what tiering.pg_publish.copy_arrow copies)."""
+    import pyarrow as pa
+
+    return pa.table({c: [row[i] for row in rows] for i, c in enumerate(columns)})
+
+
 def run_partitions(manifest: dict) -> list[tuple[str, str, int, str, int, str]]:
     """landing.partitions of a run: (table_name, landing_partition, version, landing_file, rows,
     content_hash), as tiering.warehouse.register_landing writes it on DuckDB."""
@@ -303,9 +313,8 @@ def pg_load_landing(manifest: dict) -> dict:
             stats["files"] += 1
             stats["rows"] += copied
         pg.execute("delete from landing.partitions")
-        with pg.cursor().copy("copy landing.partitions from stdin") as cp:
-            for row in run_partitions(manifest):
-                cp.write_row(row)
+        copy_arrow(pg, sql.Identifier("landing", "partitions"), list(PARTITION_COLUMNS),
+                   _arrow(PARTITION_COLUMNS, run_partitions(manifest)))
         pg.commit()
         if stats["files"]:
             pg.autocommit = True
@@ -319,6 +328,10 @@ def pg_write_potential(run: MonthRun) -> dict:
     """The Python step between staging and the marts, potential switched off: every key of the
     customers and approvers as of the month (replacing the keys), no prediction, a `skipped`
     fit_log row for the run."""
+    from psycopg import sql
+
+    from tiering.pg_publish import copy_arrow
+
     pg = pg_connect()
     try:
         ids = [r[0] for r in pg.execute(
@@ -327,11 +340,10 @@ def pg_write_potential(run: MonthRun) -> dict:
             "select distinct override_approver from intermediate.int_tier_overrides__as_of "
             "where override_approver is not null order by 1").fetchall()]
         customer_keys, approver_keys = key_rows(ids, approvers)
-        for table, rows in (("customer_keys", customer_keys), ("approver_keys", approver_keys)):
-            pg.execute(f"delete from potential.{table}")
-            with pg.cursor().copy(f"copy potential.{table} from stdin") as cp:
-                for row in rows:
-                    cp.write_row(row)
+        for table, columns, rows in (("customer_keys", ("customer_id", "customer_key"), customer_keys),
+                                     ("approver_keys", ("approver", "approver_key"), approver_keys)):
+            pg.execute(sql.SQL("delete from {}").format(sql.Identifier("potential", table)))
+            copy_arrow(pg, sql.Identifier("potential", table), list(columns), _arrow(columns, rows))
         pg.execute("delete from potential.customer_potential where month = %s", [run.month])
         pg.execute("delete from potential.fit_log where run_id = %s", [run.run_id])
         pg.execute("insert into potential.fit_log values (%s, %s, %s, %s, %s, %s, %s, %s)", list(fit_log_row(run)))
