@@ -32,13 +32,14 @@
 
 {% macro is_missing(column) -%}coalesce(trim({{ column }}), '') = ''{%- endmacro %}
 
-{#- The text timestamps the other targets read (a regular expression): YYYY-MM-DD, optionally a
-    time (T or a space, HH:MM[:SS[.fraction]]) with an optional offset (Z, +HH, +HH:MM, +HHMM).
-    DuckDB's try_cast reads these and a few more (zone names, 'YYYY/MM/DD'); PostgreSQL's and Spark's
-    casts read more than DuckDB's (day-first dates, 'Jan 5 2024', '2024' alone), so they read only
-    this shape. -#}
+{#- The text timestamps the other targets read (a regular expression): YYYY-MM-DD (a year of four
+    digits or more: a later one is impossible_timestamp, as on DuckDB), optionally a time (T or a
+    space, HH:MM[:SS[.fraction]]) with an optional offset (Z, +HH, +HH:MM, +HHMM). DuckDB's
+    try_cast reads these and a few more (zone names, 'YYYY/MM/DD', a negative year); PostgreSQL's
+    and Spark's casts read more than DuckDB's (day-first dates, 'Jan 5 2024', '2024' alone), so
+    they read only this shape. -#}
 {% macro iso_timestamp_shape() -%}
-\s*\d{4}-\d{1,2}-\d{1,2}(?:[T ]\d{1,2}:[0-5]?\d(?::[0-5]?\d(?:\.\d*)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?\s*
+\s*\d{4,}-\d{1,2}-\d{1,2}(?:[T ]\d{1,2}:[0-5]?\d(?::[0-5]?\d(?:\.\d*)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?\s*
 {%- endmacro %}
 
 {#- A text timestamp (ISO 8601, any offset) as a UTC timestamp; NULL when unreadable or special. -#}

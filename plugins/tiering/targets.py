@@ -79,9 +79,9 @@ class MonthRun:
 
 # --- what a month reads ----------------------------------------------------------------------
 
-def month_runs(warehouse: Path) -> list[MonthRun]:
-    """The latest successful run of every month in the warehouse, oldest month first, with its
-    landing manifest."""
+def computed_months(warehouse: Path) -> list[tuple]:
+    """(month, run_id, rule_version, rules content, landing manifest path) of the latest successful
+    run of every month in the warehouse, oldest month first."""
     from tiering.warehouse import connect
 
     con = connect(warehouse, read_only=True)
@@ -98,11 +98,23 @@ def month_runs(warehouse: Path) -> list[MonthRun]:
         con.close()
     if not rows:
         raise TargetError(f"no successful run in {warehouse}: run `tiering run` (or backfill) first")
+    return rows
+
+
+def month_runs(warehouse: Path, months: list[str] | None = None) -> list[MonthRun]:
+    """The latest successful run of every month in the warehouse (or of `months`, YYYY-MM),
+    oldest month first, with its landing manifest."""
     runs = []
-    for month, run_id, version, content, manifest_path in rows:
+    for month, run_id, version, content, manifest_path in computed_months(warehouse):
+        if months and f"{month:%Y-%m}" not in months:
+            continue
+        if not str(manifest_path or "").endswith(".json"):
+            # (a month computed by the previous core, before the change log: tiering migrate)
+            raise TargetError(f"{month:%Y-%m} was last computed by run {run_id}, which read no landing manifest "
+                              f"({manifest_path}): run the month again on DuckDB, or pass --months without it")
         try:
             manifest = json.loads(Path(manifest_path).read_text())
-        except (OSError, TypeError, ValueError) as exc:
+        except (OSError, ValueError) as exc:
             raise TargetError(f"the landing manifest of run {run_id} ({month:%Y-%m}) at {manifest_path} cannot be "
                               f"read ({exc}); it is written by the run's extract_and_land step: run the month "
                               "again on DuckDB") from exc
@@ -630,8 +642,8 @@ def run(target: str, warehouse: Path, months: list[str] | None = None, core_only
         raise TargetError(f"the dbt adapter for {target} is not installed: it is in the optional "
                           f"`{adapter[1]}` dependency group (uv sync --group {adapter[1]}, or {adapter[2]})")
     warehouse = Path(warehouse)
-    all_runs = month_runs(warehouse)
-    runs = [r for r in all_runs if not months or f"{r.month:%Y-%m}" in months]
+    every_month = [row[0] for row in computed_months(warehouse)]
+    runs = month_runs(warehouse, months)
     if not runs:
         raise TargetError(f"none of the months {', '.join(months or [])} has a successful run in {warehouse}")
     started = time.monotonic()
@@ -642,7 +654,7 @@ def run(target: str, warehouse: Path, months: list[str] | None = None, core_only
     build_seconds = round(time.monotonic() - started, 2)
     started = time.monotonic()
     # (with --keep-target the target may hold every month although this invocation ran fewer)
-    compared = None if len(runs) == len(all_runs) or keep_target else [r.month for r in runs]
+    compared = None if len(runs) == len(every_month) or keep_target else [r.month for r in runs]
     marts = compare_marts(warehouse, target, compared)
     quarantine = compare_quarantine(warehouse, target, [r.run_id for r in runs])
     return {

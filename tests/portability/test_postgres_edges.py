@@ -40,6 +40,7 @@ CUSTOMERS = [
     customer("C7", created="2023-07-01T00:00:00", updated="yesterday"),                             # unparseable
     customer("C8", created="1850-01-01T00:00:00", updated="2024-01-08T00:00:00"),                   # before 1900
     customer("C9", created="2023-09-01T00:00:00", updated="2024-02-09T00:00:00"),                   # new in February
+    customer("C10", created="12023-01-01T00:00:00", updated="2024-01-09T00:00:00"),                 # after 9999
 ]
 ORDERS = [
     order("O1", "C1", "100.00", "2024-01-10T10:00:00"),

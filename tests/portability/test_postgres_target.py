@@ -166,9 +166,16 @@ def test_a_month_without_its_landing_manifest_is_named(tmp_path):
     con.execute("insert into audit.rule_versions values ('r1', '{}')")
     con.execute("insert into audit.runs values ('202401-x', date '2024-01-01', 'r1', 'success', ?, now())",
                 [str(tmp_path / "gone.json")])
+    # a month the previous core computed (a migrated warehouse): its landing_dir is a folder
+    con.execute("insert into audit.runs values ('202402-y', date '2024-02-01', 'r1', 'success', ?, now())",
+                [str(tmp_path / "landing" / "202402-y")])
     con.close()
     with pytest.raises(targets.TargetError, match=r"landing manifest of run 202401-x \(2024-01\) at .*gone.json"):
         targets.month_runs(warehouse)
+    with pytest.raises(targets.TargetError, match="2024-02 was last computed by run 202402-y, which read no landing "
+                                                  "manifest .*: run the month again on DuckDB, or pass --months"):
+        targets.month_runs(warehouse, ["2024-02"])
+    assert [m for m, *_ in targets.computed_months(warehouse)] == [date(2024, 1, 1), date(2024, 2, 1)]
 
 
 # --- the row rules' dialect macros ---------------------------------------------------------------
@@ -238,6 +245,11 @@ def test_row_rule_readers_on_postgres_read_what_duckdb_reads(landing_database):
             assert actual == expected
         offset = pg.execute(query.format(expressions["postgres"], _values(["2024-01-02T03:04:05+02:00"]))).fetchone()
         assert offset[1:3] == (datetime(2024, 1, 2, 1, 4, 5), None)
+        # a year of five digits is read (the rule impossible_timestamp then rejects it, as on DuckDB)
+        after_9999 = "select {} >= cast('10000-01-01' as timestamp) from (values ('12024-01-02T03:04:05')) as t(x)"
+        for target, con in (("duckdb", duck), ("postgres", pg)):
+            adapter.target = target
+            assert con.execute(after_9999.format(macros.read_timestamp("t.x"))).fetchone() == (True,), target
         assert pg.execute("select tiering_try_decimal('1.23455', 18, 4), tiering_try_date('2024-02-30')").fetchone() \
             == (Decimal("1.2346"), None)
     finally:
