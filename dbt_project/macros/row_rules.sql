@@ -8,9 +8,13 @@
     readers check the text's shape and cast. -#}
 
 {#- The landed files of `table` not yet typed into the model being built: the run's partitions
-    (the source landing.partitions, written by the landing step) minus the files it holds. -#}
+    (the source landing.partitions, written by the landing step) minus the files it holds. None
+    when nothing was landed yet (a compile on its own, e.g. the SQL linter). -#}
 {% macro landed_files_to_type(table) -%}
-    {%- if not execute -%}{{ return("''") }}{%- endif -%}
+    {%- set partitions = source('landing', 'partitions') -%}
+    {%- if not execute or adapter.get_relation(partitions.database, partitions.schema, partitions.identifier) is none -%}
+        {{ return("''") }}
+    {%- endif -%}
     {%- set query -%}
         select landing_file from {{ source('landing', 'partitions') }} where table_name = '{{ table }}'
         {%- if is_incremental() %}

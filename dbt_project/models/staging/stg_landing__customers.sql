@@ -33,7 +33,9 @@ checked as (
 
 conflicting as (
     -- same customer and updated_at, different values: no version can be told the latest
-    select customer_id, updated_at_read
+    select
+        customer_id,
+        updated_at_read
     from checked
     where rejection_rule is null
     group by customer_id, updated_at_read
@@ -50,11 +52,16 @@ select
     checked.updated_at_read as updated_at,
     coalesce(checked.rejection_rule, case when conflicting.customer_id is not null then 'conflicting_versions' end)
         as rejection_rule,
-    coalesce(checked.rejection_reason, case when conflicting.customer_id is not null
-        then 'conflicting versions: same customer_id and updated_at, different values' end) as rejection_reason,
-    case when checked.rejection_rule is not null or conflicting.customer_id is not null
-        then {{ json_record(['customer_id', 'region', 'industry', 'customer_kind', 'parent_customer_id', 'created_at',
-                             'updated_at'], 'checked') }} end as rejected_record,
+    coalesce(checked.rejection_reason, case
+        when conflicting.customer_id is not null
+            then 'conflicting versions: same customer_id and updated_at, different values'
+    end) as rejection_reason,
+    case
+        when checked.rejection_rule is not null or conflicting.customer_id is not null
+            then
+                {{ json_record(['customer_id', 'region', 'industry', 'customer_kind', 'parent_customer_id',
+                                'created_at', 'updated_at'], 'checked') }}
+    end as rejected_record,
     checked._source_file as source_file,
     checked._source_line as source_line,
     checked.landing_partition,

@@ -35,7 +35,9 @@ checked as (
 ),
 
 conflicting as (
-    select currency, month_read
+    select
+        currency,
+        month_read
     from checked
     where rejection_rule is null
     group by currency, month_read
@@ -48,10 +50,14 @@ select
     checked.rate_read as rate_to_reporting,
     coalesce(checked.rejection_rule, case when conflicting.currency is not null then 'conflicting_versions' end)
         as rejection_rule,
-    coalesce(checked.rejection_reason, case when conflicting.currency is not null
-        then 'conflicting versions: same currency and month, different rates' end) as rejection_reason,
-    case when checked.rejection_rule is not null or conflicting.currency is not null
-        then {{ json_record(['currency', 'month', 'rate_to_reporting'], 'checked') }} end as rejected_record,
+    coalesce(checked.rejection_reason, case
+        when conflicting.currency is not null
+            then 'conflicting versions: same currency and month, different rates'
+    end) as rejection_reason,
+    case
+        when checked.rejection_rule is not null or conflicting.currency is not null
+            then {{ json_record(['currency', 'month', 'rate_to_reporting'], 'checked') }}
+    end as rejected_record,
     checked._source_file as source_file,
     checked._source_line as source_line,
     checked.landing_partition,

@@ -38,7 +38,9 @@ checked as (
 
 conflicting as (
     -- same invoice and updated_at, different values: no version can be told the latest
-    select invoice_id, updated_at_read
+    select
+        invoice_id,
+        updated_at_read
     from checked
     where rejection_rule is null
     group by invoice_id, updated_at_read
@@ -56,11 +58,16 @@ select
     checked.updated_at_read as updated_at,
     coalesce(checked.rejection_rule, case when conflicting.invoice_id is not null then 'conflicting_versions' end)
         as rejection_rule,
-    coalesce(checked.rejection_reason, case when conflicting.invoice_id is not null
-        then 'conflicting versions: same invoice_id and updated_at, different values' end) as rejection_reason,
-    case when checked.rejection_rule is not null or conflicting.invoice_id is not null
-        then {{ json_record(['invoice_id', 'order_id', 'customer_id', 'issued_on', 'due_on', 'amount_due', 'currency',
-                             'updated_at'], 'checked') }} end as rejected_record,
+    coalesce(checked.rejection_reason, case
+        when conflicting.invoice_id is not null
+            then 'conflicting versions: same invoice_id and updated_at, different values'
+    end) as rejection_reason,
+    case
+        when checked.rejection_rule is not null or conflicting.invoice_id is not null
+            then
+                {{ json_record(['invoice_id', 'order_id', 'customer_id', 'issued_on', 'due_on', 'amount_due',
+                                'currency', 'updated_at'], 'checked') }}
+    end as rejected_record,
     checked._source_file as source_file,
     checked._source_line as source_line,
     checked.landing_partition,

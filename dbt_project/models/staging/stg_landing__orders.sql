@@ -41,7 +41,9 @@ checked as (
 
 conflicting as (
     -- same order and updated_at, different values: no version can be told the latest
-    select order_id, updated_at_read
+    select
+        order_id,
+        updated_at_read
     from checked
     where rejection_rule is null
     group by order_id, updated_at_read
@@ -60,11 +62,15 @@ select
     checked.updated_at_read as updated_at,
     coalesce(checked.rejection_rule, case when conflicting.order_id is not null then 'conflicting_versions' end)
         as rejection_rule,
-    coalesce(checked.rejection_reason, case when conflicting.order_id is not null
-        then 'conflicting versions: same order_id and updated_at, different values' end) as rejection_reason,
-    case when checked.rejection_rule is not null or conflicting.order_id is not null
-        then {{ json_record(['order_id', 'customer_id', 'ordered_at', 'status', 'currency', 'amount', 'cost',
-                             'updated_at', 'original_order_id'], 'checked') }} end as rejected_record,
+    coalesce(checked.rejection_reason, case
+        when conflicting.order_id is not null
+            then 'conflicting versions: same order_id and updated_at, different values'
+    end) as rejection_reason,
+    case
+        when checked.rejection_rule is not null or conflicting.order_id is not null
+            then {{ json_record(['order_id', 'customer_id', 'ordered_at', 'status', 'currency', 'amount', 'cost',
+                             'updated_at', 'original_order_id'], 'checked') }}
+    end as rejected_record,
     checked._source_file as source_file,
     checked._source_line as source_line,
     checked.landing_partition,

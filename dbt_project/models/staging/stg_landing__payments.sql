@@ -33,7 +33,9 @@ checked as (
 
 conflicting as (
     -- same payment and updated_at, different values: no version can be told the latest
-    select payment_id, updated_at_read
+    select
+        payment_id,
+        updated_at_read
     from checked
     where rejection_rule is null
     group by payment_id, updated_at_read
@@ -48,10 +50,13 @@ select
     checked.updated_at_read as updated_at,
     coalesce(checked.rejection_rule, case when conflicting.payment_id is not null then 'conflicting_versions' end)
         as rejection_rule,
-    coalesce(checked.rejection_reason, case when conflicting.payment_id is not null
-        then 'conflicting versions: same payment_id and updated_at, different values' end) as rejection_reason,
-    case when checked.rejection_rule is not null or conflicting.payment_id is not null
-        then {{ json_record(['payment_id', 'invoice_id', 'paid_at', 'amount', 'updated_at'], 'checked') }}
+    coalesce(checked.rejection_reason, case
+        when conflicting.payment_id is not null
+            then 'conflicting versions: same payment_id and updated_at, different values'
+    end) as rejection_reason,
+    case
+        when checked.rejection_rule is not null or conflicting.payment_id is not null
+            then {{ json_record(['payment_id', 'invoice_id', 'paid_at', 'amount', 'updated_at'], 'checked') }}
     end as rejected_record,
     checked._source_file as source_file,
     checked._source_line as source_line,

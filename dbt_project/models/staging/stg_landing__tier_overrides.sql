@@ -37,7 +37,9 @@ checked as (
 
 conflicting as (
     -- same override and updated_at, different values: no version can be told the latest
-    select override_id, updated_at_read
+    select
+        override_id,
+        updated_at_read
     from checked
     where rejection_rule is null
     group by override_id, updated_at_read
@@ -55,12 +57,16 @@ select
     checked.updated_at_read as updated_at,
     coalesce(checked.rejection_rule, case when conflicting.override_id is not null then 'conflicting_versions' end)
         as rejection_rule,
-    coalesce(checked.rejection_reason, case when conflicting.override_id is not null
-        then 'conflicting versions: same override_id and updated_at, different values' end) as rejection_reason,
+    coalesce(checked.rejection_reason, case
+        when conflicting.override_id is not null
+            then 'conflicting versions: same override_id and updated_at, different values'
+    end) as rejection_reason,
     -- (the reason of a rejected row may hold personal data: the record leaves it out)
-    case when checked.rejection_rule is not null or conflicting.override_id is not null
-        then {{ json_record(['override_id', 'customer_id', 'tier', 'approver', 'valid_from', 'valid_until',
-                             'updated_at'], 'checked') }} end as rejected_record,
+    case
+        when checked.rejection_rule is not null or conflicting.override_id is not null
+            then {{ json_record(['override_id', 'customer_id', 'tier', 'approver', 'valid_from', 'valid_until',
+                             'updated_at'], 'checked') }}
+    end as rejected_record,
     checked._source_file as source_file,
     checked._source_line as source_line,
     checked.landing_partition,

@@ -40,24 +40,47 @@ month_checked as (
     from invoices
     left join known_currencies on invoices.currency = known_currencies.currency
     left join rates
-        on invoices.currency = rates.currency
-        and {{ dbt.date_trunc('month', 'invoices.issued_on') }} = rates.rate_month
+        on
+            invoices.currency = rates.currency
+            and {{ dbt.date_trunc('month', 'invoices.issued_on') }} = rates.rate_month
     left join customers on invoices.customer_id = customers.customer_id
     where invoices.rejection_rule is null
 )
 
 select
-    invoice_id, order_id, customer_id, issued_on, due_on, amount_due, currency, updated_at,
-    rejection_rule, rejection_reason, rejected_record, source_file, source_line, landing_partition
+    invoice_id,
+    order_id,
+    customer_id,
+    issued_on,
+    due_on,
+    amount_due,
+    currency,
+    updated_at,
+    rejection_rule,
+    rejection_reason,
+    rejected_record,
+    source_file,
+    source_line,
+    landing_partition
 from invoices
 where rejection_rule is not null
 
 union all
 
 select
-    invoice_id, order_id, customer_id, issued_on, due_on, amount_due, currency, updated_at,
-    month_rule, month_reason,
+    invoice_id,
+    order_id,
+    customer_id,
+    issued_on,
+    due_on,
+    amount_due,
+    currency,
+    updated_at,
+    month_rule,
+    month_reason,
     case when month_rule is not null then {{ json_record(['invoice_id', 'order_id', 'customer_id', 'issued_on',
         'due_on', 'amount_due', 'currency', 'updated_at'], 'month_checked') }} end,
-    source_file, source_line, landing_partition
+    source_file,
+    source_line,
+    landing_partition
 from month_checked

@@ -40,24 +40,49 @@ month_checked as (
     from orders
     left join known_currencies on orders.currency = known_currencies.currency
     left join rates
-        on orders.currency = rates.currency
-        and {{ dbt.date_trunc('month', 'orders.ordered_at') }} = rates.rate_month
+        on
+            orders.currency = rates.currency
+            and {{ dbt.date_trunc('month', 'orders.ordered_at') }} = rates.rate_month
     left join customers on orders.customer_id = customers.customer_id
     where orders.rejection_rule is null
 )
 
 select
-    order_id, customer_id, ordered_at, order_status, currency, amount, cost, original_order_id, updated_at,
-    rejection_rule, rejection_reason, rejected_record, source_file, source_line, landing_partition
+    order_id,
+    customer_id,
+    ordered_at,
+    order_status,
+    currency,
+    amount,
+    cost,
+    original_order_id,
+    updated_at,
+    rejection_rule,
+    rejection_reason,
+    rejected_record,
+    source_file,
+    source_line,
+    landing_partition
 from orders
 where rejection_rule is not null
 
 union all
 
 select
-    order_id, customer_id, ordered_at, order_status, currency, amount, cost, original_order_id, updated_at,
-    month_rule, month_reason,
+    order_id,
+    customer_id,
+    ordered_at,
+    order_status,
+    currency,
+    amount,
+    cost,
+    original_order_id,
+    updated_at,
+    month_rule,
+    month_reason,
     case when month_rule is not null then {{ json_record(['order_id', 'customer_id', 'ordered_at', 'order_status',
         'currency', 'amount', 'cost', 'updated_at', 'original_order_id'], 'month_checked') }} end,
-    source_file, source_line, landing_partition
+    source_file,
+    source_line,
+    landing_partition
 from month_checked

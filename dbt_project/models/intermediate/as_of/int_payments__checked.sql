@@ -29,17 +29,33 @@ month_checked as (
 )
 
 select
-    payment_id, invoice_id, paid_at, amount, updated_at,
-    rejection_rule, rejection_reason, rejected_record, source_file, source_line, landing_partition
+    payment_id,
+    invoice_id,
+    paid_at,
+    amount,
+    updated_at,
+    rejection_rule,
+    rejection_reason,
+    rejected_record,
+    source_file,
+    source_line,
+    landing_partition
 from payments
 where rejection_rule is not null
 
 union all
 
 select
-    payment_id, invoice_id, paid_at, amount, updated_at,
-    month_rule, month_reason,
+    payment_id,
+    invoice_id,
+    paid_at,
+    amount,
+    updated_at,
+    month_rule,
+    month_reason,
     case when month_rule is not null then {{ json_record(['payment_id', 'invoice_id', 'paid_at', 'amount',
         'updated_at'], 'month_checked') }} end,
-    source_file, source_line, landing_partition
+    source_file,
+    source_line,
+    landing_partition
 from month_checked

@@ -27,8 +27,19 @@ month_checked as (
 )
 
 select
-    override_id, customer_id, override_tier, override_reason, override_approver, valid_from_month,
-    valid_until_month, updated_at, rejection_rule, rejection_reason, rejected_record, source_file, source_line,
+    override_id,
+    customer_id,
+    override_tier,
+    override_reason,
+    override_approver,
+    valid_from_month,
+    valid_until_month,
+    updated_at,
+    rejection_rule,
+    rejection_reason,
+    rejected_record,
+    source_file,
+    source_line,
     landing_partition
 from overrides
 where rejection_rule is not null
@@ -36,9 +47,19 @@ where rejection_rule is not null
 union all
 
 select
-    override_id, customer_id, override_tier, override_reason, override_approver, valid_from_month,
-    valid_until_month, updated_at, month_rule, month_reason,
+    override_id,
+    customer_id,
+    override_tier,
+    override_reason,
+    override_approver,
+    valid_from_month,
+    valid_until_month,
+    updated_at,
+    month_rule,
+    month_reason,
     case when month_rule is not null then {{ json_record(['override_id', 'customer_id', 'override_tier',
         'override_approver', 'valid_from_month', 'valid_until_month', 'updated_at'], 'month_checked') }} end,
-    source_file, source_line, landing_partition
+    source_file,
+    source_line,
+    landing_partition
 from month_checked
