@@ -1,4 +1,5 @@
-"""`tiering explain`: why a customer has its tier in a month, from the warehouse alone."""
+"""`tiering explain`: why a customer has its tier in a month, from the warehouse and the run's
+landing manifest (the change-log partition versions the run read, with their fingerprints)."""
 from __future__ import annotations
 
 import json
@@ -40,10 +41,9 @@ def explain(warehouse: Path, customer_id: str, month: date) -> dict:
         credit = _one(con, "select * from marts.customer_credit_monthly where customer_id = ? and month = ?",
                       [customer_id, month])
         run = _one(con, "select * from audit.runs where run_id = ?", [result["run_id"]])
-        batches = con.execute("""
-            select source_table, source_file, extracted_rows, loaded_rows, quarantined_rows, landed_sha256,
-                   coalesce(snapshot_rows, extracted_rows), base_run_id
-            from audit.load_batches where run_id = ? order by source_table""", [result["run_id"]]).fetchall()
+        quarantined = dict(con.execute(
+            "select source_table, count(*) from quarantine.rejected_rows where run_id = ? group by 1",
+            [result["run_id"]]).fetchall()) if _has_table(con, "quarantine", "rejected_rows") else {}
         rules_row = con.execute("select content from audit.rule_versions where rule_version = ?",
                                 [result["rule_version"]]).fetchone()
     finally:
@@ -56,9 +56,35 @@ def explain(warehouse: Path, customer_id: str, month: date) -> dict:
         "thresholds": rules.get("value", {}).get(result["rule_set"], {}),
         "matrix_rule": f"matrix[{value}][{grade}] = {final}" + (" (credit hold)" if result["credit_hold"] else ""),
         "run": run,
-        "input_batches": [dict(zip(["source_table", "source_file", "extracted", "loaded", "quarantined",
-                                    "landed_sha256", "as_of_rows", "base_run_id"], b, strict=True)) for b in batches],
+        "inputs": run_inputs(run, quarantined),
     }
+
+
+def _has_table(con, schema: str, table: str) -> bool:
+    return bool(con.execute("select count(*) from information_schema.tables where table_schema = ? "
+                            "and table_name = ? and table_catalog = current_database()", [schema, table]).fetchone()[0])
+
+
+def run_inputs(run: dict | None, quarantined: dict[str, int]) -> dict:
+    """What the run read, from its landing manifest (audit.runs.landing_dir): per table the source
+    file and the change-log partition versions with their fingerprints (rows, content hash), and
+    whether they still give the run's input checksum. A manifest gone (deleted by hand, or by a
+    retention) is said, not guessed."""
+    from tiering.pipeline import input_checksum
+
+    path = Path(run["landing_dir"]) if run and run.get("landing_dir") else None
+    try:
+        manifest = json.loads(path.read_text()) if path else None
+    except (OSError, ValueError):
+        manifest = None
+    if manifest is None:
+        return {"manifest": str(path) if path else None, "available": False, "tables": []}
+    tables = [{"source_table": name, "source_file": t.get("source_file"), "source_sha256": t.get("source_sha256"),
+               "rows": t["rows"], "quarantined": quarantined.get(name, 0), "landed_by_run": t.get("landed", []),
+               "partitions": [{"partition": p, **v} for p, v in sorted(t["partitions"].items())]}
+              for name, t in sorted(manifest["tables"].items())]
+    return {"manifest": str(path), "available": True, "restatement": manifest.get("restatement"),
+            "checksum_matches": input_checksum(manifest) == run.get("input_checksum"), "tables": tables}
 
 
 def _fmt(value, pct: bool = False) -> str:
@@ -114,10 +140,19 @@ def format_explanation(result: dict) -> str:
         f"rule version      {c['rule_version']}",
         f"run               {c['run_id']} ({run.get('status', '?')}, finished {run.get('finished_at', '-')}, "
         f"input checksum {str(run.get('input_checksum') or '-')[:16]})",
-        "input batches     " + ", ".join(
-            f"{b['source_table']}: {b['as_of_rows']} rows as of the cutoff, {b['loaded']} loaded / "
-            f"{b['quarantined']} quarantined by this run"
-            + (f" (delta on {b['base_run_id']})" if b["base_run_id"] else "")
-            for b in result["input_batches"]),
     ]
-    return "\n".join(lines)
+    return "\n".join(lines + _format_inputs(result["inputs"]))
+
+
+def _format_inputs(inputs: dict) -> list[str]:
+    """The partitions the run read, one line per table: `<partition> v<version> (<rows> rows, #<hash>)`."""
+    if not inputs["available"]:
+        return [f"input partitions  unknown: the run's landing manifest {inputs['manifest'] or '(none recorded)'} "
+                f"is gone"]
+    check = "matches" if inputs["checksum_matches"] else "DIFFERS from"
+    lines = [f"input partitions  from {inputs['manifest']} (its fingerprints {check} the run's input checksum)"]
+    for t in inputs["tables"]:
+        read = ", ".join(f"{p['partition']} v{p['version']} ({p['rows']} rows, #{p['hash']})" for p in t["partitions"])
+        lines.append(f"  {t['source_table']}: {t['source_file'] or 'no source file'}, {t['rows']} rows read, "
+                     f"{t['quarantined']} quarantined by this run; {read or 'no partition'}")
+    return lines

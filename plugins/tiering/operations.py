@@ -3,9 +3,10 @@ backfill can skip.
 
 A month is skipped by `tiering backfill` when its last successful run used the same rules
 (`rule_version`) and the same source files (`source_fingerprint`: the SHA-256 of every source
-file, by table, as the run landed them; recorded by finish_run from the landing manifest, so a
-run hashes nothing twice). The backfill hashes the source once per command to compare. So after
-a failure the same command resumes at the failed month; `--force` reruns every month.
+file present, by table, as the run's landing manifest names them (`tables[t].source_file`,
+`source_sha256`); recorded by finish_run, so a run hashes nothing twice). The backfill hashes the
+source once per command to compare. So after a failure the same command resumes at the failed
+month; `--force` reruns every month.
 """
 from __future__ import annotations
 
@@ -21,8 +22,11 @@ def fingerprint_of(files: dict[str, tuple[str, str]]) -> str:
 
 
 def manifest_fingerprint(manifest: dict) -> str:
-    """The source fingerprint of a landed batch (its _manifest.json: each table's source file and SHA-256)."""
-    return fingerprint_of({name: (t["source_file"], t["source_sha256"]) for name, t in manifest["tables"].items()})
+    """The source fingerprint of a run (its landing manifest: each table's source file and SHA-256). A
+    table without a source file (optional, absent) has no SHA-256 there and is left out, as
+    `source_fingerprint` leaves it out."""
+    return fingerprint_of({name: (t["source_file"], t["source_sha256"]) for name, t in manifest["tables"].items()
+                           if t.get("source_sha256")})
 
 
 def source_fingerprint(source_dir: Path) -> str:
