@@ -15,7 +15,10 @@ What is copied, and how each target is replaced:
     bi.<every marts table with a month column>   rows of the month
     bi.<other marts tables>                       whole table (tier_policy, customer_tier_history)
     audit.customer_tier_results                   rows of the published run
-    audit.{load_batches,dq_results,restatement_diffs}   rows of the month
+    audit.run_partitions                          rows of the published run: the change-log partition
+                                                  versions it read, with their fingerprints (its
+                                                  landing manifest; audit.runs.landing_dir)
+    audit.{dq_results,restatement_diffs}          rows of the month
     audit.{runs,rule_versions,run_alerts}         whole table (small)
     pii.customers                                 upsert by customer_id, newer versions win (from the
                                                   landing's personal change log, tiering.personal)
@@ -72,7 +75,6 @@ AUDIT_TABLES = {
     "runs": "all",
     "rule_versions": "all",
     "run_alerts": "all",
-    "load_batches": "month",
     "dq_results": "month",
     "restatement_diffs": "month",
     "customer_tier_results": "run",
@@ -295,6 +297,7 @@ def read_month(warehouse: Path, month: date, run_id: str | None = None) -> tuple
     `run_id` (the DAG's publish step: the run itself, its gates passed), else the month's last
     successful run (audit.runs); refused when the month has none, or when the marts hold another run
     of the month."""
+    from tiering.personal import run_manifest
     from tiering.runs import last_successful_run, no_successful_run
 
     con = _open_warehouse(warehouse)
@@ -324,6 +327,7 @@ def read_month(warehouse: Path, month: date, run_id: str | None = None) -> tuple
         for name, scope in AUDIT_TABLES.items():
             if name in existing:
                 tables.append(_read_table(con, "audit", name, "audit", month, run_id, scope, keys))
+        tables.append(_run_partitions(run_id, month, run_manifest(con, run_id)))
         tables.append(_read_pii(con, run_id, keys))
         tables.append(_read_approvers(con))
     finally:
@@ -371,6 +375,24 @@ def _read_approvers(con) -> Table:
             if _columns(con, "potential", "approver_keys") else
             pa.table({"approver_key": pa.array([], pa.string()), "approver": pa.array([], pa.string())}))
     return Table("pii", "approvers", [("approver_key", "text"), ("approver", "text")], rows, "upsert")
+
+
+RUN_PARTITION_COLUMNS = [("run_id", "text"), ("month", "date"), ("source_table", "text"), ("source_file", "text"),
+                         ("source_sha256", "text"), ("landing_partition", "text"), ("version", "integer"),
+                         ("rows", "bigint"), ("content_hash", "text"), ("landed_by", "text")]
+
+
+def _run_partitions(run_id: str, month: date, manifest: dict) -> Table:
+    """audit.run_partitions: what the run read, one row per change-log partition version (the audit
+    trail that audit.load_batches, one row per landed batch, was before the change log)."""
+    import pyarrow as pa
+
+    rows = [(run_id, month, name, t.get("source_file"), t.get("source_sha256"), partition, v["version"], v["rows"],
+             v["hash"], v.get("landed_by"))
+            for name, t in sorted(manifest["tables"].items()) for partition, v in sorted(t["partitions"].items())]
+    types = {"text": pa.string(), "date": pa.date32(), "integer": pa.int32(), "bigint": pa.int64()}
+    table = pa.table({c: pa.array([r[i] for r in rows], types[t]) for i, (c, t) in enumerate(RUN_PARTITION_COLUMNS)})
+    return Table("audit", "run_partitions", RUN_PARTITION_COLUMNS, table, "run", ["run_id"])
 
 
 def _read_pii(con, run_id: str, keys: _CustomerKeys) -> Table:
