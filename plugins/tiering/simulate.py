@@ -2,17 +2,19 @@
 
     tiering simulate --rules NEW.yml --month YYYY-MM [--out FILE.csv] [--warehouse FILE]
 
-The month is computed again from the same staged data its last successful run used, in a
+The month is computed again from the change-log partitions its last successful run read, in a
 temporary copy of the warehouse: the live marts, `audit`, the published copy BI reads and
 PostgreSQL are never written. Steps:
 1. While a read-only connection holds the warehouse (so no writer can start), the file is copied
    into a temporary directory under the same file name (dbt's nodes name the DuckDB catalog by
    it). A plain file copy: no query, no re-encoding, the fastest way to an identical database.
-2. Staging is kept when it holds the batch of the month's last successful run, built by the
-   current staging code (audit.staging_state); otherwise it is rebuilt on the copy from raw for
-   that batch, as transform_staging does after a gap (--full-refresh).
-3. On the copy, dbt builds the marts for the month with the new rules' vars (what transform_marts
-   runs), its target and log directories in the temporary directory too.
+2. The month's as-of rows (intermediate.as_of) are kept when the warehouse's last dbt command was
+   the run's own (audit.dbt_invocations): they are then the ones it computed. Otherwise the run's
+   partition versions (its landing manifest, audit.runs.landing_dir) are registered on the copy
+   and dbt builds staging, the as-of rows and quarantine there, as transform_staging does (staging
+   types only the partitions it does not hold yet).
+3. On the copy, dbt builds the rest (intermediate, marts, audit) for the month with the new rules'
+   vars (what transform_marts runs), its target and log directories in the temporary directory too.
 4. The live month (its final tiers as published) is compared with the simulated one: tier counts
    and revenue shares under both rules, and the migration matrix (rows: current final tier,
    columns: simulated final tier); the customers that would change tier go to --out.
@@ -70,17 +72,20 @@ def _env(**values: str):
 
 def _copy_warehouse(warehouse: Path, month: date, target_dir: Path) -> tuple[Path, dict]:
     """Copy the warehouse file while a read-only connection keeps writers out; read what the
-    simulation needs from the live file in the same hold: the month's last successful run, the
-    batch staging holds and the month's current tiers."""
+    simulation needs from the live file in the same hold: the month's last successful run (with its
+    landing manifest), the run of the last dbt command and the month's current tiers."""
     con = connect(warehouse, read_only=True)
     try:
-        run = con.execute("""select run_id, rule_version from audit.runs
+        run = con.execute("""select run_id, rule_version, landing_dir from audit.runs
                              where month = ? and status = 'success' order by finished_at desc limit 1""",
                           [month]).fetchone()
         if run is None:
             raise TieringError(f"month {month:%Y-%m} has no successful run in {warehouse}; "
                                f"run `tiering run --month {month:%Y-%m}` first")
-        staging = con.execute("select max(batch_id), max(code_version) from audit.staging_state").fetchone()
+        last_dbt = con.execute("select run_id from audit.dbt_invocations order by seq desc limit 1").fetchone() \
+            if con.execute("select count(*) from information_schema.tables where table_schema = 'audit' and "
+                           "table_name = 'dbt_invocations' and table_catalog = current_database()").fetchone()[0] \
+            else None
         current = _tier_rows(con, month)
         rules_row = con.execute("select content from audit.rule_versions where rule_version = ?",
                                 [run[1]]).fetchone()
@@ -91,8 +96,8 @@ def _copy_warehouse(warehouse: Path, month: date, target_dir: Path) -> tuple[Pat
             shutil.copyfile(wal, copy.with_name(copy.name + ".wal"))
     finally:
         con.close()
-    return copy, {"run_id": run[0], "rule_version": run[1], "staging_batch": staging[0],
-                  "staging_code": staging[1], "current": current,
+    return copy, {"run_id": run[0], "rule_version": run[1], "landing_manifest": run[2],
+                  "as_of_held": bool(last_dbt) and last_dbt[0] == run[0], "current": current,
                   "run_rules": json.loads(rules_row[0]) if rules_row else {}}
 
 
@@ -121,18 +126,12 @@ def simulate(warehouse: Path, rules_path: Path, month: date, out: Path | None = 
         # node is named in the error); TIERING_WAREHOUSE (set by run_dbt) put back afterwards
         with _env(DBT_TARGET_PATH=str(tmp_dir / "target"), DBT_LOG_PATH=str(tmp_dir / "logs"),
                   DBT_QUIET="true", TIERING_WAREHOUSE=str(copy)):
-            staging_rebuilt = (live["staging_batch"] != live["run_id"]
-                               or live["staging_code"] != pipeline.staging_code_version())
-            if staging_rebuilt:
-                run_dbt("build", spec, rules, "--select", "staging", *pipeline.KEPT_WITH_STAGING,
-                        "--indirect-selection", "cautious", *pipeline.PRODUCTION_BUILD, "--full-refresh",
-                        extra_vars={"staging_increment": False, "own_rows_new": [], "delta_since": {}})
-                extra = {}
-            else:
-                extra = pipeline._staging_vars_of_run(spec)
-            run_dbt("build", spec, rules, "--exclude", "staging",
-                    *(f"{name},resource_type:model" for name in pipeline.KEPT_WITH_STAGING),
-                    "--indirect-selection", "cautious", *pipeline.PRODUCTION_BUILD, extra_vars=extra)
+            as_of_rebuilt = not live["as_of_held"]
+            if as_of_rebuilt:
+                _register_run_landing(copy, live["run_id"], live["landing_manifest"])
+                run_dbt("build", spec, rules, "--select", *pipeline.STAGING_SELECTION, *pipeline.PRODUCTION_BUILD)
+            run_dbt("build", spec, rules, "--exclude", *pipeline.STAGING_SELECTION,
+                    "--indirect-selection", "cautious", *pipeline.PRODUCTION_BUILD)
         con = connect(copy, read_only=True)
         try:
             simulated = _tier_rows(con, month)
@@ -140,10 +139,26 @@ def simulate(warehouse: Path, rules_path: Path, month: date, out: Path | None = 
             con.close()
     result = compare(live["current"], simulated)
     result.update(month=f"{month:%Y-%m}", run_id=live["run_id"], current_rule_version=live["rule_version"],
-                  simulated_rule_version=rules.version, staging_rebuilt=staging_rebuilt)
+                  simulated_rule_version=rules.version, as_of_rebuilt=as_of_rebuilt)
     if out is not None:
         write_changes(result["changes"], Path(out))
     return result
+
+
+def _register_run_landing(copy: Path, run_id: str, manifest_path: str | None) -> None:
+    """Show dbt on the copy the partition versions the run read (landing.partitions and views)."""
+    from tiering.warehouse import register_landing
+
+    try:
+        manifest = json.loads(Path(manifest_path).read_text())
+    except (TypeError, OSError, ValueError) as exc:
+        raise TieringError(f"the landing manifest of run {run_id} ({manifest_path}) is not readable ({exc}): its "
+                           f"as-of rows cannot be rebuilt; run the month again, then simulate") from None
+    con = connect(copy)
+    try:
+        register_landing(con, manifest)
+    finally:
+        con.close()
 
 
 def compare(current: dict[str, tuple], simulated: dict[str, tuple]) -> dict:
@@ -194,8 +209,8 @@ def write_changes(changes: list[dict], out: Path) -> None:
 
 def format_simulation(result: dict) -> str:
     lines = [
-        f"simulation of {result['month']} (staged data of run {result['run_id']}"
-        + (", staging rebuilt from raw on the copy" if result["staging_rebuilt"] else "") + ")",
+        f"simulation of {result['month']} (change-log partitions read by run {result['run_id']}"
+        + (", as-of rows rebuilt from them on the copy" if result["as_of_rebuilt"] else "") + ")",
         f"  current:   {result['current_rule_version']} (ranked by {result['current_measure']})",
         f"  simulated: {result['simulated_rule_version']} (ranked by {result['simulated_measure']})",
         "",

@@ -16,8 +16,9 @@ January 2024, net revenue (total 1,000):
     S11          0   -       C      C    (its order of February is not visible in January)
 Migration (rows current, columns simulated): A -> A 4, A -> B 1; B -> B 2, B -> C 1; C -> C 3.
 Revenue shares: current A 83.0%, B 14.0%, C 3.0%; simulated A 75.0%, B 19.0%, C 6.0%.
-February is run too, so simulating January finds staging holding February's batch and rebuilds
-it on the copy from raw (the other path: simulating February uses staging as it is).
+February is run too, so simulating January finds the as-of rows holding February's and rebuilds
+them on the copy from the partitions January's run read (the other path: simulating February uses
+them as they are).
 """
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ def test_simulate_migration_counted_by_hand(live, tmp_path, capsys):
     assert main(["simulate", "--rules", str(live["rules"]), "--month", "2024-01", "--out", str(out),
                  "--warehouse", str(warehouse)]) == 0
     printed = capsys.readouterr().out
-    assert "staging rebuilt from raw on the copy" in printed
+    assert "as-of rows rebuilt from them on the copy" in printed
     lines = printed.splitlines()
     table = {line.split()[0]: line.split()[1:] for line in lines if line[:1] in "ABCD" and len(line.split()) == 5}
     assert table == {"A": ["5", "83.0%", "4", "75.0%"], "B": ["3", "14.0%", "3", "19.0%"],
@@ -87,12 +88,12 @@ def test_simulate_migration_counted_by_hand(live, tmp_path, capsys):
     assert query(warehouse, "select * from audit.runs order by run_id") == audit_before
 
 
-def test_simulate_uses_held_staging_and_same_rules_change_nothing(live, capsys):
+def test_simulate_uses_held_as_of_rows_and_same_rules_change_nothing(live, capsys):
     from tiering.simulate import simulate
 
     before = _hashes(live["warehouse"])
     result = simulate(live["warehouse"], rules_file(live["warehouse"].parent.parent / "same"), _month("2024-02"))
-    assert not result["staging_rebuilt"]
+    assert not result["as_of_rebuilt"]
     assert result["changes"] == []
     assert result["current"] == result["simulated"]
     # February: S11's 500 is visible, so it ranks first
