@@ -3,9 +3,12 @@
 
 Monthly customer tiering: for the month of the run's **data interval** (as the
 Airflow UI shows it: a run with the interval 2025-01-01 -> 2025-02-01 computes
-January 2025), extract the source as of the month end, land it immutably, load it
-into the DuckDB warehouse (bad rows to `quarantine`), and let dbt compute value,
-ABC tiers, credit grades and final tiers into `marts`.
+January 2025), bring the append-only change log (the source landed as Parquet,
+one partition per month of `updated_at`) up to the month, and let dbt type and
+check the landed rows (bad rows to `quarantine`), pick each id's latest valid
+version as of the month end, and compute value, ABC tiers, credit grades and
+final tiers into `marts`. A source whose history up to the month changed fails
+the run unless the conf says `restate: true` (new partition versions are landed).
 
 Scheduled runs start on the 1st for the month that just ended. To run month M by
 hand (UI, REST API, `airflow dags trigger`), give the logical date of the first day
@@ -18,7 +21,8 @@ Configuration only: every task calls one function of the `tiering` package
 (plugins/tiering/pipeline.py) through
 `tiering.airflow_tasks.run_step`. Run conf (all optional for a scheduled run):
 `month` (YYYY-MM; must agree with the data interval), `source_dir` (else
-`TIERING_SOURCE_DIR`), `warehouse`, `rules_path`, `run_id`, `provisional`.
+`TIERING_SOURCE_DIR`), `warehouse`, `rules_path`, `run_id`, `provisional`,
+`restate`.
 """
 from __future__ import annotations
 

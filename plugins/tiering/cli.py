@@ -1,7 +1,8 @@
 """`tiering`: the command line of the customer-tiering pipeline.
 
     tiering demo-data --out DIR [--customers N] [--months N] [--seed S]
-    tiering run       --source DIR --month YYYY-MM [--provisional] [--warehouse FILE] [--rules FILE] [--verbose]
+    tiering run       --source DIR --month YYYY-MM [--restate] [--provisional] [--warehouse FILE] [--rules FILE]
+                      [--verbose]
     tiering backfill  --source DIR --start YYYY-MM --end YYYY-MM [--warehouse FILE] [--rules FILE] [--force]
                       [--verbose]
     tiering status    [--warehouse FILE] [--json]
@@ -54,7 +55,11 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the Airflow DAG for one month")
     run.add_argument("--source", required=True, type=Path)
     run.add_argument("--month", required=True)
-    run.add_argument("--restate", action="store_true", help="recompute the month as a restatement")
+    run.add_argument("--restate", action="store_true",
+                     help="accept a changed source history: the months up to this one whose rows differ from the "
+                          "change log (gone, changed or late) are landed as new partition versions (the old ones "
+                          "are kept) and the month is recomputed from them (audit.restatement_diffs says what "
+                          "changed); without it such a run fails and writes nothing")
     run.add_argument("--provisional", action="store_true",
                      help="allow the month under way (UTC): its marts are marked is_provisional and it is not "
                           "published to PostgreSQL")
@@ -192,7 +197,28 @@ def cmd_dbt(args: argparse.Namespace) -> None:
 
     dbt_args = [a for a in args.dbt_args if a != "--"] or ["build"]
     spec = latest_run_spec(args.warehouse, args.rules, args.month)
+    if dbt_args[0] in ("build", "run", "test"):
+        _show_run_landing(args.warehouse, spec.run_id)   # the models read the partitions that run read
     run_dbt(dbt_args[0], spec, load_rules(args.rules), *dbt_args[1:])
+
+
+def _show_run_landing(warehouse: Path, run_id: str) -> None:
+    """Register the change-log partitions run `run_id` read (its landing manifest) as dbt's landing
+    source; nothing when the run or its manifest is unknown (dbt then reads the last run's)."""
+    from tiering.warehouse import connect, register_landing
+
+    if not Path(warehouse).exists():
+        return
+    con = connect(warehouse)
+    try:
+        row = con.execute("select landing_dir from audit.runs where run_id = ?", [run_id]).fetchone() \
+            if con.execute("select count(*) from information_schema.tables where table_schema = 'audit' and "
+                           "table_name = 'runs' and table_catalog = current_database()").fetchone()[0] else None
+        manifest = Path(row[0]) if row and row[0] else None
+        if manifest is not None and manifest.suffix == ".json" and manifest.is_file():   # (not a migrated run's folder)
+            register_landing(con, json.loads(manifest.read_text()))
+    finally:
+        con.close()
 
 
 def cmd_demo_data(args: argparse.Namespace) -> None:

@@ -19,6 +19,7 @@ def dbt_target_dir() -> Path:
 
 
 def landing_root(warehouse: Path) -> Path:
-    """Landed batches live beside the warehouse file: <warehouse dir>/landing/<run_id>/."""
+    """The change log (tiering.landing) lives beside the warehouse file, <warehouse dir>/landing, unless
+    $TIERING_LANDING_DIR names another folder."""
     env = os.environ.get("TIERING_LANDING_DIR")
     return Path(env) if env else Path(warehouse).resolve().parent / "landing"
