@@ -1,7 +1,8 @@
 """Personal data in free text: e-mail addresses and phone numbers, found and scrubbed.
 
-One definition, used in Python (`contains_personal_data`, `scrub`) and in DuckDB SQL
-(`sql_contains_personal_data`: the quarantine rule `personal_data_in_free_text` of tiering.load).
+One definition, used in Python (`contains_personal_data`, `scrub`) and in SQL: the dbt macro
+`contains_personal_data` (dbt_project/macros/cross_db.sql; the row rule `personal_data_in_free_text`
+of the staging models) gets these patterns as the dbt var `pii` (tiering.dbt_runner.dbt_vars).
 The patterns are written for both engines (Python `re` and RE2: no look-around, no back-references).
 
 A phone number is a run of digit groups that looks like one and holds PHONE_MIN_DIGITS to
@@ -76,16 +77,3 @@ def scrub(text: str | None) -> str | None:
         return text
     text = _EMAIL.sub(EMAIL_PLACEHOLDER, text)
     return _PHONE.sub(lambda m: _scrub_phone(m.group()) if _is_phone(m.group()) else m.group(), text)
-
-
-def _sql_string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def sql_contains_personal_data(column: str) -> str:
-    """DuckDB SQL: true when the text column holds an e-mail address or a phone number (as
-    `contains_personal_data`); false when it is NULL or empty."""
-    digits = "length(regexp_replace(candidate, '[^0-9]', '', 'g'))"
-    return (f"(coalesce(regexp_matches({column}, {_sql_string(EMAIL_PATTERN)}), false) "
-            f"or coalesce(len(list_filter(regexp_extract_all({column}, {_sql_string(PHONE_PATTERN)}), "
-            f"lambda candidate: {digits} >= {PHONE_MIN_DIGITS})) > 0, false))")

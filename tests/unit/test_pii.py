@@ -1,11 +1,20 @@
 """tiering.pii: e-mail addresses and phone numbers found and scrubbed, the same in Python and in
-DuckDB SQL (the quarantine rule), and the ordinary numbers of pipeline messages left alone."""
+the dbt row rule (macro contains_personal_data, rule personal_data_in_free_text, on DuckDB), and
+the ordinary numbers of pipeline messages left alone."""
 from __future__ import annotations
 
+from datetime import date
+from pathlib import Path
+
 import duckdb
+import jinja2
 import pytest
 
-from tiering.pii import contains_personal_data, scrub, sql_contains_personal_data
+from tiering.dbt_runner import dbt_vars
+from tiering.pii import contains_personal_data, scrub
+from tiering.rules import load_rules
+from tiering.runspec import RunSpec
+from tiering.settings import DBT_PROJECT_DIR, DEFAULT_RULES
 
 PERSONAL = [
     ("mail jane.doe@example.com today", "mail <email> today"),
@@ -55,10 +64,21 @@ def test_ordinary_numbers_are_left_alone(text):
     assert scrub(text) == text
 
 
-def test_sql_and_python_agree():
+def _dbt_rule_sql(column: str) -> str:
+    """The DuckDB SQL of the dbt macro contains_personal_data (macros/cross_db.sql), rendered with the
+    var `pii` a run passes (tiering.dbt_runner.dbt_vars)."""
+    spec = RunSpec(month=date(2024, 1, 1), run_id="test", source_dir=Path("."))
+    variables = dbt_vars(spec, load_rules(DEFAULT_RULES))
+    macros = jinja2.Environment(extensions=["jinja2.ext.do"]).from_string(
+        (DBT_PROJECT_DIR / "macros" / "cross_db.sql").read_text()).make_module(
+        {"var": lambda name, default=None: variables.get(name, default)})
+    return str(macros.default__contains_personal_data(column))
+
+
+def test_dbt_rule_and_python_agree():
     con = duckdb.connect()
     texts = [t for t, _ in PERSONAL] + ORDINARY + ["", None]
-    found = con.execute(f"select {sql_contains_personal_data('t')} from unnest(?) with ordinality as u(t, n) "
+    found = con.execute(f"select {_dbt_rule_sql('t')} from unnest(?) with ordinality as u(t, n) "
                         f"order by n", [texts]).fetchall()
     assert [r[0] for r in found] == [contains_personal_data(t) for t in texts]
     assert scrub(None) is None and scrub("") == ""
