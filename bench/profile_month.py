@@ -6,14 +6,14 @@ SQL statement over a threshold and, on request, any function.
         --duckdb-memory 1GB --threads 2 --out /tmp/prof/a.json
 
 `--copy-from` runs the month on a copy of a warehouse that holds the month before (built once,
-e.g. a cold run of that month with this script; at L that takes 20-30 minutes): the copy gets the
-base's published BI copy (its modification time kept, so publishing replaces the month as in a
-real next month) and links to its landed batches (immutable), and the copied audit tables point
-at the copy. Every profile of the same base then measures the same steady-state month, which is
-how changes were compared in bench/RESULTS.md. With `--keep-staging-state`, the staging tables the
-base holds are taken as built by the code being profiled (else a change of a staging model or
-macro rebuilds them in full, as the pipeline does): only for a change that leaves their columns and
-contents as they were.
+e.g. a cold run of that month with this script): the copy gets the base's published BI copy (its
+modification time kept, so publishing replaces the month as in a real next month), a change log
+of its own whose partition files are links to the base's (immutable) and whose catalog and run
+manifests are copies naming the copy's paths, and the copied audit tables point at the copy. Every
+profile of the same base then measures the same steady-state month, which is how changes were
+compared in bench/RESULTS.md. The staging models are incremental by landed partition: the copy
+types only the partitions the month lands; the partitions the base typed stay as its code typed
+them (drop staging.stg_landing__* on the copy to profile a changed staging model on every one).
 
 The steps run in this process without Airflow (the bench's `steady` scenario gives the Airflow
 overhead). The timers are the bench's (`bench/run.py _instrument`); dbt nodes are timed by dbt
@@ -111,7 +111,8 @@ def _time_functions(specs: list[str], totals: dict) -> None:
         module_name, _, attr = spec.partition(":")
         module = importlib.import_module(module_name)
         if not attr or not callable(getattr(module, attr, None)):
-            raise SystemExit(f"--functions: {spec!r} is no function (expected module:name, e.g. tiering.load:load_raw)")
+            raise SystemExit(f"--functions: {spec!r} is no function (expected module:name, "
+                             f"e.g. tiering.landing:extract_and_land)")
         setattr(module, attr, _timed_function(getattr(module, attr), spec, totals))
 
 
@@ -129,34 +130,59 @@ def _time_dbt_nodes(nodes: list) -> None:
     dbtRunner.invoke = timed_invoke
 
 
-def copy_warehouse(base: Path, warehouse: Path, keep_staging_state: bool = False) -> None:
+def copy_change_log(base_root: Path, root: Path) -> None:
+    """The change log at `root` made a copy of the one at `base_root`: its partition files linked
+    (never written again: a new version is a new file), its catalog and run manifests (rewritten
+    by every run) copied with the base's paths replaced by the copy's."""
+    root.mkdir(parents=True, exist_ok=True)
+    if not base_root.is_dir():
+        return
+    old, new = f"{base_root}/", f"{root}/"
+    for path in sorted(base_root.rglob("*")):
+        relative = path.relative_to(base_root)
+        if relative.parts[0] == "_tmp" or path.is_dir():
+            continue
+        target = root / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix == ".json":   # _catalog.json, _runs/<run_id>.json: they name the files by path
+            target.write_text(path.read_text().replace(json.dumps(old)[1:-1], json.dumps(new)[1:-1]))
+        else:
+            target.symlink_to(path)
+
+
+def copy_warehouse(base: Path, warehouse: Path) -> None:
     """`warehouse` (a file in a new folder) made a copy of `base`: file, published BI copy (mtime
-    kept), links to the landed batches, and its audit tables' paths rewritten."""
+    kept), its change log (copy_change_log), and its audit tables' paths rewritten."""
     import duckdb
+
+    from tiering.settings import landing_root
 
     base, warehouse = base.resolve(), warehouse.resolve()
     if not base.is_file():
         raise SystemExit(f"--copy-from {base}: no such warehouse file (build the base month first)")
     if warehouse.exists():
         raise SystemExit(f"--warehouse {warehouse} exists: profile on a new path (a copy is made there)")
+    base_root, root = landing_root(base), landing_root(warehouse)
+    if base_root == root:
+        raise SystemExit(f"the base and the copy share the change log {root} ($TIERING_LANDING_DIR): unset it to "
+                         f"profile on a copy")
     warehouse.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(base, warehouse)
     if (base.parent / "published").is_dir():
         shutil.copytree(base.parent / "published", warehouse.parent / "published", copy_function=shutil.copy2)
-    (warehouse.parent / "landing").mkdir(exist_ok=True)
-    for batch in sorted((base.parent / "landing").glob("*")):
-        (warehouse.parent / "landing" / batch.name).symlink_to(batch)
-    old, new = f"{base.parent}/", f"{warehouse.parent}/"
+    copy_change_log(base_root, root)
     con = duckdb.connect(str(warehouse))
     try:
-        con.execute("update audit.runs set landing_dir = replace(landing_dir, ?, ?)", [old, new])
+        # the run manifests (audit.runs.landing_dir), the change log's files that staging typed (landing_file)
+        con.execute("update audit.runs set landing_dir = replace(landing_dir, ?, ?)", [f"{base_root}/", f"{root}/"])
+        for (table,) in con.execute("select table_name from information_schema.columns where table_schema = "
+                                    "'staging' and column_name = 'landing_file'").fetchall():
+            con.execute(f"update staging.{table} set landing_file = replace(landing_file, ?, ?)",
+                        [f"{base_root}/", f"{root}/"])
         if con.execute("select count(*) from information_schema.tables where table_schema = 'audit' "
                        "and table_name = 'publish_state'").fetchone()[0]:
-            con.execute("update audit.publish_state set path = replace(path, ?, ?)", [old, new])
-        if keep_staging_state:
-            from tiering.pipeline import staging_code_version
-
-            con.execute("update audit.staging_state set code_version = ?", [staging_code_version()])
+            con.execute("update audit.publish_state set path = replace(path, ?, ?)",
+                        [f"{base.parent}/", f"{warehouse.parent}/"])
     finally:
         con.close()
 
@@ -228,8 +254,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--source", required=True, type=Path, help="source folder (e.g. the bench's)")
     parser.add_argument("--warehouse", required=True, type=Path, help="warehouse file the month runs on")
     parser.add_argument("--copy-from", type=Path, help="make --warehouse a copy of this warehouse first")
-    parser.add_argument("--keep-staging-state", action="store_true",
-                        help="with --copy-from: take the kept staging tables as built by this code")
     parser.add_argument("--duckdb-memory", default=os.environ.get("TIERING_DUCKDB_MEMORY_LIMIT", "4GB"))
     parser.add_argument("--threads", type=int,
                         default=int(os.environ.get("TIERING_DUCKDB_THREADS", os.cpu_count() or 2)))
@@ -244,12 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.keep_staging_state and not args.copy_from:
-        raise SystemExit("--keep-staging-state needs --copy-from")
     os.environ["TIERING_DUCKDB_MEMORY_LIMIT"] = args.duckdb_memory
     os.environ["TIERING_DUCKDB_THREADS"] = str(args.threads)
     if args.copy_from:
-        copy_warehouse(args.copy_from, args.warehouse, args.keep_staging_state)
+        copy_warehouse(args.copy_from, args.warehouse)
     result = profile_month(args.month, args.source, args.warehouse, args.sql_threshold,
                            [f for f in args.functions.split(",") if f.strip()],
                            0 if args.no_speed_probe else args.threads)

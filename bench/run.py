@@ -14,8 +14,9 @@ its own while this process samples the child's whole process tree with psutil (p
   mid       the middle month (month 12 of 24) through the steps without Airflow, to compare
             its cost with the last month's (a month's run reads the as-of snapshot up to it)
   steady    the steady state: the months before mid and last, then mid and last, through the
-            steps in ONE warehouse, so that mid and last each land only what changed since the
-            month before (tiering.increment); compares their costs (month 24 against month 12)
+            steps in ONE warehouse, so that mid and last each land only the change-log partitions
+            new since the month before (tiering.landing) and type only those (the staging models
+            are incremental by partition); compares their costs (month 24 against month 12)
   sql       baseline (a): ONE hand-written DuckDB query from the source Parquet to value tiers
   pandas    baseline (b): the same rule in plain pandas/numpy (exact integer arithmetic)
   parse     the DAG file parse time (DagBag of dags/, after `import airflow`)
@@ -68,9 +69,8 @@ ALL_SCENARIOS = ("month", "backfill", "mid", "steady", "sql", "pandas", "parse",
 # steady's cold months give month-24 against month-12 landed in full, its last month goes through
 # Airflow (the Airflow overhead), and kill reruns that month on steady's warehouse
 DEFAULT_SCENARIOS = ("steady", "sql", "pandas", "parse", "kill", "spill")
-STAGES = {  # stage -> step functions of tiering.pipeline
+STAGES = {  # stage -> step functions of tiering.pipeline (the row rules run in dbt's staging models)
     "extract_land": ("extract_and_land",),
-    "load": ("load_raw",),
     "dbt": ("transform_staging", "transform_marts"),
     "ge": ("gate_landed", "gate_staging", "gate_marts"),
     "publish": ("publish", "publish_postgres"),
@@ -786,10 +786,10 @@ def collect_tiers(work: Path, scenarios: dict) -> dict[str, dict]:
 
 
 def kill_and_rerun(pipeline_spec, month: str, env: dict, tiers: dict, on_warehouse: str | None = None) -> dict:
-    """Kill a run while dbt runs (after load_raw), rerun the month on the same warehouse.
+    """Kill a run while dbt types the landed rows (transform_staging), rerun the month on the same warehouse.
 
     on_warehouse: run it on that warehouse (the steady scenario's, where the month already ran after
-    the month before: the killed run updates staging in place), else on an empty one."""
+    the month before: the rerun reads the change log the killed run left), else on an empty one."""
     where = "the steady scenario's warehouse" if on_warehouse else "an empty warehouse"
     log(f"kill: {month} on {where}, killed during transform_staging, then rerun on the same warehouse")
     spec = pipeline_spec("kill", [month], "steps")
@@ -873,12 +873,12 @@ def markdown(results: dict) -> str:
              f"({results['source'].get('bytes', 0) / 2**20:,.0f} MB Parquet); DuckDB threads "
              f"{results['duckdb_settings']['threads']}, memory_limit {results['duckdb_settings']['memory_limit']}; "
              f"measured {results['started_at']}.", ""]
-    lines += ["| what | wall s | extract/land | load | dbt | GE | publish | other steps | Airflow overhead "
+    lines += ["| what | wall s | extract/land | dbt | GE | publish | other steps | Airflow overhead "
               "| peak RSS MB | load avg |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
 
     def stage_row(label, wall, stages, rss, load=None):
-        cells = [_fmt(stages.get(k)) for k in ("extract_land", "load", "dbt", "ge", "publish", "other")]
+        cells = [_fmt(stages.get(k)) for k in ("extract_land", "dbt", "ge", "publish", "other")]
         lines.append(f"| {label} | {_fmt(wall)} | " + " | ".join(cells)
                      + f" | {_fmt(stages.get('airflow_overhead'))} | {_fmt(rss)} | {_fmt(load)} |")
 
@@ -905,10 +905,10 @@ def markdown(results: dict) -> str:
             else:
                 stages, before = m["stages_s"], s["steady"]["months"][i - 1]["month"]
                 if m.get("via") == "airflow":
-                    label = f"**month {m['month']} via Airflow, after {before}** (incremental landing)"
+                    label = f"**month {m['month']} via Airflow, after {before}** (new partitions only)"
                     wall = m["wall_s"]
                 else:
-                    label, wall = f"month {m['month']} steps, after {before} (incremental landing)", m["steps_total_s"]
+                    label, wall = f"month {m['month']} steps, after {before} (new partitions only)", m["steps_total_s"]
                     stages = {k: v for k, v in stages.items() if k != "airflow_overhead"}
             stage_row(label, wall, stages, s["steady"]["peak_rss_mb"], s["steady"].get("mean_load_avg"))
     if "spill" in s and s["spill"].get("finished"):
@@ -917,14 +917,14 @@ def markdown(results: dict) -> str:
                   m["stages_s"], s["spill"]["peak_rss_mb"], s["spill"].get("mean_load_avg"))
     for name, label in (("sql", "baseline (a): one DuckDB query"), ("pandas", "baseline (b): pandas")):
         if name in s:
-            lines.append(f"| {label} | {_fmt(s[name]['seconds'])} | | | | | | | | {_fmt(s[name]['peak_rss_mb'])} "
+            lines.append(f"| {label} | {_fmt(s[name]['seconds'])} | | | | | | | {_fmt(s[name]['peak_rss_mb'])} "
                          f"| {_fmt(s[name].get('mean_load_avg'))} |")
     for name, r in failed.items():
         why = ("killed at the time limit" if r.get("timed_out") else
                f"killed above {r.get('max_rss_mb')} MB RSS" if r.get("over_memory") else
                "killed by the kernel OOM killer" if r.get("exit_code") == -9 else f"exit {r.get('exit_code')}")
         lines.append(f"| {name}: FAILED ({why}) "
-                     f"| {_fmt(r.get('wall_s'))} | | | | | | | | {_fmt(r.get('peak_rss_mb'))} | |")
+                     f"| {_fmt(r.get('wall_s'))} | | | | | | | {_fmt(r.get('peak_rss_mb'))} | |")
     lines.append("")
     facts = []
     if "dbt_over_single_query" in summary:
@@ -959,7 +959,7 @@ def markdown(results: dict) -> str:
         if "ratio_cold_last_to_mid" in s["steady"]:
             facts.append(f"landed in full: month {months[2]['month']} / month {months[0]['month']} run cost (steps): "
                          f"{s['steady']['ratio_cold_last_to_mid']}x")
-        facts.append(f"steady state (each month run after the month before, incremental landing): month "
+        facts.append(f"steady state (each month run after the month before, new partitions only): month "
                      f"{months[3]['month']} / month {months[1]['month']} run cost (steps): "
                      f"**{s['steady']['ratio_last_to_mid']}x**")
     if "parse" in s:

@@ -38,9 +38,9 @@ def test_xs_bench_steady_month_runs_after_the_month_before(xs_results):
     steady = xs_results["json"]["scenarios"]["steady"]
     assert [m["month"] for m in steady["months"]] == ["2024-01", "2024-02"]
     assert [m["via"] for m in steady["months"]] == ["steps", "airflow"]
-    assert steady["months"][-1]["stages_s"]["load"] > 0
+    assert steady["months"][-1]["stages_s"]["extract_land"] > 0
     assert "| month 2024-01 steps, landed in full |" in xs_results["md"]
-    assert "| **month 2024-02 via Airflow, after 2024-01** (incremental landing) |" in xs_results["md"]
+    assert "| **month 2024-02 via Airflow, after 2024-01** (new partitions only) |" in xs_results["md"]
 
 
 def test_xs_bench_agreement_and_fields(xs_results):
@@ -60,7 +60,7 @@ def test_xs_bench_agreement_and_fields(xs_results):
     assert set(results["scenarios"]) == {"steady", "sql", "pandas", "parse", "kill"}  # the defaults
     steady = results["scenarios"]["steady"]
     stages = steady["months"][-1]["stages_s"]
-    assert set(stages) == {"extract_land", "load", "dbt", "ge", "publish", "other", "airflow_overhead"}
+    assert set(stages) == {"extract_land", "dbt", "ge", "publish", "other", "airflow_overhead"}
     assert all(v >= 0 for k, v in stages.items() if k != "airflow_overhead")
     assert steady["peak_rss_mb"] > 50 and steady["months"][-1]["wall_s"] > stages["dbt"] > 0
     assert steady["airflow_startup_s"] > 0
@@ -76,7 +76,7 @@ def test_xs_bench_agreement_and_fields(xs_results):
     summary = results["summary"]
     assert summary["ratios_from"] == "steady"
     assert summary["dbt_over_single_query"] > 0 and summary["dbt_over_pandas"] > 0
-    kill = results["scenarios"]["kill"]  # killed while updating staging in place, on steady's warehouse
+    kill = results["scenarios"]["kill"]  # killed while typing the landed rows, on steady's warehouse
     assert kill["warehouse"] == "steady" and kill["killed_during"] == "transform_staging"
     assert kill["rerun_equals_uninterrupted"] is True
     assert "<!-- bench:XS:begin -->" in xs_results["md"] and "**PASS**" in xs_results["md"]
@@ -115,7 +115,7 @@ def test_default_scenarios_and_opt_ins(argv, expected):
 def test_markdown_of_the_opt_in_month_scenario():
     """The `month` scenario (opt-in since the defaults run steady's last month through Airflow)
     still gives its row, the Airflow start-up and, being the month through Airflow, the ratios."""
-    stages = {"extract_land": 1.0, "load": 2.0, "dbt": 6.0, "ge": 1.0, "publish": 0.5, "other": 0.5,
+    stages = {"extract_land": 3.0, "dbt": 6.0, "ge": 1.0, "publish": 0.5, "other": 0.5,
               "airflow_overhead": 3.0}
     month = {"months": [{"month": "2024-12", "via": "airflow", "wall_s": 14.0, "stages_s": stages,
                          "steps_total_s": 11.0}], "peak_rss_mb": 900, "airflow_startup_s": 1.5}

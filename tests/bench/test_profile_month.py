@@ -46,10 +46,10 @@ def test_every_step_dbt_node_and_statement_is_timed(profiled):
     assert set(result["steps_cpu_s"]) == set(result["steps_s"])
     assert result["wall_s"] >= sum(result["steps_s"].values()) * 0.99
     names = {name for _, name in result["dbt_nodes_s"]}
-    assert {"stg_raw__orders", "int_invoices__settlement", "customer_tier_monthly"} <= names
+    assert {"int_orders__as_of", "int_invoices__settlement", "customer_tier_monthly"} <= names
     assert result["dbt_nodes_total_s"] > 0
     statements = " ".join(text for _, text in result["sql_statements_s"])
-    assert "load_scratch.checked_orders" in statements      # tiering.load, via tiering.warehouse.connect
+    assert "landing.partitions" in statements               # tiering.warehouse.register_landing, via connect
     assert "purchase_days" in statements                     # tiering.potential's own connection
     assert result["functions_s"]["tiering.quality:build_gate"] > 0
     assert set(result["speed_probe_s"]) == {"before", "after"} and all(s > 0 for s in result["speed_probe_s"].values())
@@ -65,19 +65,24 @@ def test_the_month_ran_on_the_copy_and_the_base_is_untouched(profiled):
     assert status == "success" and landing_dir.startswith(str(copy.parent))
     fit = query(copy, "select status, message from potential.fit_log where run_id = ?", [profiled["result"]["run_id"]])
     assert fit[0][0] == "ok" and "fitted on 100 of" in fit[0][1], fit
-    # the base's landed batches are linked (immutable), the month's own batch is landed in the copy
-    batches = {p.name: p for p in (copy.parent / "landing").iterdir()}
-    run_id = profiled["result"]["run_id"]
-    assert not batches.pop(run_id).is_symlink() and batches and all(p.is_symlink() for p in batches.values())
+    # the base's partition files are linked (immutable); the catalog and the run manifests are the copy's own,
+    # naming the copy's files; the month read the partitions its base run read (no restatement, nothing new)
+    root, base_root = copy.parent / "landing", profiled["base"].parent / "landing"
+    files = sorted(root.rglob("v*.parquet"))
+    assert files and all(f.is_symlink() and f.resolve().is_relative_to(base_root.resolve()) for f in files)
+    assert not (root / "_catalog.json").is_symlink() and str(base_root) not in (root / "_catalog.json").read_text()
+    manifest = json.loads(Path(landing_dir).read_text())
+    assert not Path(landing_dir).is_symlink() and manifest["restatement"] is False
+    assert all(str(root) in p["file"] for t in manifest["tables"].values() for p in t["partitions"].values())
+    assert not any(t["landed"] for t in manifest["tables"].values())
     assert query(copy, "select mode, path from audit.publish_state")[0] == (
         "by month", str(copy.parent / "published" / "tiering_bi.duckdb"))
     assert query(profiled["base"], "select count(*) from audit.runs")[0][0] == profiled["runs_before"]
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--keep-staging-state"], "--keep-staging-state needs --copy-from"),
     (["--copy-from", "/nonexistent/tiering.duckdb"], "no such warehouse file"),
-    (["--functions", "tiering.load:no_such_function"], "is no function"),
+    (["--functions", "tiering.landing:no_such_function"], "is no function"),
 ])
 def test_usage_errors_say_what_to_do(tmp_path, args, message):
     proc = _profile("--month", "2024-04", "--source", str(tmp_path), "--warehouse", str(tmp_path / "w.duckdb"), *args)
