@@ -123,15 +123,15 @@ def test_customer_keys_are_written_for_new_customers_and_all_again_for_a_new_sec
     con = duckdb.connect(str(tmp_path / "wh.duckdb"))
     for statement in potential.DDL:
         con.execute(statement)
-    con.execute("create schema staging; create table staging.stg_raw__customers (customer_id varchar)")
-    con.execute("insert into staging.stg_raw__customers values ('C1'), ('C2')")
+    con.execute("create schema intermediate; create table intermediate.int_customers__as_of (customer_id varchar)")
+    con.execute("insert into intermediate.int_customers__as_of values ('C1'), ('C2')")
 
     def keys():
         return con.execute("select customer_id, customer_key from potential.customer_keys order by 1").fetchall()
 
     assert potential.refresh_customer_keys(con) == 2
     first_key = keys()[0][1]
-    con.execute("insert into staging.stg_raw__customers values ('C3')")
+    con.execute("insert into intermediate.int_customers__as_of values ('C3')")
     assert potential.refresh_customer_keys(con) == 1                  # C1 and C2 keep their keys
     assert keys() == [(c, customer_key(c)) for c in ("C1", "C2", "C3")]
     monkeypatch.setenv("TIERING_PSEUDONYM_KEY", "another secret")
@@ -157,14 +157,14 @@ def test_horizon_days_counts_calendar_months():
 def _warehouse(tmp_path: Path, orders: list[tuple[str, str, float]], status: str = "completed") -> Path:
     path = tmp_path / "wh.duckdb"
     con = duckdb.connect(str(path))
-    con.execute("create schema staging; create schema intermediate")
+    con.execute("create schema intermediate")
     frame = pd.DataFrame(orders, columns=["customer_id", "ordered_at", "amount_reporting"])
     frame["ordered_at"] = pd.to_datetime(frame["ordered_at"])
     con.register("o", frame)
     con.execute(f"""create table intermediate.int_orders__in_reporting_currency as
                     select customer_id, ordered_at, '{status}' as order_status,
                            cast(amount_reporting as decimal(18, 4)) as amount_reporting from o""")
-    con.execute("create table staging.stg_raw__customers as select distinct customer_id from o")
+    con.execute("create table intermediate.int_customers__as_of as select distinct customer_id from o")
     con.close()
     return path
 
