@@ -50,7 +50,7 @@ def test_any_month_from_1900_can_run(dag):
 
 
 def test_task_order(dag):
-    steps = ["start_run", "extract_and_land", "gate_landed", "load_raw", "transform_staging",
+    steps = ["start_run", "extract_and_land", "gate_landed", "transform_staging",
              "gate_staging", "score_potential", "transform_marts", "gate_marts", "publish",
              "publish_postgres", "finish_run"]
     assert sorted(dag.task_ids) == sorted(steps)
