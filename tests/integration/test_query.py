@@ -49,7 +49,7 @@ def secret_file(tmp_path) -> Path:
 
 @pytest.mark.parametrize("live", [False, True], ids=["published", "live"])
 @pytest.mark.parametrize("attack", [
-    "attach_live",        # read raw.customers (names, e-mails) through the live warehouse
+    "attach_live",        # read the live warehouse (its landed rows: landing views, staging) from the published copy
     "attach_live_only",
     "copy_over_warehouse",
     "copy_to_file",
@@ -68,7 +68,7 @@ def test_query_refuses_anything_beyond_the_database(capsys, warehouse, secret_fi
     before = _fingerprint(warehouse, target)
     out_file = tmp_path / "out.csv"
     sql = {
-        "attach_live": f"attach '{warehouse}' as l (read_only); select name, email from l.raw.customers",
+        "attach_live": f"attach '{warehouse}' as l (read_only); select * from l.staging.stg_landing__customers",
         "attach_live_only": f"attach '{warehouse}' as l (read_only)",
         "copy_over_warehouse": f"copy (select 'oops') to '{warehouse}' (format csv, header false)",
         "copy_to_file": f"copy (select * from marts.tier_policy) to '{out_file}'",
@@ -125,6 +125,10 @@ def test_marts_query_returns_the_published_rows(capsys, demo_warehouse):
         select count(*) as months from (select distinct month from marts.customer_tier_monthly)""")
     assert (code, err) == (0, "")
     assert re.search(r"│\s+4\s+│", out), out
-    # the live warehouse keeps more than the marts: raw is readable there (--live), never the files around it
-    code, out, _ = _query(capsys, demo_warehouse, "select count(*) > 0 as has_rows from raw.orders", live=True)
+    # the live warehouse keeps more than the marts: the typed change log is readable there (--live), never the
+    # files around it (the landing views read the change log's Parquet files: refused)
+    code, out, _ = _query(capsys, demo_warehouse, "select count(*) > 0 as has_rows from staging.stg_landing__orders",
+                          live=True)
     assert code == 0 and "true" in out
+    code, out, err = _query(capsys, demo_warehouse, "select count(*) from landing.orders", live=True)
+    assert code == 1 and err.startswith("tiering: error: query refused on ")
