@@ -38,7 +38,7 @@ def test_a_null_in_a_listed_column_fails_its_models_not_null_test(demo_warehouse
     warehouse = tmp_path / "tiering.duckdb"
     shutil.copy(demo_warehouse, warehouse)
     spec = latest_run_spec(warehouse, DEFAULT_RULES)
-    select = ("--select", "not_null_columns_customer_tier_monthly", "not_null_columns_stg_raw__orders")
+    select = ("--select", "not_null_columns_customer_tier_monthly", "test_name:not_null_columns,int_orders__as_of")
     run_dbt("test", spec, load_rules(), *select)
     with duckdb.connect(str(warehouse)) as con:
         con.execute("update marts.customer_tier_monthly set customer_code = null "
