@@ -38,13 +38,13 @@ def credit_sql(tmp_path_factory) -> list[str]:
 def con(credit_sql):
     con = duckdb.connect()
     con.execute("attach ':memory:' as tiering; use tiering; set TimeZone = 'UTC'")
-    con.execute("create schema staging; create schema intermediate")
-    con.execute("""create table staging.stg_raw__invoices (invoice_id varchar, order_id varchar,
+    con.execute("create schema intermediate")
+    con.execute("""create table intermediate.int_invoices__as_of (invoice_id varchar, order_id varchar,
         customer_id varchar, issued_on date, due_on date, amount_due decimal(18, 4), currency varchar,
         updated_at timestamp)""")
-    con.execute("""create table staging.stg_raw__payments (payment_id varchar, invoice_id varchar,
+    con.execute("""create table intermediate.int_payments__as_of (payment_id varchar, invoice_id varchar,
         paid_at timestamp, amount decimal(18, 4), updated_at timestamp)""")
-    con.execute("create table staging.stg_raw__fx_rates (currency varchar, rate_month date, "
+    con.execute("create table intermediate.int_fx_rates__as_of (currency varchar, rate_month date, "
                 "rate_to_reporting decimal(18, 8))")
     con.execute("create table intermediate.int_customer_value_monthly as "
                 "select 'X' as customer_id, cast(1200 as decimal(18, 4)) as net_revenue")
@@ -53,12 +53,12 @@ def con(credit_sql):
 
 
 def grade_of(con, credit_sql, invoices, payments) -> tuple[int | None, str]:
-    con.execute("delete from staging.stg_raw__invoices; delete from staging.stg_raw__payments")
+    con.execute("delete from intermediate.int_invoices__as_of; delete from intermediate.int_payments__as_of")
     for i, (issued, term, amount) in enumerate(invoices):
-        con.execute("insert into staging.stg_raw__invoices values (?, null, 'X', ?, ?, ?, 'EUR', ?)",
+        con.execute("insert into intermediate.int_invoices__as_of values (?, null, 'X', ?, ?, ?, 'EUR', ?)",
                     [f"I{i}", issued, issued + timedelta(days=term), amount, issued])
     for j, (invoice, paid, amount) in enumerate(payments):
-        con.execute("insert into staging.stg_raw__payments values (?, ?, ?, ?, ?)",
+        con.execute("insert into intermediate.int_payments__as_of values (?, ?, ?, ?, ?)",
                     [f"P{j}", f"I{invoice}", paid, amount, paid])
     for name, sql in credit_sql:
         con.execute(f"create or replace table intermediate.{name} as {sql}")
