@@ -91,7 +91,8 @@ def test_quarantined_order_kept_with_reason(fixture_warehouse):
     rows = con.execute("select source_table, source_line, rule, reason from quarantine.rejected_rows "
                        "where run_id = ?", [run["run_id"]]).fetchall()
     con.close()
-    assert rows == [("orders", 12, "negative_amount", "negative amount in 'amount': -10.00")]
+    assert rows == [("orders", 12, "negative_amount",
+                     "negative amount in 'amount': -10.00 (only a credit_note may be negative)")]
 
 
 def test_summary_shares_sum_to_one(fixture_warehouse):
