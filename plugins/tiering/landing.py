@@ -96,8 +96,10 @@ def read_manifest(spec: RunSpec) -> dict:
 
 def _content(spec: TableSpec) -> str:
     """SQL: a 64-bit hash of a row's landed values (not its line: a re-export in another order is
-    the same partition)."""
-    values = ", ".join(f"coalesce({c}, chr(0))" for c in spec.landed_columns)
+    the same partition). A missing value hashes as an empty one, as the row rules read both: so an
+    optional column absent from the file (NULL) and present but empty ('' in a CSV) are the same
+    history."""
+    values = ", ".join(f"coalesce({c}, '')" for c in spec.landed_columns)
     return f"md5_number_lower(concat_ws(chr(31), {values}))"
 
 

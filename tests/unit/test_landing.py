@@ -272,6 +272,21 @@ def test_a_re_export_in_another_row_order_is_no_change(tmp_path, warehouse):
         {f: b for f, b in before.items() if f != "_catalog.json"}
 
 
+def test_an_optional_column_added_empty_or_dropped_is_no_change(tmp_path, warehouse):
+    """orders.original_order_id absent from the file (NULL) or present and empty ('') is the same
+    history: a source that gains or drops the optional column restates nothing."""
+    source = _source(tmp_path / "src")
+    january = _land(source, warehouse, "2024-01")
+    _finished(warehouse, january)
+    write_source(source, extra_columns={"orders": ("original_order_id",)}, **ROWS)
+    again = _land(source, warehouse, "2024-01")
+    assert again["tables"]["orders"]["source_read"] and again["tables"]["orders"]["landed"] == []
+    assert again["tables"]["orders"]["partitions"] == january["tables"]["orders"]["partitions"]
+    assert _expected_fingerprints("orders") == {
+        p: fingerprint("orders", [ORDERS[line - 2] for line in lines], ("original_order_id",))
+        for p, lines in _in_january(ORDER_PARTITIONS).items()}
+
+
 # --- a changed history --------------------------------------------------------------------------------
 
 # version 2 of the source: in January's partitions, K2 changed (region), O2 gone, O1's January row
