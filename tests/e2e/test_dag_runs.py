@@ -47,42 +47,76 @@ def test_two_months_through_the_dag(in_order):
     assert Path(warehouse.parent / "published" / "tiering_bi.duckdb").exists()
 
 
-def test_raw_plus_quarantine_equals_extracted(in_order):
+# the relation holding a table's rows as the last month run checked them (rejection_rule NULL: valid)
+CHECKED = {"customers": "staging.stg_landing__customers", "fx_rates": "staging.stg_landing__fx_rates",
+           "orders": "intermediate.int_orders__checked", "invoices": "intermediate.int_invoices__checked",
+           "payments": "intermediate.int_payments__checked",
+           "tier_overrides": "intermediate.int_tier_overrides__checked"}
+IN_REACH = "(landing_partition <= ? or landing_partition = 'unparseable')"
+
+
+def _manifest(spec: RunSpec) -> dict:
+    import json
+
+    return json.loads(spec.landing_manifest.read_text())
+
+
+def test_valid_plus_quarantined_equals_landed(in_order):
+    """Nothing lost: each run read the partitions its manifest names (their rows as counted at
+    landing, all typed by staging); every row it quarantined is one of them; and for the month run
+    last (whose month the checked views hold) valid + quarantined = read, per table."""
     warehouse, specs = in_order
     for spec in specs:
-        manifest_rows = {}
-        import json
-        manifest = json.loads((spec.landing_dir / "_manifest.json").read_text())
+        manifest = _manifest(spec)
+        assert manifest["run_id"] == spec.run_id and manifest["month"] == f"{spec.month:%Y-%m}"
         for table, meta in manifest["tables"].items():
-            landed = _rows(warehouse,
-                           f"select count(*) from read_parquet('{spec.landing_dir / meta['landed_file']}')")[0][0]
-            in_batch = _rows(warehouse,
-                             "select count(*) from raw.batch_members where batch_id = ? and source_table = ?",
-                             [spec.run_id, table])[0][0]
-            quarantined = _rows(warehouse, "select count(*) from quarantine.rejected_rows where run_id = ? "
-                                           "and source_table = ?", [spec.run_id, table])[0][0]
-            assert landed == meta["rows"] == in_batch + quarantined, (spec.month, table)
-            manifest_rows[table] = landed
-        # every batch row points at a raw row
-        orphans = _rows(warehouse, """select count(*) from raw.batch_members b where batch_id = ? and not exists (
-            select 1 from raw.orders o where o._row_key = b.row_key) and source_table = 'orders'""", [spec.run_id])
-        assert orphans[0][0] == 0
+            files = [p["file"] for p in meta["partitions"].values()]
+            assert all(p <= f"{spec.month:%Y-%m}" or p == "unparseable" for p in meta["partitions"])
+            landed = _rows(warehouse, "select count(*) from read_parquet(?)", [files])[0][0] if files else 0
+            typed = _rows(warehouse, f"select count(*) from staging.stg_landing__{table} "
+                                     f"where list_contains(?, landing_file)", [files])[0][0]
+            assert landed == meta["rows"] == typed, (spec.month, table)
+            # every quarantined row is a row the run read
+            quarantined = "select landing_partition, source_line from quarantine.rejected_rows " \
+                          "where run_id = ? and source_table = ?"
+            strays = _rows(warehouse, f"select count(*) from ({quarantined} except "
+                                      f"select landing_partition, _source_line from read_parquet(?))",
+                           [spec.run_id, table, files])[0][0] if files else \
+                len(_rows(warehouse, quarantined, [spec.run_id, table]))
+            assert strays == 0, (spec.month, table)
+    last = specs[-1]
+    month = f"{last.month:%Y-%m}"
+    for table, meta in _manifest(last)["tables"].items():
+        valid = _rows(warehouse, f"select count(*) from {CHECKED[table]} where {IN_REACH} and rejection_rule is null",
+                      [month])[0][0]
+        quarantined = _rows(warehouse, "select count(*) from quarantine.rejected_rows where run_id = ? "
+                                       "and source_table = ?", [last.run_id, table])[0][0]
+        assert valid + quarantined == meta["rows"], table
+    assert _rows(warehouse, "select count(*) from quarantine.rejected_rows where run_id = ?", [last.run_id])[0][0] > 0
 
 
 def test_rerun_of_a_month_is_identical_but_for_run_id(in_order, demo_source):
+    from tiering.pipeline import input_checksum
+    from tiering.settings import landing_root
+
     warehouse, specs = in_order
     before = _rows(warehouse, COMPARED)
-    raw_before = _rows(warehouse, "select count(*) from raw.orders")
+    files_before = sorted(landing_root(warehouse).rglob("v*.parquet"))
     rerun = _run(demo_source, warehouse, MONTHS[1])
     assert _rows(warehouse, COMPARED) == before
-    assert _rows(warehouse, "select count(*) from raw.orders") == raw_before  # no duplicated raw rows
+    # the rerun landed nothing (the change log holds every row once) and read the first run's partitions
+    assert sorted(landing_root(warehouse).rglob("v*.parquet")) == files_before
+    first, again = _manifest(specs[1]), _manifest(rerun)
+    assert not any(t["landed"] for t in again["tables"].values())
+    assert input_checksum(again) == input_checksum(first)
+    assert _rows(warehouse, "select count(distinct input_checksum) from audit.runs where month = ?",
+                 [MONTHS[1]]) == [(1,)]
     assert _rows(warehouse, "select distinct run_id from marts.customer_tier_monthly where month = ?",
                  [MONTHS[1]]) == [(rerun.run_id,)]
-    # the audit keeps both runs of the month
+    # the audit keeps both runs of the month, each with its own manifest
     assert _rows(warehouse, "select count(distinct run_id) from audit.customer_tier_results where month = ?",
                  [MONTHS[1]])[0][0] == 2
-    # each run landed its own immutable folder
-    assert rerun.landing_dir != specs[1].landing_dir and specs[1].landing_dir.exists()
+    assert rerun.landing_manifest != specs[1].landing_manifest and specs[1].landing_manifest.exists()
 
 
 def test_months_out_of_order_give_the_same_result(in_order, demo_source, tmp_path_factory):
