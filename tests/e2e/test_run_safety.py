@@ -4,8 +4,10 @@ Everything goes through the command line (`tiering run` and the publishing comma
 subprocesses) on a copy of the session's demo warehouse (2024-01..2024-04 run successfully), one
 scenario in order (module fixture), each bullet checked by its own test:
 
-1. `tiering run --month 2024-05`, SIGTERM while it lands: stopped at the next step boundary, failed.
-2. `tiering run --month 2024-04`, SIGKILL while it lands: left 'running' by the dead process.
+1. `tiering run --month 2024-05`, SIGTERM while it lands (or just after): stopped at the next step
+   boundary, failed.
+2. `tiering run --month 2024-04`, SIGKILL while it lands (or just after): left 'running' by the dead
+   process.
 3. `tiering run --month 2024-02` after a customer was deleted from the code registry: the rerun
    numbers it anew, so the dbt test assert_customer_tier_monthly_customer_code_valid fails after
    the marts were built. Its start marks the killed run 'abandoned'.
@@ -62,8 +64,10 @@ def _tiering(*args: str) -> subprocess.CompletedProcess:
 
 
 def _run_then_signal(source: Path, warehouse: Path, month: str, sig: int, log: Path) -> tuple[str, int, str]:
-    """Start `tiering run`, send `sig` once the run is landing its data (its landing folder exists),
-    wait for the process; (run_id, exit status, stderr)."""
+    """Start `tiering run`, send `sig` once the run is landing its data or has just landed it (its
+    scratch folder landing/_tmp/<run_id> or its manifest landing/_runs/<run_id>.json exists), wait
+    for the process; (run_id, exit status, stderr)."""
+    landing = warehouse.parent / "landing"
     with open(log, "w") as out, open(log.with_suffix(".err"), "w") as err:
         proc = subprocess.Popen([TIERING, "run", "--source", str(source), "--month", month,
                                  "--warehouse", str(warehouse)], stdout=out, stderr=err)
@@ -75,7 +79,7 @@ def _run_then_signal(source: Path, warehouse: Path, month: str, sig: int, log: P
                 for line in log.read_text().splitlines():   # "[1/1] 2024-05 run <run_id> ..."
                     if line.startswith("[1/1]") and " run " in line:
                         run_id = line.split(" run ", 1)[1].split()[0]
-            if run_id and (warehouse.parent / "landing" / run_id).exists():
+            if run_id and ((landing / "_tmp" / run_id).exists() or (landing / "_runs" / f"{run_id}.json").exists()):
                 proc.send_signal(sig)
                 break
             time.sleep(0.2)
