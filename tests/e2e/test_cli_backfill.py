@@ -79,7 +79,7 @@ def test_the_log_file_holds_dbt_ge_and_airflow_output(backfilled):
     log = log_path.read_text()
     assert "Running with dbt=" in log and "OK created sql table model marts_pending.tier_policy" in log   # dbt's runner
     assert "INFO tiering.quality: quality gate landed for 2024-01" in log                        # GE gates
-    assert "INFO tiering.pipeline: landed " in log                                               # the pipeline
+    assert "INFO tiering.pipeline: change log " in log                                           # the pipeline
     assert "WARNING tiering.user: 2024-02: a warning the user must see" in log
     for step in ("start_run", "transform_marts", "finish_run"):
         assert f"--- 2024-02 {step}" in log
