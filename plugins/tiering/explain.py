@@ -149,8 +149,9 @@ def _format_inputs(inputs: dict) -> list[str]:
     if not inputs["available"]:
         return [f"input partitions  unknown: the run's landing manifest {inputs['manifest'] or '(none recorded)'} "
                 f"is gone"]
-    check = "matches" if inputs["checksum_matches"] else "DIFFERS from"
-    lines = [f"input partitions  from {inputs['manifest']} (its fingerprints {check} the run's input checksum)"]
+    check = ("they give the run's input checksum" if inputs["checksum_matches"] else
+             "they do NOT give the run's input checksum: the manifest was changed after the run")
+    lines = [f"input partitions  from {inputs['manifest']} ({check})"]
     for t in inputs["tables"]:
         read = ", ".join(f"{p['partition']} v{p['version']} ({p['rows']} rows, #{p['hash']})" for p in t["partitions"])
         lines.append(f"  {t['source_table']}: {t['source_file'] or 'no source file'}, {t['rows']} rows read, "
