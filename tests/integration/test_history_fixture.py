@@ -16,6 +16,7 @@ import json
 import random
 from datetime import date
 
+import duckdb
 import pytest
 
 from tests.conftest import run_steps
@@ -190,10 +191,44 @@ def test_explain_gives_the_hand_computed_numbers(in_order, capsys):
     assert "prior share      80.0000%   cumulative share 100.0000%" in text
     assert "pareto: A if prior_share < 0.8; B if prior_share < 0.95; else C" in text
     assert "matrix[B][unrated] = B" in text
+    # what the run read: the change-log partition versions of each table, with their fingerprints
+    manifest = RunSpec.from_conf(runs["2024-02"]).landing_manifest
+    assert f"input partitions  from {manifest} (they give the run's input checksum)" in text
+    assert "  orders: orders.csv, 4 rows read, 0 quarantined by this run; 2024-01 v1 (2 rows, #" in text
+    assert "  customers: customers.csv, 4 rows read, 0 quarantined by this run; 2023-01 v1 (3 rows, #" in text
+    assert "  invoices: no source file, 0 rows read, 0 quarantined by this run; no partition" in text
     assert main(["explain", "--customer", "W1", "--month", "2024-02", "--warehouse", str(warehouse), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["customer"]["value_rank"] == 2 and data["customer"]["run_id"] == runs["2024-02"]["run_id"]
     assert data["thresholds"] == {"a_share": 0.8, "b_share": 0.95}
+    inputs = data["inputs"]
+    assert inputs["available"] and inputs["checksum_matches"] and inputs["manifest"] == str(manifest)
+    read = {t["source_table"]: [(p["partition"], p["version"], p["rows"]) for p in t["partitions"]]
+            for t in inputs["tables"]}
+    assert read == {"customers": [("2023-01", 1, 3), ("2024-02", 1, 1)],
+                    "orders": [("2024-01", 1, 2), ("2024-02", 1, 2)],
+                    "tier_overrides": [("2024-01", 1, 1)], "invoices": [], "payments": [], "fx_rates": []}
+    assert all(p["hash"] and p["landed_by"] == runs["2024-01"]["run_id"] for t in inputs["tables"]
+               for p in t["partitions"] if p["partition"] < "2024-02")
+
+
+def test_explain_says_when_the_runs_manifest_is_gone(in_order, capsys, tmp_path):
+    """A run's landing manifest removed (by hand, or by a retention): explain says so, the rest stays."""
+    import shutil
+
+    from tiering.cli import main
+
+    warehouse, runs = in_order
+    copy = tmp_path / "tiering.duckdb"
+    shutil.copy(warehouse, copy)
+    con = duckdb.connect(str(copy))
+    con.execute("update audit.runs set landing_dir = ? where run_id = ?",
+                [str(tmp_path / "gone.json"), runs["2024-02"]["run_id"]])
+    con.close()
+    assert main(["explain", "--customer", "W1", "--month", "2024-02", "--warehouse", str(copy)]) == 0
+    text = capsys.readouterr().out
+    assert "final tier B (value tier B, credit grade unrated)" in text
+    assert f"input partitions  unknown: the run's landing manifest {tmp_path / 'gone.json'} is gone" in text
 
 
 def test_explain_unknown_customer_or_month_fails_clearly(in_order, capsys):
