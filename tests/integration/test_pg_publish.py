@@ -7,9 +7,11 @@ Reads the session's `demo_warehouse` (never writes it).
 """
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from datetime import date
+from pathlib import Path
 
 import pytest
 
@@ -109,6 +111,18 @@ def test_the_months_rows_equal_duckdbs(pg, demo_warehouse):
     assert _pg_rows(dsn, "select run_id, month, status from audit.runs order by run_id") == \
         _duck_rows(demo_warehouse, "select run_id, month, status from audit.runs order by run_id")
     assert pg["results"][APRIL]["rows"]["bi.customer_tier_monthly"] == len(expected)
+    # what each published run read: its change-log partition versions, as its landing manifest names them
+    for month in (MARCH, APRIL):
+        run_id = pg["results"][month]["run_id"]
+        (manifest_path,) = _duck_rows(demo_warehouse, "select landing_dir from audit.runs where run_id = ?",
+                                      (run_id,))[0]
+        manifest = json.loads(Path(manifest_path).read_text())
+        expected = sorted((table, partition, v["version"], v["rows"], v["hash"])
+                          for table, t in manifest["tables"].items() for partition, v in t["partitions"].items())
+        assert _pg_rows(dsn, "select source_table, landing_partition, version, rows, content_hash "
+                             "from audit.run_partitions where run_id = %s and month = %s order by 1, 2",
+                        (run_id, month)) == expected
+        assert expected and all(p <= f"{month:%Y-%m}" or p == "unparseable" for _, p, *_ in expected)
 
 
 @pytest.mark.postgres
