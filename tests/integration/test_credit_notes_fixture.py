@@ -185,7 +185,7 @@ def test_credit_notes_loaded_and_quarantined_by_their_rules(warehouse):
                                                                 ("S07N", "negative_amount")]
     assert "150.00" in quarantined[0]["reason"]
     staged = _rows(warehouse, """
-        select order_id, order_status, cast(amount as double) as amount from staging.stg_raw__orders
+        select order_id, order_status, cast(amount as double) as amount from intermediate.int_orders__as_of
         where order_status = 'credit_note' order by order_id""")
     # every other credit note is kept, whether its original order is in the source (R02, R03, R04,
     # R08) or not (R05, R06: returns of orders older than the source's history)
@@ -211,17 +211,21 @@ def test_the_potential_model_sees_completed_orders_only(warehouse):
 
 
 def test_a_file_without_original_order_id_is_valid(tmp_path):
-    """The column is optional: a source without it loads its credit notes as well."""
-    from tiering import landing, load
-    from tiering.rules import load_rules
-    from tiering.runspec import RunSpec
+    """The column is optional: a source without it has its credit notes valid as well (landing and
+    the row rules of staging, without the rest of the month)."""
+    from tiering import pipeline
 
     source = write_source(tmp_path / "source", customers=[customer("C1")], orders=[
         order("O1", "C1", "100.00", ordered_at="2024-03-02T10:00:00"),
         credit_note("O2", "C1", "-40.00", "2024-03-03T10:00:00")])
     assert "original_order_id" not in (source / "orders.csv").read_text().splitlines()[0]
-    spec = RunSpec(month=date(2024, 3, 1), run_id="credit-no-original", source_dir=source,
-                   warehouse=tmp_path / "wh" / "tiering.duckdb")
-    landing.extract_and_land(spec)
-    counts = load.load_raw(spec, load_rules())
-    assert (counts["orders"]["loaded"], counts["orders"]["quarantined"]) == (2, 0)
+    warehouse = tmp_path / "wh" / "tiering.duckdb"
+    run = pipeline.start_run({"month": "2024-03", "source_dir": str(source), "warehouse": str(warehouse)})
+    for step in ("extract_and_land", "transform_staging"):
+        getattr(pipeline, step)(run)
+    assert _rows(warehouse, "select order_id, order_status, cast(amount as double) as amount, original_order_id "
+                            "from intermediate.int_orders__as_of order by order_id") == [
+        {"order_id": "O1", "order_status": "completed", "amount": 100.0, "original_order_id": None},
+        {"order_id": "O2", "order_status": "credit_note", "amount": -40.0, "original_order_id": None}]
+    assert _rows(warehouse, "select count(*) as n from quarantine.rejected_rows where source_table = 'orders'") == \
+        [{"n": 0}]
