@@ -218,11 +218,12 @@ def _describe(con: duckdb.DuckDBPyConnection, held: dict, read: Path, partitions
     listed = ", ".join(map(sql_literal, partitions))
     landed = (f"select landing_partition, _hash from read_parquet([{files}])" if files
               else "select null::varchar as landing_partition, null::ubigint as _hash where false")
+    # (fetchall: a result left unfinished makes the next table's con.register of a CSV fail on DuckDB 2)
     gone, added = con.execute(f"""
         with before as ({landed}),
              now as (select landing_partition, _hash from {_read_rows(read)} where landing_partition in ({listed}))
         select (select count(*) from (select * from before except all select * from now)),
-               (select count(*) from (select * from now except all select * from before))""").fetchone()
+               (select count(*) from (select * from now except all select * from before))""").fetchall()[0]
     shown = ", ".join(sorted(partitions)[:6]) + (", ..." if len(partitions) > 6 else "")
     return f"{len(partitions)} month(s) changed ({shown}): {gone} row(s) gone, {added} row(s) new or changed"
 

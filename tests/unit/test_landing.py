@@ -318,6 +318,19 @@ def test_a_changed_history_fails_a_plain_run_and_writes_nothing(tmp_path, wareho
     assert not any((warehouse.parent / "landing" / "_tmp").glob("*"))
 
 
+def test_a_changed_table_followed_by_a_csv_table_is_reported_as_a_change(tmp_path, warehouse):
+    """The change's description must leave the connection free for the next table's CSV (invoices
+    is compared right after orders): the run fails with the one-line summary, nothing else."""
+    invoices = [{"invoice_id": "I1", "order_id": "O1", "customer_id": "K1", "issued_on": "2024-01-06",
+                 "due_on": "2024-02-05", "amount_due": "10.00", "currency": "EUR", "updated_at": "2024-01-06T10:00:00"}]
+    source = _source(tmp_path / "src", invoices=invoices)
+    _finished(warehouse, _land(source, warehouse, "2024-01"))
+    _source(source, orders=ORDERS_V2, invoices=invoices)
+    run = pipeline.start_run({"month": "2024-02", "source_dir": str(source), "warehouse": str(warehouse)})
+    with pytest.raises(landing.SourceChangedError, match=r"\(orders: 1 month\(s\) changed \(2024-01\)"):
+        pipeline.extract_and_land(run)
+
+
 def test_restate_lands_the_changed_partitions_as_new_versions_and_keeps_the_old(tmp_path, warehouse):
     source = _source(tmp_path / "src")
     january = _land(source, warehouse, "2024-01")
