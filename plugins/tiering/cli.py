@@ -3,8 +3,8 @@
     tiering demo-data --out DIR [--customers N] [--months N] [--seed S]
     tiering run       --source DIR --month YYYY-MM [--restate] [--provisional] [--warehouse FILE] [--rules FILE]
                       [--verbose]
-    tiering backfill  --source DIR --start YYYY-MM --end YYYY-MM [--warehouse FILE] [--rules FILE] [--force]
-                      [--verbose]
+    tiering backfill  --source DIR --start YYYY-MM --end YYYY-MM [--restate] [--warehouse FILE] [--rules FILE]
+                      [--force] [--verbose]
     tiering status    [--warehouse FILE] [--json]
     tiering explain   --customer ID --month YYYY-MM [--warehouse FILE] [--json]
     tiering dq-report --month YYYY-MM [--run-id ID] [--warehouse FILE] [--json]
@@ -73,6 +73,10 @@ def _parser() -> argparse.ArgumentParser:
     warehouse_and_rules(backfill)
     backfill.add_argument("--force", action="store_true",
                           help="rerun months whose last successful run had the same rules and source")
+    backfill.add_argument("--restate", action="store_true",
+                          help="run the months as restatements (see run --restate): after a correction of the "
+                               "source's history, each month whose source or rules changed is recomputed from "
+                               "the new partition versions; unchanged months are still skipped (unless --force)")
     backfill.add_argument("--verbose", action="store_true", help="stream dbt, GE and Airflow output (else: log file)")
 
     status = sub.add_parser("status", help="per month: last run, last success (rules, input), published")
@@ -284,7 +288,8 @@ def cmd_backfill(args: argparse.Namespace) -> None:
 
     months = month_range(parse_month(args.start), parse_month(args.end))
     check_month_ended(months[-1])  # a backfill computes ended months only
-    _run_months(args.source, months, args.warehouse, args.rules, skip_unchanged=not args.force, verbose=args.verbose)
+    _run_months(args.source, months, args.warehouse, args.rules, restate=args.restate, skip_unchanged=not args.force,
+                verbose=args.verbose)
 
 
 def cmd_explain(args: argparse.Namespace) -> None:

@@ -113,3 +113,46 @@ def test_status_after_the_resume(backfilled, capsys):
     assert [(m["month"], m["last_status"], m["runs"], m["published"]) for m in status["months"]] == [
         ("2024-01", "success", 1, True), ("2024-02", "success", 1, True), ("2024-03", "success", 2, True)]
     assert status["latest_published_month"] == "2024-03" and status["open_runs"] == []
+
+
+def test_a_corrected_history_is_backfilled_with_restate(tmp_path):
+    """The source's January is corrected after January and February were computed: a plain
+    backfill refuses (the change log holds another January), `backfill --restate` recomputes both
+    months from the new partition versions, with the restatement diff of each, and run again it
+    skips them (unchanged since)."""
+    from tests.fixtures.sources import customer, order, write_source
+
+    customers = [customer("B1"), customer("B2"), customer("B3")]
+    orders = [order("J1", "B1", "500.00"), order("J2", "B2", "300.00"), order("J3", "B3", "100.00"),
+              order("F1", "B3", "50.00", ordered_at="2024-02-10T10:00:00")]
+    source = write_source(tmp_path / "source", customers=customers, orders=orders)
+    warehouse = tmp_path / "wh" / "tiering.duckdb"
+    argv = ["backfill", "--source", str(source), "--start", "2024-01", "--end", "2024-02",
+            "--warehouse", str(warehouse)]
+    assert main(argv) == 0
+    # the correction: B3's January order was 900.00, not 100.00 (B3 moves up to A in January and February)
+    write_source(source, customers=customers, orders=[*orders[:2], order("J3", "B3", "900.00"), orders[3]])
+
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        assert main(argv) == 1
+    assert "orders: 1 month(s) changed (2024-01)" in err.getvalue() and "--restate" in err.getvalue()
+    assert main([*argv, "--restate"]) == 0
+    runs = _rows(warehouse, "select strftime(month, '%Y-%m'), restatement from audit.runs where status = 'success' "
+                            "order by started_at")
+    assert runs == [("2024-01", False), ("2024-02", False), ("2024-01", True), ("2024-02", True)]
+    tiers = _rows(warehouse, "select strftime(month, '%Y-%m'), final_tier from marts.customer_tier_monthly "
+                             "where customer_id = 'B3' order by month")
+    assert [t for _, t in tiers] == ["A", "A"]
+    diffs = _rows(warehouse, """select strftime(d.month, '%Y-%m'), d.previous_value, d.restated_value
+                                from audit.restatement_diffs d where customer_id = 'B3' and column_name = 'final_tier'
+                                order by d.month""")
+    assert [(m, restated) for m, _, restated in diffs] == [("2024-01", "A"), ("2024-02", "A")]
+    assert all(previous != "A" for _, previous, _ in diffs)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main([*argv, "--restate"]) == 0
+    assert out.getvalue().count("skipped: unchanged since run") == 2
