@@ -20,9 +20,11 @@ A run for month M compares the source with the catalog, partition by partition, 
   - the partition `unparseable` is landed again whenever it differs: its rows count in no result.
 A source file byte for byte the one compared last (SHA-256) is not read at all when it was compared
 through a month at or after M, else only its rows of the later months are hashed and compared.
-Then, unless the run restates, its partition versions must be those the month's last successful
-run read (a later --restate may have replaced one). The run's manifest names every partition
-version it read, with its fingerprint: the input checksum and `tiering explain` use it.
+Then, unless the run restates, the partition versions it would read (the current ones, and the next
+version of those it lands) must be those the month's last successful run read (a later --restate
+may have replaced one): checked before anything is written, so a run failing it writes nothing.
+The run's manifest names every partition version it read, with its fingerprint: the input
+checksum and `tiering explain` use it.
 Files are written under `_tmp/<run_id>/` and moved into the log when every table is compared; the
 catalog is written last, so a killed run leaves nothing the next run would read.
 """
@@ -125,21 +127,25 @@ def extract_and_land(spec: RunSpec) -> dict:
         if changed and not spec.restate:
             raise SourceChangedError(f"the source's history up to {spec.month_text} differs from the change log "
                                      f"({'; '.join(changed)}); rerun with --restate to land it as a new version")
-        blank_forgotten(con, tmp, root)     # customers erased by `tiering forget`: their personal data stays out
+        # the catalog as it is once the written partitions are in the log (in memory until they are),
+        # so the partition versions the run reads: checked before any file is moved in
         now = datetime.now(UTC).isoformat(timespec="seconds")
         for name, plan in plans.items():
-            _publish(con, root, tmp, catalog, name, plan, spec, now)
+            _record(root, catalog, name, plan, spec, now)
+        manifest = {
+            "run_id": spec.run_id, "month": spec.month_text, "source_dir": str(Path(spec.source_dir).resolve()),
+            "as_of_cutoff": spec.as_of_cutoff, "restatement": spec.restate, "landed_at": now,
+            "tables": {name: _run_entry(catalog, name, plan, spec.month_text) for name, plan in plans.items()},
+        }
+        if not spec.restate:
+            check_reproduces(spec, manifest)
+        blank_forgotten(con, tmp, root)     # customers erased by `tiering forget`: their personal data stays out
+        for name, plan in plans.items():
+            _move_in(root, tmp, catalog, name, plan)
     finally:
         con.close()
         shutil.rmtree(tmp, ignore_errors=True)
     atomic_write(root / CATALOG, json.dumps(catalog, indent=1, sort_keys=True))
-    manifest = {
-        "run_id": spec.run_id, "month": spec.month_text, "source_dir": str(Path(spec.source_dir).resolve()),
-        "as_of_cutoff": spec.as_of_cutoff, "restatement": spec.restate, "landed_at": now,
-        "tables": {name: _run_entry(catalog, name, plan, spec.month_text) for name, plan in plans.items()},
-    }
-    if not spec.restate:
-        check_reproduces(spec, manifest)
     atomic_write(spec.landing_manifest, json.dumps(manifest, indent=1, sort_keys=True))
     return manifest
 
@@ -259,9 +265,15 @@ def _write_partitions(con: duckdb.DuckDBPyConnection, table: TableSpec, read: Pa
 _TYPES = {"_source_line": "bigint", "_hash": "ubigint"}
 
 
-def _publish(con: duckdb.DuckDBPyConnection, root: Path, tmp: Path, catalog: dict, name: str, plan: dict,
-             spec: RunSpec, now: str) -> None:
-    """Move a table's written partitions into the log as their next version, and record them."""
+def _version_file(table: TableSpec, folder: str, partition: str, number: int) -> str:
+    """Where version `number` of a partition lies in the log `folder` (a table's, or its personal
+    columns'), relative to the landing root."""
+    return f"{folder}/{partition_key(table)}={partition}/v{number}.parquet"
+
+
+def _record(root: Path, catalog: dict, name: str, plan: dict, spec: RunSpec, now: str) -> None:
+    """Record in the catalog (in memory) what the run compared of a table, and its written
+    partitions as their next version (whose files _move_in moves into the log)."""
     table = TABLES[name]
     entry = catalog["tables"].setdefault(name, {"partitions": {}})
     if plan["compared"]:
@@ -274,14 +286,20 @@ def _publish(con: duckdb.DuckDBPyConnection, root: Path, tmp: Path, catalog: dic
     for partition, found in plan["written"].items():
         versions = entry["partitions"].setdefault(partition, [])
         number = len(versions) + 1
+        versions.append({"version": number, "rows": found["rows"], "hash": found["hash"], "landed_by": spec.run_id,
+                         "landed_at": now, "file": str(root / _version_file(table, name, partition, number))})
+
+
+def _move_in(root: Path, tmp: Path, catalog: dict, name: str, plan: dict) -> None:
+    """Move a table's written partitions into the log, as the versions _record gave them (read-only)."""
+    table = TABLES[name]
+    for partition in plan["written"]:
+        number = catalog["tables"][name]["partitions"][partition][-1]["version"]
         for folder in _parts(table):
-            target = root / folder / f"{partition_key(table)}={partition}" / f"v{number}.parquet"
+            target = root / _version_file(table, folder, partition, number)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(tmp / folder / f"{partition}.parquet", target)
             target.chmod(0o444)
-        versions.append({"version": number, "rows": found["rows"], "hash": found["hash"], "landed_by": spec.run_id,
-                         "landed_at": now, "file": str(root / name / f"{partition_key(table)}={partition}"
-                                                       / f"v{number}.parquet")})
 
 
 def _run_entry(catalog: dict, name: str, plan: dict, month: str) -> dict:

@@ -385,6 +385,38 @@ def test_a_plain_rerun_of_a_month_computed_from_a_restated_version_fails(tmp_pat
     assert again["tables"]["orders"]["partitions"]["2024-01"]["version"] == 2
 
 
+def test_a_rerun_failing_the_reproducibility_check_writes_nothing(tmp_path, warehouse):
+    """The versions a rerun would read are checked before anything is written: here the rerun of
+    February would also land a newer partition (invoices of February: the optional file appeared)
+    and a new version of `unparseable`; neither is written, nor is the catalog."""
+    source = _source(tmp_path / "src")
+    february = _land(source, warehouse, "2024-02")
+    _finished(warehouse, february)
+    # a --restate of February lands orders' January as version 2 (and, say, fails a later gate:
+    # February's last successful run is still the one that read version 1)
+    _source(source, orders=ORDERS_V2)
+    restated = _land(source, warehouse, "2024-02", restate=True)
+    assert restated["tables"]["orders"]["landed"] == ["2024-01"]
+    invoices = [{"invoice_id": "I1", "order_id": "O3", "customer_id": "K1", "issued_on": "2024-02-21",
+                 "due_on": "2024-03-21", "amount_due": "30.00", "currency": "EUR", "updated_at": "2024-02-21T10:00:00"}]
+    _source(source, orders=[*ORDERS_V2, order("O5", "K1", "1.00", updated="not a date")], invoices=invoices)
+    before = _tree(warehouse)
+    run = pipeline.start_run({"month": "2024-02", "source_dir": str(source), "warehouse": str(warehouse)})
+    with pytest.raises(landing.SourceChangedError) as failed:
+        pipeline.extract_and_land(run)
+    assert str(failed.value) == (
+        f"2024-02 was computed by run {february['run_id']} from other versions of the change log "
+        f"(orders 2024-01 v1 -> v2; invoices 2024-02 v0 -> v1); rerun with --restate to recompute it from "
+        f"the current ones")
+    # no new version, no new partition, the same catalog; no manifest, no scratch files
+    assert _tree(warehouse) == before
+    root = warehouse.parent / "landing"
+    assert not (root / "invoices").exists()
+    assert sorted(p.name for p in (root / "orders" / "updated_month=unparseable").iterdir()) == ["v1.parquet"]
+    assert not RunSpec.from_conf(run).landing_manifest.exists()
+    assert not any((root / "_tmp").glob("*"))
+
+
 def test_a_changed_unparseable_partition_is_landed_again_silently(tmp_path, warehouse):
     source = _source(tmp_path / "src")
     january = _land(source, warehouse, "2024-01")
