@@ -189,7 +189,7 @@ def _compare(con: duckdb.DuckDBPyConnection, spec: RunSpec, name: str, catalog: 
     late = [p for p in found if p not in held and p != UNPARSEABLE and p <= entry.get("landed_through", "")]
     restated = [p for p in differ if p != UNPARSEABLE] + late
     if restated:
-        plan["change"] = f"{name}: {_describe(con, held, read, restated)}"
+        plan["change"] = f"{name}: {_describe(con, table, held, read, restated)}"
     to_write = [p for p in found if p not in held and p not in late] + \
         [p for p in differ + late if p == UNPARSEABLE or spec.restate]
     if to_write:
@@ -217,21 +217,37 @@ def _fingerprint(version: dict) -> dict:
     return {"rows": version["rows"], "hash": version["hash"]}
 
 
-def _describe(con: duckdb.DuckDBPyConnection, held: dict, read: Path, partitions: list) -> str:
-    """The partitions whose rows changed, with the rows gone and the rows new or changed (by
-    content, against the landed version)."""
+def _describe(con: duckdb.DuckDBPyConnection, table: TableSpec, held: dict, read: Path, partitions: list) -> str:
+    """The partitions whose rows changed, with the rows gone, new and changed against the landed
+    version. A row is matched by the version it is of: the table's key and updated_at (fx_rates,
+    unversioned: its key, currency and month); it changed when its content (_hash) differs. (Rows
+    of one version landed twice are matched one to one, the identical ones first.)"""
+    columns = [*table.key, "updated_at"] if table.versioned else list(table.key)
+    version = " || chr(31) || ".join(f"coalesce({c}, '')" for c in columns)
     files = ", ".join(sql_literal(held[p]["file"]) for p in partitions if p in held)   # (a late month has none)
     listed = ", ".join(map(sql_literal, partitions))
-    landed = (f"select landing_partition, _hash from read_parquet([{files}])" if files
-              else "select null::varchar as landing_partition, null::ubigint as _hash where false")
+    none = "select null::varchar as row_version, null::ubigint as _hash where false"
+    landed = (f"select {version} as row_version, _hash from read_parquet([{files}], hive_partitioning = false)"
+              if files else none)
+    in_source = (f"select {version} as row_version, _hash from {_read_rows(read)} "
+                 f"where landing_partition in ({listed})" if any(read.glob("*/*.parquet")) else none)
     # (fetchall: a result left unfinished makes the next table's con.register of a CSV fail on DuckDB 2)
-    gone, added = con.execute(f"""
-        with before as ({landed}),
-             now as (select landing_partition, _hash from {_read_rows(read)} where landing_partition in ({listed}))
-        select (select count(*) from (select * from before except all select * from now)),
-               (select count(*) from (select * from now except all select * from before))""").fetchall()[0]
+    gone, new, changed = con.execute(f"""
+        with landed as ({landed}),
+             in_source as ({in_source}),
+             landed_unmatched as (select row_version, count(*) as landed_rows
+                                  from (select * from landed except all select * from in_source) group by 1),
+             source_unmatched as (select row_version, count(*) as source_rows
+                                  from (select * from in_source except all select * from landed) group by 1),
+             per_version as (select coalesce(landed_rows, 0) as landed_rows, coalesce(source_rows, 0) as source_rows
+                             from landed_unmatched full join source_unmatched using (row_version))
+        select coalesce(sum(landed_rows - least(landed_rows, source_rows)), 0),
+               coalesce(sum(source_rows - least(landed_rows, source_rows)), 0),
+               coalesce(sum(least(landed_rows, source_rows)), 0)
+        from per_version""").fetchall()[0]
     shown = ", ".join(sorted(partitions)[:6]) + (", ..." if len(partitions) > 6 else "")
-    return f"{len(partitions)} month(s) changed ({shown}): {gone} row(s) gone, {added} row(s) new or changed"
+    return (f"{len(partitions)} month(s) changed ({shown}): {gone} row(s) gone, {new} row(s) new, "
+            f"{changed} row(s) changed")
 
 
 def _parts(table: TableSpec) -> dict[str, list[str]]:

@@ -223,9 +223,9 @@ def test_a_changed_history_fails_a_plain_run_with_one_line_per_table_and_writes_
     failed = history["failed"]["march"]
     assert failed["message"] == (
         "the source's history up to 2024-03 differs from the change log ("
-        "customers: 1 month(s) changed (2023-06): 1 row(s) gone, 0 row(s) new or changed; "
-        "orders: 1 month(s) changed (2024-01): 1 row(s) gone, 2 row(s) new or changed; "
-        "payments: 1 month(s) changed (2024-01): 1 row(s) gone, 0 row(s) new or changed); "
+        "customers: 1 month(s) changed (2023-06): 1 row(s) gone, 0 row(s) new, 0 row(s) changed; "
+        "orders: 1 month(s) changed (2024-01): 0 row(s) gone, 1 row(s) new, 1 row(s) changed; "
+        "payments: 1 month(s) changed (2024-01): 1 row(s) gone, 0 row(s) new, 0 row(s) changed); "
         "rerun with --restate to land it as a new version")
     assert "\n" not in failed["message"]
     assert failed["log_unchanged"] and failed["marts_unchanged"]

@@ -94,8 +94,8 @@ def test_a_changed_source_fails_a_plain_rerun_and_restate_accepts_it_within_the_
     code, _, err = _cli(capsys, *args)
     assert code == 1 and len(_reason_lines(err)) == 1, err
     assert err.endswith(f"the source's history up to {MONTH} differs from the change log (orders: 3 month(s) "
-                        f"changed ({', '.join(months)}): {gone} row(s) gone, 1 row(s) new or changed); rerun with "
-                        f"--restate to land it as a new version"), err
+                        f"changed ({', '.join(months)}): {gone} row(s) gone, 1 row(s) new, 0 row(s) changed); "
+                        f"rerun with --restate to land it as a new version"), err
     assert _revenue(warehouse) == month_run["revenue"]
     assert _log(warehouse) == log
 

@@ -306,16 +306,35 @@ def test_a_changed_history_fails_a_plain_run_and_writes_nothing(tmp_path, wareho
     with pytest.raises(landing.SourceChangedError) as failed:
         pipeline.extract_and_land(run)
     # one line, one summary per table that changed (customers: K2's row changed; orders: O1's row
-    # changed, O2 gone, O9 late)
+    # changed, O2 gone, O9 late: rows matched by id and updated_at, compared by content)
     assert str(failed.value) == (
         "the source's history up to 2024-02 differs from the change log ("
-        "customers: 1 month(s) changed (2024-01): 1 row(s) gone, 1 row(s) new or changed; "
-        "orders: 1 month(s) changed (2024-01): 2 row(s) gone, 2 row(s) new or changed); "
+        "customers: 1 month(s) changed (2024-01): 0 row(s) gone, 0 row(s) new, 1 row(s) changed; "
+        "orders: 1 month(s) changed (2024-01): 1 row(s) gone, 1 row(s) new, 1 row(s) changed); "
         "rerun with --restate to land it as a new version")
     # nothing written: no partition (not even February's), the same catalog, no manifest, no scratch
     assert _tree(warehouse) == before
     assert not RunSpec.from_conf(run).landing_manifest.exists()
     assert not any((warehouse.parent / "landing" / "_tmp").glob("*"))
+
+
+def test_a_change_counts_rows_by_the_version_they_are_of(tmp_path, warehouse):
+    """A row is matched by its key and updated_at (fx_rates: currency and month), and changed when
+    its content differs: K4 with another updated_at is a version gone and one new; USD's January
+    rate corrected is one row changed, GBP's January rate one new; a row landed twice and now once
+    is one gone."""
+    source = _source(tmp_path / "src", customers=[*CUSTOMERS, CUSTOMERS[7]])     # K8's row twice
+    _finished(warehouse, _land(source, warehouse, "2024-01"))
+    customers = [c if c["customer_id"] != "K4" else {**c, "updated_at": "2024-01-20T00:00:00"} for c in CUSTOMERS]
+    _source(source, customers=customers,
+            fx_rates=[fx_rate("USD", "2024-01", "0.95"), *FX_RATES[1:], fx_rate("GBP", "2024-01", "1.15")])
+    with pytest.raises(landing.SourceChangedError) as failed:
+        _land(source, warehouse, "2024-01")
+    assert str(failed.value) == (
+        "the source's history up to 2024-01 differs from the change log ("
+        "fx_rates: 1 month(s) changed (2024-01): 0 row(s) gone, 1 row(s) new, 1 row(s) changed; "
+        "customers: 1 month(s) changed (2024-01): 2 row(s) gone, 1 row(s) new, 0 row(s) changed); "
+        "rerun with --restate to land it as a new version")
 
 
 def test_a_changed_table_followed_by_a_csv_table_is_reported_as_a_change(tmp_path, warehouse):
@@ -439,7 +458,7 @@ def test_a_late_row_in_a_month_landed_without_rows_is_a_change(tmp_path, warehou
     # a customer updated in June 2023 (no customer was): arrives after January was landed
     _source(source, customers=[*CUSTOMERS, customer("K12", updated="2023-06-10T00:00:00")])
     with pytest.raises(landing.SourceChangedError, match=r"customers: 1 month\(s\) changed \(2023-06\): "
-                                                         r"0 row\(s\) gone, 1 row\(s\) new or changed\)"):
+                                                         r"0 row\(s\) gone, 1 row\(s\) new, 0 row\(s\) changed\)"):
         _land(source, warehouse, "2024-02")
     assert _tree(warehouse) == before
     restated = _land(source, warehouse, "2024-02", restate=True)
