@@ -209,6 +209,7 @@ def cmd_dbt(args: argparse.Namespace) -> None:
 def _show_run_landing(warehouse: Path, run_id: str) -> None:
     """Register the change-log partitions run `run_id` read (its landing manifest) as dbt's landing
     source; nothing when the run or its manifest is unknown (dbt then reads the last run's)."""
+    from tiering.landing import load_manifest, manifest_path
     from tiering.warehouse import connect, register_landing
 
     if not Path(warehouse).exists():
@@ -218,9 +219,9 @@ def _show_run_landing(warehouse: Path, run_id: str) -> None:
         row = con.execute("select landing_dir from audit.runs where run_id = ?", [run_id]).fetchone() \
             if con.execute("select count(*) from information_schema.tables where table_schema = 'audit' and "
                            "table_name = 'runs' and table_catalog = current_database()").fetchone()[0] else None
-        manifest = Path(row[0]) if row and row[0] else None
+        manifest = manifest_path(warehouse, row[0]) if row else None
         if manifest is not None and manifest.suffix == ".json" and manifest.is_file():   # (not a migrated run's folder)
-            register_landing(con, json.loads(manifest.read_text()))
+            register_landing(con, load_manifest(manifest))
     finally:
         con.close()
 

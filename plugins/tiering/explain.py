@@ -56,7 +56,7 @@ def explain(warehouse: Path, customer_id: str, month: date) -> dict:
         "thresholds": rules.get("value", {}).get(result["rule_set"], {}),
         "matrix_rule": f"matrix[{value}][{grade}] = {final}" + (" (credit hold)" if result["credit_hold"] else ""),
         "run": run,
-        "inputs": run_inputs(run, quarantined),
+        "inputs": run_inputs(run, quarantined, warehouse),
     }
 
 
@@ -65,16 +65,17 @@ def _has_table(con, schema: str, table: str) -> bool:
                             "and table_name = ? and table_catalog = current_database()", [schema, table]).fetchone()[0])
 
 
-def run_inputs(run: dict | None, quarantined: dict[str, int]) -> dict:
+def run_inputs(run: dict | None, quarantined: dict[str, int], warehouse: Path) -> dict:
     """What the run read, from its landing manifest (audit.runs.landing_dir): per table the source
     file and the change-log partition versions with their fingerprints (rows, content hash), and
     whether they still give the run's input checksum. A manifest gone (deleted by hand, or by a
     retention) is said, not guessed."""
+    from tiering.landing import load_manifest, manifest_path
     from tiering.pipeline import input_checksum
 
-    path = Path(run["landing_dir"]) if run and run.get("landing_dir") else None
+    path = manifest_path(warehouse, run.get("landing_dir")) if run else None
     try:
-        manifest = json.loads(path.read_text()) if path else None
+        manifest = load_manifest(path) if path else None
     except (OSError, ValueError):
         manifest = None
     if manifest is None:

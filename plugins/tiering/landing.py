@@ -24,12 +24,15 @@ Then, unless the run restates, the partition versions it would read (the current
 version of those it lands) must be those the month's last successful run read (a later --restate
 may have replaced one): checked before anything is written, so a run failing it writes nothing.
 The run's manifest names every partition version it read, with its fingerprint: the input
-checksum and `tiering explain` use it.
+checksum and `tiering explain` use it. The catalog and the manifests name each version's file
+relative to the landing root (landed_path), so a warehouse folder copied or moved elsewhere reads
+its own files; a name written absolute, before, is read as it is.
 Files are written under `_tmp/<run_id>/` and moved into the log when every table is compared; the
 catalog is written last, so a killed run leaves nothing the next run would read.
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import shutil
@@ -90,10 +93,48 @@ def current_versions(catalog: dict, table: str) -> dict[str, dict]:
 
 
 def read_manifest(spec: RunSpec) -> dict:
+    """The run's own manifest, its files absolute (load_manifest)."""
     path = spec.landing_manifest
     if not path.exists():
         raise LandingError(f"no landing manifest for run {spec.run_id} at {path}; run its extract_and_land step first")
-    return json.loads(path.read_text())
+    return load_manifest(path)
+
+
+def landed_path(root: Path, file: str) -> Path:
+    """A version's file as the catalog and the manifests name it (relative to the landing root) as a
+    path. A name written absolute (by the landing before) stays as it is: pathlib joins an absolute
+    path to the root as that path."""
+    return Path(root) / file
+
+
+def with_absolute_files(manifest: dict, root: Path) -> dict:
+    """A copy of a run manifest whose partition versions name their files by absolute path, under
+    `root`: what the warehouse's landing views (landing_file), the other targets and the personal
+    data read."""
+    resolved = copy.deepcopy(manifest)
+    for table in resolved["tables"].values():
+        for version in table["partitions"].values():
+            version["file"] = str(landed_path(root, version["file"]))
+    return resolved
+
+
+def load_manifest(path: str | Path) -> dict:
+    """A run manifest (<landing root>/_runs/<run_id>.json), its files resolved against the landing
+    root it lies in (with_absolute_files). OSError or ValueError when it cannot be read."""
+    path = Path(path)
+    return with_absolute_files(json.loads(path.read_text()), path.parent.parent)
+
+
+def manifest_path(warehouse: str | Path, landing_dir: str | None) -> Path | None:
+    """Where a run's manifest is (audit.runs.landing_dir, recorded by the run when it started): in
+    the warehouse's landing root, so that a warehouse folder copied or moved elsewhere reads its own
+    manifests. A run of the previous core (tiering migrate) read a landing folder: as recorded."""
+    if not landing_dir:
+        return None
+    recorded = Path(landing_dir)
+    if recorded.suffix == ".json" and recorded.parent.name == "_runs":
+        return landing_root(Path(warehouse)) / "_runs" / recorded.name
+    return recorded
 
 
 def _content(spec: TableSpec) -> str:
@@ -111,7 +152,8 @@ def _in_reach(partition: str, month: str) -> bool:
 
 
 def extract_and_land(spec: RunSpec) -> dict:
-    """Bring the change log up to the run's month and write the run's manifest (returned)."""
+    """Bring the change log up to the run's month and write the run's manifest (returned with its
+    files absolute, as load_manifest reads it)."""
     check_source_dir(spec.source_dir)
     root = landing_root(spec.warehouse)
     tmp = root / "_tmp" / spec.run_id
@@ -122,7 +164,7 @@ def extract_and_land(spec: RunSpec) -> dict:
     catalog = read_catalog(root)
     con = apply_settings(duckdb.connect())
     try:
-        plans = {name: _compare(con, spec, name, catalog, tmp) for name in LOAD_ORDER}
+        plans = {name: _compare(con, spec, name, catalog, root, tmp) for name in LOAD_ORDER}
         changed = [plan["change"] for plan in plans.values() if plan.get("change")]
         if changed and not spec.restate:
             raise SourceChangedError(f"the source's history up to {spec.month_text} differs from the change log "
@@ -131,7 +173,7 @@ def extract_and_land(spec: RunSpec) -> dict:
         # so the partition versions the run reads: checked before any file is moved in
         now = datetime.now(UTC).isoformat(timespec="seconds")
         for name, plan in plans.items():
-            _record(root, catalog, name, plan, spec, now)
+            _record(catalog, name, plan, spec, now)
         manifest = {
             "run_id": spec.run_id, "month": spec.month_text, "source_dir": str(Path(spec.source_dir).resolve()),
             "as_of_cutoff": spec.as_of_cutoff, "restatement": spec.restate, "landed_at": now,
@@ -147,10 +189,11 @@ def extract_and_land(spec: RunSpec) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
     atomic_write(root / CATALOG, json.dumps(catalog, indent=1, sort_keys=True))
     atomic_write(spec.landing_manifest, json.dumps(manifest, indent=1, sort_keys=True))
-    return manifest
+    return with_absolute_files(manifest, root)
 
 
-def _compare(con: duckdb.DuckDBPyConnection, spec: RunSpec, name: str, catalog: dict, tmp: Path) -> dict:
+def _compare(con: duckdb.DuckDBPyConnection, spec: RunSpec, name: str, catalog: dict, root: Path,
+             tmp: Path) -> dict:
     """Compare one table's source with the catalog up to the run's month and write the partitions
     to land into `tmp`. Returns the plan: the source file, whether it was read, the partitions
     written (with their fingerprints), and the one-line change (a restatement) if any."""
@@ -189,7 +232,7 @@ def _compare(con: duckdb.DuckDBPyConnection, spec: RunSpec, name: str, catalog: 
     late = [p for p in found if p not in held and p != UNPARSEABLE and p <= entry.get("landed_through", "")]
     restated = [p for p in differ if p != UNPARSEABLE] + late
     if restated:
-        plan["change"] = f"{name}: {_describe(con, table, held, read, restated)}"
+        plan["change"] = f"{name}: {_describe(con, table, root, held, read, restated)}"
     to_write = [p for p in found if p not in held and p not in late] + \
         [p for p in differ + late if p == UNPARSEABLE or spec.restate]
     if to_write:
@@ -217,14 +260,16 @@ def _fingerprint(version: dict) -> dict:
     return {"rows": version["rows"], "hash": version["hash"]}
 
 
-def _describe(con: duckdb.DuckDBPyConnection, table: TableSpec, held: dict, read: Path, partitions: list) -> str:
+def _describe(con: duckdb.DuckDBPyConnection, table: TableSpec, root: Path, held: dict, read: Path,
+              partitions: list) -> str:
     """The partitions whose rows changed, with the rows gone, new and changed against the landed
     version. A row is matched by the version it is of: the table's key and updated_at (fx_rates,
     unversioned: its key, currency and month); it changed when its content (_hash) differs. (Rows
     of one version landed twice are matched one to one, the identical ones first.)"""
     columns = [*table.key, "updated_at"] if table.versioned else list(table.key)
     version = " || chr(31) || ".join(f"coalesce({c}, '')" for c in columns)
-    files = ", ".join(sql_literal(held[p]["file"]) for p in partitions if p in held)   # (a late month has none)
+    # (a late month has no landed version)
+    files = ", ".join(sql_literal(str(landed_path(root, held[p]["file"]))) for p in partitions if p in held)
     listed = ", ".join(map(sql_literal, partitions))
     none = "select null::varchar as row_version, null::ubigint as _hash where false"
     landed = (f"select {version} as row_version, _hash from read_parquet([{files}], hive_partitioning = false)"
@@ -287,7 +332,7 @@ def _version_file(table: TableSpec, folder: str, partition: str, number: int) ->
     return f"{folder}/{partition_key(table)}={partition}/v{number}.parquet"
 
 
-def _record(root: Path, catalog: dict, name: str, plan: dict, spec: RunSpec, now: str) -> None:
+def _record(catalog: dict, name: str, plan: dict, spec: RunSpec, now: str) -> None:
     """Record in the catalog (in memory) what the run compared of a table, and its written
     partitions as their next version (whose files _move_in moves into the log)."""
     table = TABLES[name]
@@ -303,7 +348,7 @@ def _record(root: Path, catalog: dict, name: str, plan: dict, spec: RunSpec, now
         versions = entry["partitions"].setdefault(partition, [])
         number = len(versions) + 1
         versions.append({"version": number, "rows": found["rows"], "hash": found["hash"], "landed_by": spec.run_id,
-                         "landed_at": now, "file": str(root / _version_file(table, name, partition, number))})
+                         "landed_at": now, "file": _version_file(table, name, partition, number)})
 
 
 def _move_in(root: Path, tmp: Path, catalog: dict, name: str, plan: dict) -> None:
@@ -372,6 +417,6 @@ def last_successful_run(spec: RunSpec) -> tuple[str, Path] | None:
                              where month = ? and status = 'success' and run_id <> ?
                              order by finished_at desc nulls last, run_id desc limit 1""",
                           [spec.month, spec.run_id]).fetchone()
-        return (row[0], Path(row[1])) if row else None
+        return (row[0], manifest_path(spec.warehouse, row[1])) if row else None
     finally:
         con.close()

@@ -72,11 +72,17 @@ def personal_files(root: Path, with_leftovers: bool = True) -> list[Path]:
 
 
 def run_manifest_path(con, run_id: str) -> Path:
-    """Where a run's landing manifest is (audit.runs.landing_dir), or a TieringError."""
+    """Where a run's landing manifest is (audit.runs.landing_dir, in the landing root of the
+    warehouse `con` has open: tiering.landing.manifest_path), or a TieringError."""
+    from tiering.landing import manifest_path
+
     rows = con.execute("select landing_dir from audit.runs where run_id = ?", [run_id]).fetchall()
     if not rows or not rows[0][0]:
         raise TieringError(f"run {run_id} has no landing manifest in audit.runs; run the month again")
-    return Path(rows[0][0])
+    # (fetchall: a result left unfinished blocks the connection's next query on DuckDB 2)
+    warehouse = con.execute("select path from duckdb_databases() where database_name = current_database()"
+                            ).fetchall()[0][0]
+    return manifest_path(warehouse, rows[0][0])
 
 
 def read_run_manifest(run_id: str, path: Path) -> dict:
@@ -84,8 +90,10 @@ def read_run_manifest(run_id: str, path: Path) -> dict:
         raise TieringError(f"run {run_id} was made by the core before the change log (its inputs were the folder "
                            f"{path}, not a change-log manifest): its contact data are not in the change log; run "
                            f"the month again (docs/upgrading.md)")
+    from tiering.landing import load_manifest
+
     try:
-        return json.loads(Path(path).read_text())
+        return load_manifest(path)
     except (OSError, ValueError) as exc:
         raise TieringError(f"the landing manifest of run {run_id} ({path}) is not readable ({exc}); "
                            f"run the month again") from None

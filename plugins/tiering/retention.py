@@ -156,7 +156,7 @@ def _runs_to_keep(warehouse: Path) -> tuple[dict[str, str], set[str]]:
 
 def _clean_landed(warehouse: Path, days: float, now: datetime, dry_run: bool) -> Outcome:
     from tiering.files import atomic_write
-    from tiering.landing import read_catalog
+    from tiering.landing import landed_path, load_manifest, manifest_path, read_catalog
     from tiering.personal import PERSONAL_TABLE, personal_file
 
     outcome = Outcome()
@@ -169,11 +169,12 @@ def _clean_landed(warehouse: Path, days: float, now: datetime, dry_run: bool) ->
         outcome.skipped = str(exc)
         return outcome
     read: set[str] = set()
-    for run_id, path in keep_runs.items():
-        if path and not str(path).endswith(".json"):
+    for run_id, recorded in keep_runs.items():
+        if recorded and not str(recorded).endswith(".json"):
             continue   # a run of the core before the change log (tiering.migrate): it read no version of it
+        path = manifest_path(warehouse, recorded)
         try:
-            manifest = json.loads(Path(path).read_text())
+            manifest = load_manifest(path)
             read |= {v["file"] for t in manifest["tables"].values() for v in t["partitions"].values()}
         except (OSError, ValueError, KeyError, TypeError) as exc:
             outcome.skipped = (f"the landing manifest of run {run_id} ({path}) is not readable ({exc}): which "
@@ -187,10 +188,11 @@ def _clean_landed(warehouse: Path, days: float, now: datetime, dry_run: bool) ->
             for version, successor in zip(versions, versions[1:], strict=False):
                 if version.get("deleted_at") or datetime.fromisoformat(successor["landed_at"]) > cutoff:
                     continue
-                if version["file"] in read:
+                file = landed_path(root, version["file"])
+                if str(file) in read:
                     outcome.kept += 1
                     continue
-                files = [Path(version["file"])] + ([personal_file(version["file"])] if table == PERSONAL_TABLE else [])
+                files = [file] + ([personal_file(file)] if table == PERSONAL_TABLE else [])
                 for path in files:
                     if path.exists():
                         outcome.bytes += _size(path)

@@ -32,6 +32,7 @@ from datetime import date
 from pathlib import Path
 
 from tiering.errors import TieringError
+from tiering.landing import load_manifest, manifest_path
 from tiering.rules import Rules, load_rules
 from tiering.runspec import RunSpec
 from tiering.warehouse import connect
@@ -96,7 +97,7 @@ def _copy_warehouse(warehouse: Path, month: date, target_dir: Path) -> tuple[Pat
             shutil.copyfile(wal, copy.with_name(copy.name + ".wal"))
     finally:
         con.close()
-    return copy, {"run_id": run[0], "rule_version": run[1], "landing_manifest": run[2],
+    return copy, {"run_id": run[0], "rule_version": run[1], "landing_manifest": manifest_path(warehouse, run[2]),
                   "as_of_held": bool(last_dbt) and last_dbt[0] == run[0], "current": current,
                   "run_rules": json.loads(rules_row[0]) if rules_row else {}}
 
@@ -150,7 +151,7 @@ def _register_run_landing(copy: Path, run_id: str, manifest_path: str | None) ->
     from tiering.warehouse import register_landing
 
     try:
-        manifest = json.loads(Path(manifest_path).read_text())
+        manifest = load_manifest(manifest_path)
     except (TypeError, OSError, ValueError) as exc:
         raise TieringError(f"the landing manifest of run {run_id} ({manifest_path}) is not readable ({exc}): its "
                            f"as-of rows cannot be rebuilt; run the month again, then simulate") from None

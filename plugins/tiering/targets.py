@@ -103,19 +103,22 @@ def computed_months(warehouse: Path) -> list[tuple]:
 
 def month_runs(warehouse: Path, months: list[str] | None = None) -> list[MonthRun]:
     """The latest successful run of every month in the warehouse (or of `months`, YYYY-MM),
-    oldest month first, with its landing manifest."""
+    oldest month first, with its landing manifest (its files absolute: tiering.landing.load_manifest)."""
+    from tiering.landing import load_manifest, manifest_path
+
     runs = []
-    for month, run_id, version, content, manifest_path in computed_months(warehouse):
+    for month, run_id, version, content, recorded in computed_months(warehouse):
         if months and f"{month:%Y-%m}" not in months:
             continue
-        if not str(manifest_path or "").endswith(".json"):
+        path = manifest_path(warehouse, recorded)
+        if not str(path or "").endswith(".json"):
             # (a month computed by the previous core, before the change log: tiering migrate)
             raise TargetError(f"{month:%Y-%m} was last computed by run {run_id}, which read no landing manifest "
-                              f"({manifest_path}): run the month again on DuckDB, or pass --months without it")
+                              f"({path}): run the month again on DuckDB, or pass --months without it")
         try:
-            manifest = json.loads(Path(manifest_path).read_text())
+            manifest = load_manifest(path)
         except (OSError, ValueError) as exc:
-            raise TargetError(f"the landing manifest of run {run_id} ({month:%Y-%m}) at {manifest_path} cannot be "
+            raise TargetError(f"the landing manifest of run {run_id} ({month:%Y-%m}) at {path} cannot be "
                               f"read ({exc}); it is written by the run's extract_and_land step: run the month "
                               "again on DuckDB") from exc
         runs.append(MonthRun(month=month, run_id=run_id, rule_version=version, rules=json.loads(content),

@@ -56,9 +56,10 @@ IN_REACH = "(landing_partition <= ? or landing_partition = 'unparseable')"
 
 
 def _manifest(spec: RunSpec) -> dict:
-    import json
+    """The run's landing manifest, its files absolute (as the landing views' landing_file)."""
+    from tiering.landing import load_manifest
 
-    return json.loads(spec.landing_manifest.read_text())
+    return load_manifest(spec.landing_manifest)
 
 
 def test_valid_plus_quarantined_equals_landed(in_order):

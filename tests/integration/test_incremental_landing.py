@@ -242,7 +242,7 @@ def test_restate_lands_new_versions_and_keeps_the_old(history):
         versions = catalog["tables"][table]["partitions"]["2024-01"]
         assert [(v["version"], v["landed_by"]) for v in versions] == [
             (1, runs["january"]["run_id"]), (2, runs["march restated"]["run_id"])]
-        assert all(Path(v["file"]).exists() for v in versions)
+        assert all((landing_root(warehouse) / v["file"]).exists() for v in versions)
     assert [v["rows"] for v in catalog["tables"]["orders"]["partitions"]["2024-01"]] == [25, 26]
     assert [v["rows"] for v in catalog["tables"]["orders"]["partitions"]["unparseable"]] == [1, 0]
     assert [v["rows"] for v in catalog["tables"]["customers"]["partitions"]["2023-06"]] == [1, 0]

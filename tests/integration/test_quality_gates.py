@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import json
 import shutil
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import pytest
 from tests.fixtures.warehouse import query
 from tiering import pipeline, quality
 from tiering.errors import QualityGateError
-from tiering.landing import CATALOG, SourceChangedError
+from tiering.landing import CATALOG, SourceChangedError, load_manifest
 from tiering.publish import published_path
 from tiering.rules import Rules
 from tiering.settings import landing_root
@@ -70,7 +69,7 @@ def assert_read_is_valid_plus_quarantined(warehouse: Path, run_id: str) -> None:
     quarantine; the as-of tables hold valid rows only. (For the latest run: the int_*__checked views are
     compiled for the month dbt built last.)"""
     (manifest_path,), = query(warehouse, "select landing_dir from audit.runs where run_id = ?", [run_id])
-    manifest = json.loads(Path(manifest_path).read_text())
+    manifest = load_manifest(manifest_path)     # (its files absolute, as landing_file)
     for table in TABLES:
         read = manifest["tables"][table]
         files = [v["file"] for v in read["partitions"].values()]

@@ -2,10 +2,13 @@
 its orders disappear from the source (and a late March order appears). A plain rerun fails with
 one line naming what changed in the change log and writes nothing; `--restate` fails on the
 landed gate's same_month_row_count_drop; with that threshold relaxed ($TIERING_GATES) the
-restatement succeeds, replaces the month and reports what it changed."""
+restatement succeeds, replaces the month and reports what it changed.
+First, the warehouse folder copied elsewhere (the original moved away) reruns March from its own
+change log and gives the same rows."""
 from __future__ import annotations
 
 import csv
+import json
 import re
 import shutil
 from datetime import datetime
@@ -15,6 +18,9 @@ import pytest
 
 from tests.conftest import run_steps
 from tests.fixtures.warehouse import query
+from tiering import landing
+from tiering.explain import explain
+from tiering.runspec import RunSpec, parse_month
 from tiering.settings import EXPECTATIONS_DIR, landing_root
 
 MONTH = "2024-03"
@@ -80,6 +86,43 @@ def _drop_60_percent_of_orders(source: Path) -> tuple[list[str], int]:
         writer.writerows(kept)
     gone = [r["updated_at"][:7] for r in dropped if _is_timestamp(r["updated_at"]) and r["updated_at"][:7] <= MONTH]
     return sorted({*gone, MONTH}), len(gone)
+
+
+def _month_rows(warehouse: Path) -> list[tuple]:
+    return query(warehouse, "select * exclude (run_id) from marts.customer_tier_monthly "
+                            "where month = date '2024-03-01' order by all")
+
+
+def test_a_copied_warehouse_folder_reruns_from_its_own_change_log(month_run):
+    """The catalog and the manifests name the landed files relative to the landing root, and a run's
+    manifest is looked up in the warehouse's landing root: the copy, with the original folder gone,
+    reads its own files and gives the same rows."""
+    root, source, first = month_run["root"], month_run["source"], month_run["first"]
+    original, away = month_run["warehouse"].parent, root / "wh-away"
+    shutil.copytree(original, root / "copy" / "wh", symlinks=True)
+    warehouse, copied = root / "copy" / "wh" / "tiering.duckdb", root / "copy" / "wh" / "landing"
+    original.rename(away)          # the original folder is gone while the copy runs
+    try:
+        # the month's last successful run and its manifest are found in the copy
+        spec = RunSpec(month=parse_month(MONTH), run_id="probe", source_dir=source, warehouse=warehouse)
+        assert landing.last_successful_run(spec) == (first["run_id"], copied / "_runs" / f"{first['run_id']}.json")
+        rerun = run_steps({"month": MONTH, "source_dir": str(source), "warehouse": str(warehouse)})
+        stored = json.loads((copied / "_runs" / f"{rerun['run_id']}.json").read_text())
+        assert stored["tables"]["orders"]["partitions"]["2024-03"]["file"] == "orders/updated_month=2024-03/v1.parquet"
+        assert stored["tables"]["orders"]["landed"] == []
+        # the landing views and staging read the copy's files, by absolute path
+        files = [f for (f,) in query(warehouse, "select landing_file from landing.partitions")]
+        assert files and all(f.startswith(f"{copied}/") and Path(f).exists() for f in files)
+        assert query(warehouse, "select count(*) from staging.stg_landing__orders "
+                                "where not starts_with(landing_file, ?)", [f"{copied}/"]) == [(0,)]
+        inputs = explain(warehouse, query(warehouse, "select min(customer_id) from marts.customer_tier_monthly")[0][0],
+                         parse_month(MONTH))["inputs"]
+        assert inputs["available"] and inputs["checksum_matches"]
+        assert inputs["manifest"] == str(copied / "_runs" / f"{rerun['run_id']}.json")
+        rows = _month_rows(warehouse)
+    finally:
+        away.rename(original)
+    assert rows == _month_rows(month_run["warehouse"]) and len(rows) > 100
 
 
 def test_a_changed_source_fails_a_plain_rerun_and_restate_accepts_it_within_the_gate(month_run, capsys,

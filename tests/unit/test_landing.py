@@ -120,9 +120,10 @@ def _tree(warehouse: Path) -> dict[str, bytes]:
             if p.is_file() and "_runs" not in p.parts}
 
 
-def _lines(path: str | Path) -> list[int]:
-    """The source lines a landed file holds, in order (the order of its rows is not part of it)."""
-    return sorted(pq.read_table(path).column("_source_line").to_pylist())
+def _lines(warehouse: Path, file: str | Path) -> list[int]:
+    """The source lines a landed file holds (named as the catalog and the manifests name it, relative
+    to the landing root), in order (the order of its rows is not part of it)."""
+    return sorted(pq.read_table(warehouse.parent / "landing" / file).column("_source_line").to_pylist())
 
 
 @pytest.fixture
@@ -142,7 +143,7 @@ def test_rows_land_in_the_utc_month_of_their_updated_at_as_text(tmp_path, wareho
         assert sorted(january["tables"][table]["partitions"]) == sorted(expected), table
         for partition, lines in expected.items():
             path = root / table / f"{key}={partition}" / "v1.parquet"
-            assert _lines(path) == lines, (table, partition)
+            assert _lines(warehouse, path) == lines, (table, partition)
             rows = sorted(pq.read_table(path).to_pylist(), key=lambda r: r["_source_line"])
             assert {r["landing_partition"] for r in rows} == {partition}
             assert {r["_source_file"] for r in rows} == {f"{table}.csv"}
@@ -207,13 +208,14 @@ def test_the_catalog_holds_each_partitions_fingerprint(tmp_path, warehouse, fmt)
         for partition, versions in entry["partitions"].items():
             assert [v["version"] for v in versions] == [1]
             assert versions[0]["landed_by"] == january["run_id"]
-            assert Path(versions[0]["file"]).name == "v1.parquet"
+            key = "rate_month" if table == "fx_rates" else "updated_month"
+            assert versions[0]["file"] == f"{table}/{key}={partition}/v1.parquet"   # relative to the landing root
             shift = 0 if fmt == "csv" else -1   # a Parquet row's line is its position + 1
-            assert _lines(versions[0]["file"]) == [line + shift for line in PARTITIONS[table][partition]]
+            assert _lines(warehouse, versions[0]["file"]) == [line + shift for line in PARTITIONS[table][partition]]
         # the run's manifest lists what it read: the same versions and fingerprints
-        assert {p: {"rows": v["rows"], "hash": v["hash"], "version": v["version"]}
+        assert {p: {"rows": v["rows"], "hash": v["hash"], "version": v["version"], "file": v["file"]}
                 for p, v in january["tables"][table]["partitions"].items()} == \
-            {p: {**fp, "version": 1} for p, fp in expected.items()}
+            {p: {**fp, "version": 1, "file": entry["partitions"][p][0]["file"]} for p, fp in expected.items()}
 
 
 def test_each_partition_is_written_once_and_an_identical_source_is_not_read_again(tmp_path, warehouse,
@@ -369,8 +371,9 @@ def test_restate_lands_the_changed_partitions_as_new_versions_and_keeps_the_old(
     new_january = [ORDERS_V2[0], ORDERS_V2[-1]]        # O1 at 12.00 (line 2), O9 (line 6)
     assert {k: orders[1][k] for k in ("rows", "hash")} == fingerprint("orders", new_january)
     assert {k: orders[0][k] for k in ("rows", "hash")} == fingerprint("orders", ORDERS[:2])
-    assert _lines(orders[1]["file"]) == [2, 6] and _lines(orders[0]["file"]) == [2, 3]
-    assert {stat.S_IMODE(os.stat(v["file"]).st_mode) for v in orders} == {0o444}   # read-only
+    assert _lines(warehouse, orders[1]["file"]) == [2, 6] and _lines(warehouse, orders[0]["file"]) == [2, 3]
+    root = warehouse.parent / "landing"
+    assert {stat.S_IMODE(os.stat(root / v["file"]).st_mode) for v in orders} == {0o444}   # read-only
     customers = catalog["tables"]["customers"]["partitions"]["2024-01"]
     assert [v["version"] for v in customers] == [1, 2]
     assert {k: customers[1][k] for k in ("rows", "hash")} == \
@@ -436,6 +439,38 @@ def test_a_rerun_failing_the_reproducibility_check_writes_nothing(tmp_path, ware
     assert not any((root / "_tmp").glob("*"))
 
 
+def test_a_catalog_and_manifests_naming_absolute_files_still_read(tmp_path, warehouse):
+    """The landing before named each version's file by absolute path: such a catalog and manifest
+    still read (an absolute name as it is), and the versions landed since are named relative."""
+    source = _source(tmp_path / "src")
+    january = _land(source, warehouse, "2024-01")
+    _finished(warehouse, january)
+    root = warehouse.parent / "landing"
+    manifest = root / "_runs" / f"{january['run_id']}.json"
+    for path, versions_of in ((root / landing.CATALOG, lambda p: p), (manifest, lambda v: [v])):
+        written = json.loads(path.read_text())
+        for table in written["tables"].values():
+            for versions in table["partitions"].values():
+                for version in versions_of(versions):
+                    version["file"] = str(root / version["file"])
+        path.write_text(json.dumps(written))
+    read = landing.load_manifest(manifest)["tables"]["orders"]["partitions"]["2024-01"]["file"]
+    assert read == str(root / "orders" / "updated_month=2024-01" / "v1.parquet")
+    # a changed history is described from the absolute version, and --restate lands a relative one
+    _source(source, orders=ORDERS_V2)
+    with pytest.raises(landing.SourceChangedError, match=r"orders: 1 month\(s\) changed \(2024-01\): 1 row\(s\) gone"):
+        _land(source, warehouse, "2024-02")
+    restated = _land(source, warehouse, "2024-02", restate=True)
+    versions = _catalog(warehouse)["tables"]["orders"]["partitions"]["2024-01"]
+    assert [v["file"] for v in versions] == [read, "orders/updated_month=2024-01/v2.parquet"]
+    assert restated["tables"]["orders"]["partitions"]["2024-02"]["file"] == "orders/updated_month=2024-02/v1.parquet"
+    assert restated["tables"]["customers"]["partitions"]["2023-01"]["file"] == \
+        str(root / "customers" / "updated_month=2023-01" / "v1.parquet")
+    # audit.runs.landing_dir is looked up in the warehouse's landing root (a previous core's folder as it is)
+    assert landing.manifest_path(warehouse, "/elsewhere/landing/_runs/r1.json") == root / "_runs" / "r1.json"
+    assert landing.manifest_path(warehouse, "/elsewhere/landing/r1") == Path("/elsewhere/landing/r1")
+
+
 def test_a_changed_unparseable_partition_is_landed_again_silently(tmp_path, warehouse):
     source = _source(tmp_path / "src")
     january = _land(source, warehouse, "2024-01")
@@ -445,7 +480,7 @@ def test_a_changed_unparseable_partition_is_landed_again_silently(tmp_path, ware
     february = _land(source, warehouse, "2024-02")
     assert february["tables"]["orders"]["landed"] == ["2024-02", "unparseable"]
     unparseable = february["tables"]["orders"]["partitions"]["unparseable"]
-    assert unparseable["version"] == 2 and _lines(unparseable["file"]) == [6, 7]
+    assert unparseable["version"] == 2 and _lines(warehouse, unparseable["file"]) == [6, 7]
     assert {k: unparseable[k] for k in ("rows", "hash")} == fingerprint("orders", [orders[4], orders[5]])
 
 
@@ -470,7 +505,7 @@ def test_a_year_past_9999_cannot_be_placed_in_a_month(tmp_path, warehouse):
     before '2024-01' and be read by every month: it is unparseable."""
     source = _source(tmp_path / "src", orders=[*ORDERS, order("O6", "K1", "1.00", updated="12024-01-05T10:00:00")])
     january = _land(source, warehouse, "2024-01")
-    assert _lines(january["tables"]["orders"]["partitions"]["unparseable"]["file"]) == [6, 7]
+    assert _lines(warehouse, january["tables"]["orders"]["partitions"]["unparseable"]["file"]) == [6, 7]
     assert sorted(january["tables"]["orders"]["partitions"]) == ["2024-01", "unparseable"]
 
 
@@ -511,7 +546,7 @@ def test_a_killed_landing_leaves_the_next_run_clean(tmp_path, warehouse, monkeyp
     february = _land(source, warehouse, "2024-02")
     assert february["tables"]["orders"]["landed"] == ["2024-02"]
     read = february["tables"]["orders"]["partitions"]["2024-02"]
-    assert (read["version"], read["landed_by"], _lines(read["file"])) == (1, february["run_id"], [4, 5])
+    assert (read["version"], read["landed_by"], _lines(warehouse, read["file"])) == (1, february["run_id"], [4, 5])
     assert {k: read[k] for k in ("rows", "hash")} == fingerprint("orders", ORDERS[2:4])
     assert [v["version"] for v in _catalog(warehouse)["tables"]["orders"]["partitions"]["2024-02"]] == [1]
     assert not any((root / "_tmp").rglob("*")), "the killed run's scratch files are left behind"
