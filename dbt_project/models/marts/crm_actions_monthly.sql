@@ -15,7 +15,11 @@
 --   credit_hold             the credit grade puts the customer on credit hold
 --   win_back                the customer lapsed this month (movement 'lapsed'), or, with
 --                           value.dormant_tier on, became dormant (is_dormant, not in D the
---                           previous computed month): once, in that month
+--                           previous computed month): once, in that month. The reason says why it
+--                           has no positive value (value.measure) in the window: no completed
+--                           order; completed orders, but credit notes (or zero amounts) leave no
+--                           positive net revenue; no positive gross margin; or, with
+--                           value.group_accounts, its own value is positive but its group's is not
 --   growth_outreach         growth candidate: value tier B or C with potential tier A
 -- Identifies customers by customer_id (inside the warehouse) and customer_key (pseudonymous, the
 -- only identifier exported); upsert_key is stable per customer and action across months and reruns.
@@ -67,6 +71,14 @@ customers as (
         tier_month.value_tier,
         tier_month.movement,
         tier_month.is_dormant,
+        tier_month.order_count,
+        -- the measure ranked (months computed before it was recorded ranked net revenue), and the
+        -- customer's own value in it (with value.group_accounts, its group's is ranked)
+        replace(coalesce(tier_month.value_measure, 'net_revenue'), '_', ' ') as value_measure_name,
+        case
+            when tier_month.value_measure = 'gross_margin' then coalesce(tier_month.gross_margin, 0)
+            else tier_month.net_revenue
+        end as own_value,
         tier_month.credit_grade,
         tier_month.credit_hold,
         tier_month.account_manager,
@@ -141,9 +153,15 @@ actions as (
         *,
         'win_back' as action,
         next_month_start as due_date,
-        case when movement = 'lapsed' then 'lapsed' else 'dormant' end
-        || ': no completed order in the value window' || coalesce(' (was tier ' || previous_final_tier || ')', '')
-            as reason
+        case when movement = 'lapsed' then 'lapsed' else 'dormant' end || ': '
+        || case
+            when own_value > 0 then 'no positive ' || value_measure_name || ' of its account group in the value window'
+            when order_count = 0 then 'no completed order in the value window'
+            when value_measure_name = 'net revenue'
+                then 'completed orders in the value window, but no positive net revenue after credit notes'
+            else 'completed orders in the value window, but no positive ' || value_measure_name
+        end
+        || coalesce(' (was tier ' || previous_final_tier || ')', '') as reason
     from customers
     where movement = 'lapsed' or (is_dormant and previous_final_tier <> 'D')
 
