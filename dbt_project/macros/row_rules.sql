@@ -22,9 +22,15 @@
         select distinct landing_file from {{ this }}
         {%- endif %}
     {%- endset -%}
+    {{- return(sql_text_list(run_query(query).columns[0].values())) -}}
+{%- endmacro %}
+
+{#- Texts as a list of SQL literals for `in (...)`: "'a', 'b'"; "''" (no file is named so) when
+    there are none. -#}
+{% macro sql_text_list(values) -%}
     {%- set quoted = [] -%}
-    {%- for file in run_query(query).columns[0].values() -%}
-        {%- do quoted.append("'" ~ file | replace("'", "''") ~ "'") -%}
+    {%- for value in values -%}
+        {%- do quoted.append("'" ~ value | replace("'", "''") ~ "'") -%}
     {%- endfor -%}
     {{- return(quoted | join(', ') if quoted else "''") -}}
 {%- endmacro %}

@@ -58,9 +58,7 @@ select
     end) as rejection_reason,
     case
         when checked.rejection_rule is not null or conflicting.customer_id is not null
-            then
-                {{ json_record(['customer_id', 'region', 'industry', 'customer_kind', 'parent_customer_id',
-                                'created_at', 'updated_at'], 'checked') }}
+            then {{ json_record(record_columns('customers'), 'checked') }}
     end as rejected_record,
     checked._source_file as source_file,
     checked._source_line as source_line,

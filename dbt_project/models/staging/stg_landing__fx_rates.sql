@@ -56,7 +56,7 @@ select
     end) as rejection_reason,
     case
         when checked.rejection_rule is not null or conflicting.currency is not null
-            then {{ json_record(['currency', 'month', 'rate_to_reporting'], 'checked') }}
+            then {{ json_record(record_columns('fx_rates'), 'checked') }}
     end as rejected_record,
     checked._source_file as source_file,
     checked._source_line as source_line,

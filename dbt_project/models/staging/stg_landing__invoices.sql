@@ -64,9 +64,7 @@ select
     end) as rejection_reason,
     case
         when checked.rejection_rule is not null or conflicting.invoice_id is not null
-            then
-                {{ json_record(['invoice_id', 'order_id', 'customer_id', 'issued_on', 'due_on', 'amount_due',
-                                'currency', 'updated_at'], 'checked') }}
+            then {{ json_record(record_columns('invoices'), 'checked') }}
     end as rejected_record,
     checked._source_file as source_file,
     checked._source_line as source_line,

@@ -68,8 +68,7 @@ select
     end) as rejection_reason,
     case
         when checked.rejection_rule is not null or conflicting.order_id is not null
-            then {{ json_record(['order_id', 'customer_id', 'ordered_at', 'status', 'currency', 'amount', 'cost',
-                             'updated_at', 'original_order_id'], 'checked') }}
+            then {{ json_record(record_columns('orders'), 'checked') }}
     end as rejected_record,
     checked._source_file as source_file,
     checked._source_line as source_line,

@@ -56,7 +56,7 @@ select
     end) as rejection_reason,
     case
         when checked.rejection_rule is not null or conflicting.payment_id is not null
-            then {{ json_record(['payment_id', 'invoice_id', 'paid_at', 'amount', 'updated_at'], 'checked') }}
+            then {{ json_record(record_columns('payments'), 'checked') }}
     end as rejected_record,
     checked._source_file as source_file,
     checked._source_line as source_line,

@@ -64,8 +64,7 @@ select
     -- (the reason of a rejected row may hold personal data: the record leaves it out)
     case
         when checked.rejection_rule is not null or conflicting.override_id is not null
-            then {{ json_record(['override_id', 'customer_id', 'tier', 'approver', 'valid_from', 'valid_until',
-                             'updated_at'], 'checked') }}
+            then {{ json_record(record_columns('tier_overrides'), 'checked') }}
     end as rejected_record,
     checked._source_file as source_file,
     checked._source_line as source_line,
