@@ -19,3 +19,23 @@
                            'updated_at'],
     }[table]) -}}
 {%- endmacro %}
+
+{#- The landed files that hold a row of `relation` (a model with source_table and landing_file),
+    per table: {table: "'file', ..."} for `landing_file in (...)`, so that the change log is read
+    from those files only. Empty when the relation is not built yet (a compile on its own). -#}
+{% macro landed_files_by_table(relation) -%}
+    {%- set files = {} -%}
+    {%- if execute and adapter.get_relation(relation.database, relation.schema, relation.identifier) is not none -%}
+        {%- set query -%}
+            select source_table, landing_file from {{ relation }} group by source_table, landing_file
+        {%- endset -%}
+        {%- for table, file in run_query(query).rows -%}
+            {%- do files.setdefault(table, []).append(file) -%}
+        {%- endfor -%}
+    {%- endif -%}
+    {%- set listed = {} -%}
+    {%- for table, names in files.items() -%}
+        {%- do listed.update({table: sql_text_list(names)}) -%}
+    {%- endfor -%}
+    {{- return(listed) -}}
+{%- endmacro %}

@@ -13,7 +13,7 @@ source.yml, with every value quoted; orders.csv has a quoted header and CRLF lin
              8/9 KC two regions at one updated_at                             10 KN created 2024-02-03
              11 KX updated '2024-13-01T00:00:00'                              12.. K1..K9, KF01..KF50
   orders     2 OX-INF ordered 'infinity'      3 OX-NINF '-infinity'         4 OX-UPD updated 'infinity'
-             5 OX-1899 ordered 1899-12-31     6 OX-LATE K9 50.00 ordered 2024-02-05, updated in January
+             5 OX-1899 ordered 1899-12-31     6 OX-LATE K9 '12.50' ordered 2024-02-05T10:00:00+02:00, updated in January
              7 OX-MISS amount ''              8 OX-SPACE customer '   '     9 OX-BADAMT amount '12,50'
              10 OX-NEG amount -5.00           11 OX-NEGCOST cost -1.00      12 OX-CN credit_note of 5.00
              13 OX-STATUS 'shipped'           14 OX-BADTS ordered 2024-01-32
@@ -80,7 +80,7 @@ ORDERS = [
     _order("OX-NINF", ordered_at="-infinity", updated="2024-01-15T10:00:00"),
     _order("OX-UPD", ordered_at="2024-01-12T10:00:00", updated="infinity"),
     _order("OX-1899", ordered_at="1899-12-31T10:00:00", updated="2024-01-15T10:00:00"),
-    _order("OX-LATE", "K9", "50.00", "2024-02-05T10:00:00", updated="2024-01-20T10:00:00"),
+    _order("OX-LATE", "K9", "12.50", "2024-02-05T10:00:00+02:00", updated="2024-01-20T10:00:00"),
     _order("OX-MISS", amount=""),
     _order("OX-SPACE", customer_id="   "),
     _order("OX-BADAMT", amount="12,50"),
@@ -233,7 +233,7 @@ ALWAYS = [
 # ... and in January only: the rows dated in February, and the rows that refer to KN (first seen
 # in February) or to its invoice
 JANUARY_ONLY = [
-    ("orders", "OX-LATE", 6, "2024-01", "after_month_end", f"ordered_at 2024-02-05 10:00:00 {LATER}"),
+    ("orders", "OX-LATE", 6, "2024-01", "after_month_end", f"ordered_at 2024-02-05 08:00:00 {LATER}"),
     ("orders", "OX-KN", 17, "2024-01", "unknown_customer", _unknown("customer", "KN")),
     ("invoices", "IX-LATE", 2, "2024-01", "after_month_end", f"issued_on 2024-02-10 {LATER}"),
     ("invoices", "IX-KN", 6, "2024-01", "unknown_customer", _unknown("customer", "KN")),
@@ -327,6 +327,54 @@ def test_every_rule_quarantines_its_rows_with_reason_file_and_line(rules_runs):
     assert not [r for _, r in records if "jan@example.com" in r]
 
 
+SOURCE_ROWS = {"customers": CUSTOMERS, "orders": ORDERS, "invoices": INVOICES, "payments": PAYMENTS,
+               "fx_rates": FX_RATES, "tier_overrides": TIER_OVERRIDES}
+
+
+def _source_values(table: str, line: int) -> dict:
+    """The row at `line` of the table's source file as its text values: the columns a record
+    holds (the landed ones, less an override's free-text reason); an optional column the file
+    does not have is NULL (write_rules_source writes none)."""
+    spec, row = TABLES[table], SOURCE_ROWS[table][line - 2]
+    return {c: None if c in spec.optional_columns else row.get(c, "")
+            for c in spec.landed_columns if c != "reason"}
+
+
+def test_every_record_holds_the_values_exactly_as_in_the_source(rules_runs):
+    """Rows rejected by a row rule (staging) and by a rule of the month (int_*__checked) alike:
+    the record is the landed text, not the typed value (no UTC timestamp, no 4-decimal amount)."""
+    warehouse, runs = rules_runs["warehouse"], rules_runs["runs"]
+    for month, run in runs.items():
+        rows = query(warehouse, "select source_table, source_line, rule, record from quarantine.rejected_rows "
+                                "where run_id = ?", [run["run_id"]])
+        assert len(rows) == len(ALWAYS) + (len(JANUARY_ONLY) if month == "2024-01" else 0)
+        for table, line, rule, record in rows:
+            assert json.loads(record) == _source_values(table, line), (month, table, line, rule)
+    records = {(t, json.loads(r)[TABLES[t].key[0]]): (rule, json.loads(r)) for t, rule, r in query(
+        warehouse, "select source_table, rule, record from quarantine.rejected_rows where run_id = ?",
+        [runs["2024-01"]["run_id"]])}
+    # the month's rejections, by hand: the text as written, offset and trailing zeros kept
+    assert records[("orders", "OX-LATE")] == ("after_month_end", {
+        "order_id": "OX-LATE", "customer_id": "K9", "ordered_at": "2024-02-05T10:00:00+02:00", "status": "completed",
+        "currency": "EUR", "amount": "12.50", "cost": "", "updated_at": "2024-01-20T10:00:00",
+        "original_order_id": None})
+    assert records[("orders", "OX-KE")][0] == records[("orders", "OX-KN")][0] == "unknown_customer"
+    assert records[("orders", "OX-KN")][1]["amount"] == "40.00"
+    assert records[("orders", "OX-NOFX")] == ("missing_fx_rate", {
+        "order_id": "OX-NOFX", "customer_id": "K1", "ordered_at": "2024-01-12T10:00:00", "status": "completed",
+        "currency": "USD", "amount": "10.00", "cost": "", "updated_at": "2024-01-12T10:00:00",
+        "original_order_id": None})
+    assert records[("payments", "PX-INV")] == ("unknown_invoice", {
+        "payment_id": "PX-INV", "invoice_id": "NOPE", "paid_at": "2024-01-20T12:00:00", "amount": "10.00",
+        "updated_at": "2024-01-20T12:00:00"})
+    assert records[("invoices", "IX-LATE")][1]["amount_due"] == "10.00"
+    assert records[("invoices", "IX-LATE")][1]["issued_on"] == "2024-02-10"
+    # an override's free-text reason stays out (it may hold personal data), a month rule's rejection too
+    assert records[("tier_overrides", "TO-KN")] == ("unknown_customer", {
+        "override_id": "TO-KN", "customer_id": "KN", "tier": "B", "approver": "Boss", "valid_from": "2024-01",
+        "valid_until": "", "updated_at": "2024-01-02T00:00:00"})
+
+
 def test_extracted_rows_are_valid_plus_rejected_per_table_and_partition(rules_runs):
     for month, balance in rules_runs["balances"].items():
         for (table, partition), (extracted, valid, rejected, checked) in balance.items():
@@ -364,7 +412,7 @@ def test_rows_count_from_the_month_they_fall_in_utc(rules_runs):
     assert by_customer[("K4", "2024-01")][:2] == (280.0, 26)
     # K9: OX-LATE, dated February 5, counts in February (recency: February 29 - February 5)
     assert by_customer[("K9", "2024-01")][:2] == (0.0, 0)
-    assert by_customer[("K9", "2024-02")] == (50.0, 1, 24)
+    assert by_customer[("K9", "2024-02")] == (12.5, 1, 24)
     # KN is a customer from February on, with its January order
     assert ("KN", "2024-01") not in by_customer
     assert by_customer[("KN", "2024-02")][:2] == (40.0, 1)

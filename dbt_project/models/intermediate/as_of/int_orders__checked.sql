@@ -62,7 +62,8 @@ select
     rejected_record,
     source_file,
     source_line,
-    landing_partition
+    landing_partition,
+    landing_file
 from orders
 where rejection_rule is not null
 
@@ -80,9 +81,11 @@ select
     updated_at,
     month_rule,
     month_reason,
-    case when month_rule is not null then {{ json_record(['order_id', 'customer_id', 'ordered_at', 'order_status',
-        'currency', 'amount', 'cost', 'updated_at', 'original_order_id'], 'month_checked') }} end,
+    -- (no record: staging keeps the landed values of its own rejections only, for every month;
+    -- quarantine.rejected_rows reads the month's few from the change log, int_month_rejections)
+    cast(null as {{ text_type() }}),
     source_file,
     source_line,
-    landing_partition
+    landing_partition,
+    landing_file
 from month_checked

@@ -39,7 +39,8 @@ select
     rejected_record,
     source_file,
     source_line,
-    landing_partition
+    landing_partition,
+    landing_file
 from payments
 where rejection_rule is not null
 
@@ -53,9 +54,11 @@ select
     updated_at,
     month_rule,
     month_reason,
-    case when month_rule is not null then {{ json_record(['payment_id', 'invoice_id', 'paid_at', 'amount',
-        'updated_at'], 'month_checked') }} end,
+    -- (no record: staging keeps the landed values of its own rejections only, for every month;
+    -- quarantine.rejected_rows reads the month's few from the change log, int_month_rejections)
+    cast(null as {{ text_type() }}),
     source_file,
     source_line,
-    landing_partition
+    landing_partition,
+    landing_file
 from month_checked
