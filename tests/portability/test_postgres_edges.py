@@ -6,13 +6,15 @@ personal data in an override's reason, unknown values, currencies and customers)
 restated partition: January and February run on DuckDB, then the January orders are changed and
 February runs again with --restate (it reads version 2 of orders/2024-01; January's run read
 version 1). `tiering.targets` then runs January (v1) and February (v2, which replaces v1's rows in
-landing.orders and in staging) on PostgreSQL; the marts and the quarantined rows equal DuckDB's.
+landing.orders and in staging) on PostgreSQL; the marts and the quarantined rows (their records of
+the landed text too) equal DuckDB's.
 
 About a minute and a half (three DuckDB months and two PostgreSQL months): `make test-postgres`
 runs it (TIERING_TEST_POSTGRES_ALL=1); `make test` runs the faster demo comparison only.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from tests.fixtures.sources import customer, order, write_source
 from tests.portability.test_postgres_target import assert_same_as_duckdb, run_on_target
 from tiering import pipeline, targets
 from tiering.steps import STEPS
+from tiering.warehouse import connect
 
 pytestmark = [
     pytest.mark.postgres,
@@ -62,7 +65,7 @@ ORDERS = [
     order("O16", "C2", "30", "2024-01-21T10:00:00", updated="2024-01-21T10:00:00"),
     order("O16", "C2", "35", "2024-01-21T10:00:00", updated="2024-02-02T10:00:00"),   # corrected in February
     order("O17", "C9", "80", "2024-02-10T10:00:00"),
-    order("O20", "C1", "10", "2024-03-05T10:00:00", updated="2024-01-22T10:00:00"),   # after_month_end
+    order("O20", "C1", "12.50", "2024-03-05T10:00:00+02:00", updated="2024-01-22T10:00:00"),   # after_month_end
     order("O18", "C1", "55", "2024-02-11T10:00:00+01:00", cost="20"),
     order("O19", "C3", "45.5", "2024-02-12T10:00:00", currency="USD", cost="abc"),    # bad cost
 ]
@@ -143,12 +146,25 @@ def test_edges_and_a_restatement_on_postgres_equal_duckdb(restated_warehouse):
     assert summary["months"] == ["2024-01", "2024-02"]
     assert_same_as_duckdb(summary, "postgres", restated_warehouse, set(targets.COMPARED_MARTS))
     assert [b["landing"]["replaced"] for b in summary["builds"]] == [0, 1]    # orders/2024-01 v1 -> v2
+    records = ("select run_id, source_table, landing_partition, source_line, rule, record "
+               "from quarantine.rejected_rows")
     con = targets.pg_connect()
     try:
         rules = dict(con.execute("select rule, count(*) from quarantine.rejected_rows group by rule").fetchall())
         staged = con.execute("select count(*) from staging.stg_landing__orders where order_id = 'O3'").fetchone()[0]
+        pg_records = {tuple(key): json.loads(record) for *key, record in con.execute(records).fetchall()}
     finally:
         con.close()
+    duck = connect(restated_warehouse, read_only=True)
+    try:
+        duck_records = {tuple(key): json.loads(record) for *key, record in duck.execute(records).fetchall()
+                        if key[0] in {r.run_id for r in runs}}      # (not February's first run)
+    finally:
+        duck.close()
+    # every record the landed text, on PostgreSQL as on DuckDB: the month rules' rejections too
+    assert pg_records == duck_records
+    o20 = [r for (_, t, _, _, rule), r in pg_records.items() if t == "orders" and rule == "after_month_end"]
+    assert o20 and o20[0]["ordered_at"] == "2024-03-05T10:00:00+02:00" and o20[0]["amount"] == "12.50"
     # the edges above were met on PostgreSQL (and equal DuckDB's, compared above)
     assert {"bad_timestamp", "impossible_timestamp", "date_before_1900", "bad_amount", "negative_amount",
             "unknown_value", "conflicting_versions", "personal_data_in_free_text", "bad_date", "bad_fx_rate",
