@@ -166,13 +166,6 @@
     {{- return(checks) -}}
 {%- endmacro %}
 
-{#- A hash of a row's text values (NULL and empty kept apart), to tell versions apart. -#}
-{% macro row_hash(columns) -%}
-    {%- set values = [] -%}
-    {%- for column in columns -%}{%- do values.append("coalesce(" ~ column ~ ", chr(30))") -%}{%- endfor -%}
-    {{ dbt.hash("concat_ws(chr(31), " ~ values | join(', ') ~ ")") }}
-{%- endmacro %}
-
 {#- The landed partitions month M reads: its month and the ones before, and `unparseable` (rows
     that cannot be placed in a month, rejected in every month). -#}
 {% macro in_month_reach(relation=none) -%}

@@ -48,6 +48,7 @@ from tiering.runspec import RunSpec
 from tiering.settings import landing_root
 from tiering.source import (
     LOAD_ORDER,
+    LOG_TYPES,
     TABLES,
     UNPARSEABLE,
     SourceError,
@@ -297,7 +298,7 @@ def _describe(con: duckdb.DuckDBPyConnection, table: TableSpec, root: Path, held
 
 def _parts(table: TableSpec) -> dict[str, list[str]]:
     """The change logs a table lands into, with their columns: its own, and its personal columns apart."""
-    parts = {table.name: [*table.landed_columns, "_source_file", "_source_line", "landing_partition", "_hash"]}
+    parts = {table.name: list(table.log_columns)}
     if table.personal:
         parts[table.name + PERSONAL_SUFFIX] = [*table.key, "updated_at", *table.personal, "_source_line",
                                                "landing_partition"]
@@ -319,11 +320,9 @@ def _write_partitions(con: duckdb.DuckDBPyConnection, table: TableSpec, read: Pa
                 continue
             rows = (f"select {', '.join(columns)} from read_parquet([{', '.join(sql_literal(str(f)) for f in files)}],"
                     f" hive_partitioning = false) order by _source_line" if files else
-                    "select " + ", ".join(f"null::{_TYPES.get(c, 'varchar')} as {c}" for c in columns) + " where false")
+                    "select " + ", ".join(f"null::{LOG_TYPES.get(c, 'varchar')} as {c}" for c in columns) + " where false")
             con.execute(f"copy ({rows}) to {sql_literal(str(target))} ({PARQUET})")
 
-
-_TYPES = {"_source_line": "bigint", "_hash": "ubigint"}
 
 
 def _version_file(table: TableSpec, folder: str, partition: str, number: int) -> str:

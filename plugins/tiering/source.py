@@ -51,6 +51,13 @@ class TableSpec:
         """The columns of the table's change log (the personal ones land apart)."""
         return tuple(c for c in self.columns if c not in self.personal)
 
+    @property
+    def log_columns(self) -> tuple[str, ...]:
+        """The columns of the table's landed files: the landed columns as text, where each row came
+        from, its partition, and `_hash` (a 64-bit hash of its landed values: the partition's
+        fingerprint sums it, the staging models tell conflicting versions apart by it)."""
+        return (*self.landed_columns, "_source_file", "_source_line", "landing_partition", "_hash")
+
     def path_in(self, source_dir: Path) -> Path | None:
         for ext in (".csv", ".parquet"):
             candidate = Path(source_dir) / f"{self.name}{ext}"
@@ -307,6 +314,9 @@ def partition_of(spec: TableSpec) -> str:
 
 
 UNPARSEABLE = "unparseable"
+
+# the SQL types of the landed files' columns that are not text
+LOG_TYPES = {"_source_line": "bigint", "_hash": "ubigint"}
 
 
 @contextmanager

@@ -135,12 +135,18 @@ def month_vars(run: MonthRun) -> dict:
     return dbt_vars(spec, SimpleNamespace(data=run.rules, version=run.rule_version))
 
 
+# the landed files' columns that are not text (tiering.source.LOG_TYPES) on PostgreSQL and Spark:
+# `_hash` is an unsigned 64-bit integer, which Spark reads from Parquet as decimal(20, 0)
+PG_LOG_TYPES = {"_source_line": "bigint", "_hash": "numeric(20)"}
+SPARK_LOG_TYPES = {"_source_line": "bigint", "_hash": "decimal(20, 0)"}
+
+
 def landing_columns(table: str) -> list[str]:
     """The columns of a table's landed files (tiering.landing), as the source `landing` has them
     besides landing_file."""
     from tiering.source import TABLES
 
-    return [*TABLES[table].landed_columns, "_source_file", "_source_line", "landing_partition"]
+    return list(TABLES[table].log_columns)
 
 
 PARTITION_COLUMNS = ("table_name", "landing_partition", "version", "landing_file", "rows", "content_hash")
@@ -266,7 +272,7 @@ def pg_prepare(keep: bool = False) -> None:
         for schema in SOURCE_SCHEMAS:
             pg.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
         for name in TABLES:
-            columns = [sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL("bigint" if c == "_source_line" else "text"))
+            columns = [sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(PG_LOG_TYPES.get(c, "text")))
                        for c in [*landing_columns(name), "landing_file"]]
             pg.execute(sql.SQL("create table if not exists {} ({})").format(
                 sql.Identifier("landing", name), sql.SQL(", ").join(columns)))
@@ -453,7 +459,7 @@ def spark_register_landing(manifest: dict) -> dict:
             body = "\nunion all\n".join(f"select {listed}, {_spark_text(f)} as landing_file "
                                         f"from parquet.`{f.replace('`', '``')}`" for f in files)
         else:
-            body = ("select " + ", ".join(f"cast(null as {'bigint' if c == '_source_line' else 'string'}) as `{c}`"
+            body = ("select " + ", ".join(f"cast(null as {SPARK_LOG_TYPES.get(c, 'string')}) as `{c}`"
                                           for c in columns) + ", cast(null as string) as landing_file where false")
         spark.sql(f"create or replace view landing.{name} as {body}")
     schema = ("table_name string, landing_partition string, version int, landing_file string, rows bigint, "

@@ -36,7 +36,7 @@ def register_landing(con: duckdb.DuckDBPyConnection, manifest: dict) -> None:
     """The run's view of the change log for dbt (source `landing`): the table landing.partitions
     (the partition versions the run reads, from its manifest) and one view per source table over
     their Parquet files. Written by the landing step; dbt's staging models read them."""
-    from tiering.source import TABLES
+    from tiering.source import LOG_TYPES, TABLES
 
     rows = [(name, partition, v["version"], v["file"], v["rows"], v["hash"])
             for name, table in manifest["tables"].items() for partition, v in table["partitions"].items()]
@@ -46,14 +46,13 @@ def register_landing(con: duckdb.DuckDBPyConnection, manifest: dict) -> None:
         con.executemany("insert into landing.partitions values (?, ?, ?, ?, ?, ?)", rows)
     for name, spec in TABLES.items():
         files = [v["file"] for v in manifest["tables"][name]["partitions"].values()]
-        columns = [*spec.landed_columns, "_source_file", "_source_line", "landing_partition"]
+        columns = spec.log_columns
         if files:
             listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
             body = (f"select {', '.join(columns)}, filename as landing_file "
                     f"from read_parquet([{listed}], filename = true)")
         else:
-            typed = {"_source_line": "bigint"}
-            body = "select " + ", ".join(f"null::{typed.get(c, 'varchar')} as {c}" for c in columns) + \
+            body = "select " + ", ".join(f"null::{LOG_TYPES.get(c, 'varchar')} as {c}" for c in columns) + \
                    ", null::varchar as landing_file where false"
         con.execute(f"create or replace view landing.{name} as {body}")
 

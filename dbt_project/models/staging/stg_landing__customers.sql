@@ -25,21 +25,20 @@ read as (
 checked as (
     select
         *,
-        {{ row_hash(['customer_id', 'region', 'industry', 'customer_kind', 'parent_customer_id', 'created_at']) }}
-            as row_hash,
         {{ first_broken_rule(checks) }}
     from read
 ),
 
 conflicting as (
-    -- same customer and updated_at, different values: no version can be told the latest
+    -- same customer and updated_at, different values (by the landed row hash `_hash`
+    -- of every landed text value): no version can be told the latest
     select
         customer_id,
         updated_at_read
     from checked
     where rejection_rule is null
     group by customer_id, updated_at_read
-    having min(row_hash) <> max(row_hash)
+    having min(_hash) <> max(_hash)
 )
 
 select

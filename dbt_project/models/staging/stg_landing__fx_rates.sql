@@ -29,7 +29,6 @@ read as (
 checked as (
     select
         *,
-        {{ row_hash(['currency', 'month', 'rate_to_reporting']) }} as row_hash,
         {{ first_broken_rule(checks) }}
     from read
 ),

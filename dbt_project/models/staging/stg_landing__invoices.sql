@@ -30,21 +30,20 @@ read as (
 checked as (
     select
         *,
-        {{ row_hash(['invoice_id', 'order_id', 'customer_id', 'issued_on', 'due_on', 'amount_due', 'currency']) }}
-            as row_hash,
         {{ first_broken_rule(checks) }}
     from read
 ),
 
 conflicting as (
-    -- same invoice and updated_at, different values: no version can be told the latest
+    -- same invoice and updated_at, different values (by the landed row hash `_hash`
+    -- of every landed text value): no version can be told the latest
     select
         invoice_id,
         updated_at_read
     from checked
     where rejection_rule is null
     group by invoice_id, updated_at_read
-    having min(row_hash) <> max(row_hash)
+    having min(_hash) <> max(_hash)
 )
 
 select

@@ -33,21 +33,20 @@ read as (
 checked as (
     select
         *,
-        {{ row_hash(['order_id', 'customer_id', 'ordered_at', 'status', 'currency', 'amount', 'cost',
-                     'original_order_id']) }} as row_hash,
         {{ first_broken_rule(checks) }}
     from read
 ),
 
 conflicting as (
-    -- same order and updated_at, different values: no version can be told the latest
+    -- same order and updated_at, different values (by the landed row hash `_hash`
+    -- of every landed text value): no version can be told the latest
     select
         order_id,
         updated_at_read
     from checked
     where rejection_rule is null
     group by order_id, updated_at_read
-    having min(row_hash) <> max(row_hash)
+    having min(_hash) <> max(_hash)
 )
 
 select

@@ -26,20 +26,20 @@ read as (
 checked as (
     select
         *,
-        {{ row_hash(['payment_id', 'invoice_id', 'paid_at', 'amount']) }} as row_hash,
         {{ first_broken_rule(checks) }}
     from read
 ),
 
 conflicting as (
-    -- same payment and updated_at, different values: no version can be told the latest
+    -- same payment and updated_at, different values (by the landed row hash `_hash`
+    -- of every landed text value): no version can be told the latest
     select
         payment_id,
         updated_at_read
     from checked
     where rejection_rule is null
     group by payment_id, updated_at_read
-    having min(row_hash) <> max(row_hash)
+    having min(_hash) <> max(_hash)
 )
 
 select

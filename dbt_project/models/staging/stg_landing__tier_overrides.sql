@@ -29,21 +29,20 @@ read as (
 checked as (
     select
         *,
-        {{ row_hash(['override_id', 'customer_id', 'tier', 'reason', 'approver', 'valid_from', 'valid_until']) }}
-            as row_hash,
         {{ first_broken_rule(checks) }}
     from read
 ),
 
 conflicting as (
-    -- same override and updated_at, different values: no version can be told the latest
+    -- same override and updated_at, different values (by the landed row hash `_hash`
+    -- of every landed text value): no version can be told the latest
     select
         override_id,
         updated_at_read
     from checked
     where rejection_rule is null
     group by override_id, updated_at_read
-    having min(row_hash) <> max(row_hash)
+    having min(_hash) <> max(_hash)
 )
 
 select
