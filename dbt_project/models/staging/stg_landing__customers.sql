@@ -29,40 +29,38 @@ checked as (
     from read
 ),
 
-conflicting as (
-    -- same customer and updated_at, different values (by the landed row hash `_hash`
-    -- of every landed text value): no version can be told the latest
+versions as (
+    -- valid rows of the same customer and updated_at whose values differ (their landed row hashes
+    -- `_hash`, of every landed text value, differ): no version can be told the latest
     select
-        customer_id,
-        updated_at_read
+        *,
+        min(case when rejection_rule is null then _hash end) over (partition by customer_id, updated_at_read)
+        <> max(case when rejection_rule is null then _hash end) over (partition by customer_id, updated_at_read)
+            as is_conflicting
     from checked
-    where rejection_rule is null
-    group by customer_id, updated_at_read
-    having min(_hash) <> max(_hash)
 )
 
 select
-    checked.customer_id,
-    nullif(trim(checked.region), '') as region,
-    nullif(trim(checked.industry), '') as industry,
-    checked.customer_kind,
-    nullif(trim(checked.parent_customer_id), '') as parent_customer_id,
-    checked.created_at_read as created_at,
-    checked.updated_at_read as updated_at,
-    coalesce(checked.rejection_rule, case when conflicting.customer_id is not null then 'conflicting_versions' end)
+    customer_id,
+    nullif(trim(region), '') as region,
+    nullif(trim(industry), '') as industry,
+    customer_kind,
+    nullif(trim(parent_customer_id), '') as parent_customer_id,
+    created_at_read as created_at,
+    updated_at_read as updated_at,
+    coalesce(rejection_rule, case when is_conflicting then 'conflicting_versions' end)
         as rejection_rule,
-    coalesce(checked.rejection_reason, case
-        when conflicting.customer_id is not null
+    coalesce(rejection_reason, case
+        when is_conflicting
             then 'conflicting versions: same customer_id and updated_at, different values'
     end) as rejection_reason,
     case
-        when checked.rejection_rule is not null or conflicting.customer_id is not null
-            then {{ json_record(record_columns('customers'), 'checked') }}
+        when rejection_rule is not null or is_conflicting
+            then
+                {{ json_record(record_columns('customers'), 'versions') }}
     end as rejected_record,
-    checked._source_file as source_file,
-    checked._source_line as source_line,
-    checked.landing_partition,
-    checked.landing_file
-from checked
-left join conflicting
-    on checked.customer_id = conflicting.customer_id and checked.updated_at_read = conflicting.updated_at_read
+    _source_file as source_file,
+    _source_line as source_line,
+    landing_partition,
+    landing_file
+from versions

@@ -33,34 +33,32 @@ checked as (
     from read
 ),
 
-conflicting as (
+versions as (
+    -- valid rows of the same currency and month with different rates
     select
-        currency,
-        month_read
+        *,
+        min(case when rejection_rule is null then rate_read end) over (partition by currency, month_read)
+        <> max(case when rejection_rule is null then rate_read end) over (partition by currency, month_read)
+            as is_conflicting
     from checked
-    where rejection_rule is null
-    group by currency, month_read
-    having min(rate_read) <> max(rate_read)
 )
 
 select
-    checked.currency,
-    checked.month_read as rate_month,
-    checked.rate_read as rate_to_reporting,
-    coalesce(checked.rejection_rule, case when conflicting.currency is not null then 'conflicting_versions' end)
+    currency,
+    month_read as rate_month,
+    rate_read as rate_to_reporting,
+    coalesce(rejection_rule, case when is_conflicting then 'conflicting_versions' end)
         as rejection_rule,
-    coalesce(checked.rejection_reason, case
-        when conflicting.currency is not null
+    coalesce(rejection_reason, case
+        when is_conflicting
             then 'conflicting versions: same currency and month, different rates'
     end) as rejection_reason,
     case
-        when checked.rejection_rule is not null or conflicting.currency is not null
-            then {{ json_record(record_columns('fx_rates'), 'checked') }}
+        when rejection_rule is not null or is_conflicting
+            then {{ json_record(record_columns('fx_rates'), 'versions') }}
     end as rejected_record,
-    checked._source_file as source_file,
-    checked._source_line as source_line,
-    checked.landing_partition,
-    checked.landing_file
-from checked
-left join conflicting
-    on checked.currency = conflicting.currency and checked.month_read = conflicting.month_read
+    _source_file as source_file,
+    _source_line as source_line,
+    landing_partition,
+    landing_file
+from versions

@@ -34,41 +34,39 @@ checked as (
     from read
 ),
 
-conflicting as (
-    -- same invoice and updated_at, different values (by the landed row hash `_hash`
-    -- of every landed text value): no version can be told the latest
+versions as (
+    -- valid rows of the same invoice and updated_at whose values differ (their landed row hashes
+    -- `_hash`, of every landed text value, differ): no version can be told the latest
     select
-        invoice_id,
-        updated_at_read
+        *,
+        min(case when rejection_rule is null then _hash end) over (partition by invoice_id, updated_at_read)
+        <> max(case when rejection_rule is null then _hash end) over (partition by invoice_id, updated_at_read)
+            as is_conflicting
     from checked
-    where rejection_rule is null
-    group by invoice_id, updated_at_read
-    having min(_hash) <> max(_hash)
 )
 
 select
-    checked.invoice_id,
-    nullif(trim(checked.order_id), '') as order_id,
-    checked.customer_id,
-    checked.issued_on_read as issued_on,
-    checked.due_on_read as due_on,
-    checked.amount_due_read as amount_due,
-    checked.currency,
-    checked.updated_at_read as updated_at,
-    coalesce(checked.rejection_rule, case when conflicting.invoice_id is not null then 'conflicting_versions' end)
+    invoice_id,
+    nullif(trim(order_id), '') as order_id,
+    customer_id,
+    issued_on_read as issued_on,
+    due_on_read as due_on,
+    amount_due_read as amount_due,
+    currency,
+    updated_at_read as updated_at,
+    coalesce(rejection_rule, case when is_conflicting then 'conflicting_versions' end)
         as rejection_rule,
-    coalesce(checked.rejection_reason, case
-        when conflicting.invoice_id is not null
+    coalesce(rejection_reason, case
+        when is_conflicting
             then 'conflicting versions: same invoice_id and updated_at, different values'
     end) as rejection_reason,
     case
-        when checked.rejection_rule is not null or conflicting.invoice_id is not null
-            then {{ json_record(record_columns('invoices'), 'checked') }}
+        when rejection_rule is not null or is_conflicting
+            then
+                {{ json_record(record_columns('invoices'), 'versions') }}
     end as rejected_record,
-    checked._source_file as source_file,
-    checked._source_line as source_line,
-    checked.landing_partition,
-    checked.landing_file
-from checked
-left join conflicting
-    on checked.invoice_id = conflicting.invoice_id and checked.updated_at_read = conflicting.updated_at_read
+    _source_file as source_file,
+    _source_line as source_line,
+    landing_partition,
+    landing_file
+from versions

@@ -37,42 +37,39 @@ checked as (
     from read
 ),
 
-conflicting as (
-    -- same order and updated_at, different values (by the landed row hash `_hash`
-    -- of every landed text value): no version can be told the latest
+versions as (
+    -- valid rows of the same order and updated_at whose values differ (their landed row hashes
+    -- `_hash`, of every landed text value, differ): no version can be told the latest
     select
-        order_id,
-        updated_at_read
+        *,
+        min(case when rejection_rule is null then _hash end) over (partition by order_id, updated_at_read)
+        <> max(case when rejection_rule is null then _hash end) over (partition by order_id, updated_at_read)
+            as is_conflicting
     from checked
-    where rejection_rule is null
-    group by order_id, updated_at_read
-    having min(_hash) <> max(_hash)
 )
 
 select
-    checked.order_id,
-    checked.customer_id,
-    checked.ordered_at_read as ordered_at,
-    checked.status as order_status,
-    checked.currency,
-    checked.amount_read as amount,
-    checked.cost_read as cost,
-    nullif(trim(checked.original_order_id), '') as original_order_id,
-    checked.updated_at_read as updated_at,
-    coalesce(checked.rejection_rule, case when conflicting.order_id is not null then 'conflicting_versions' end)
+    order_id,
+    customer_id,
+    ordered_at_read as ordered_at,
+    status as order_status,
+    currency,
+    amount_read as amount,
+    cost_read as cost,
+    nullif(trim(original_order_id), '') as original_order_id,
+    updated_at_read as updated_at,
+    coalesce(rejection_rule, case when is_conflicting then 'conflicting_versions' end)
         as rejection_rule,
-    coalesce(checked.rejection_reason, case
-        when conflicting.order_id is not null
+    coalesce(rejection_reason, case
+        when is_conflicting
             then 'conflicting versions: same order_id and updated_at, different values'
     end) as rejection_reason,
     case
-        when checked.rejection_rule is not null or conflicting.order_id is not null
-            then {{ json_record(record_columns('orders'), 'checked') }}
+        when rejection_rule is not null or is_conflicting
+            then {{ json_record(record_columns('orders'), 'versions') }}
     end as rejected_record,
-    checked._source_file as source_file,
-    checked._source_line as source_line,
-    checked.landing_partition,
-    checked.landing_file
-from checked
-left join conflicting
-    on checked.order_id = conflicting.order_id and checked.updated_at_read = conflicting.updated_at_read
+    _source_file as source_file,
+    _source_line as source_line,
+    landing_partition,
+    landing_file
+from versions

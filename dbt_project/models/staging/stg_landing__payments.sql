@@ -30,38 +30,35 @@ checked as (
     from read
 ),
 
-conflicting as (
-    -- same payment and updated_at, different values (by the landed row hash `_hash`
-    -- of every landed text value): no version can be told the latest
+versions as (
+    -- valid rows of the same payment and updated_at whose values differ (their landed row hashes
+    -- `_hash`, of every landed text value, differ): no version can be told the latest
     select
-        payment_id,
-        updated_at_read
+        *,
+        min(case when rejection_rule is null then _hash end) over (partition by payment_id, updated_at_read)
+        <> max(case when rejection_rule is null then _hash end) over (partition by payment_id, updated_at_read)
+            as is_conflicting
     from checked
-    where rejection_rule is null
-    group by payment_id, updated_at_read
-    having min(_hash) <> max(_hash)
 )
 
 select
-    checked.payment_id,
-    checked.invoice_id,
-    checked.paid_at_read as paid_at,
-    checked.amount_read as amount,
-    checked.updated_at_read as updated_at,
-    coalesce(checked.rejection_rule, case when conflicting.payment_id is not null then 'conflicting_versions' end)
+    payment_id,
+    invoice_id,
+    paid_at_read as paid_at,
+    amount_read as amount,
+    updated_at_read as updated_at,
+    coalesce(rejection_rule, case when is_conflicting then 'conflicting_versions' end)
         as rejection_rule,
-    coalesce(checked.rejection_reason, case
-        when conflicting.payment_id is not null
+    coalesce(rejection_reason, case
+        when is_conflicting
             then 'conflicting versions: same payment_id and updated_at, different values'
     end) as rejection_reason,
     case
-        when checked.rejection_rule is not null or conflicting.payment_id is not null
-            then {{ json_record(record_columns('payments'), 'checked') }}
+        when rejection_rule is not null or is_conflicting
+            then {{ json_record(record_columns('payments'), 'versions') }}
     end as rejected_record,
-    checked._source_file as source_file,
-    checked._source_line as source_line,
-    checked.landing_partition,
-    checked.landing_file
-from checked
-left join conflicting
-    on checked.payment_id = conflicting.payment_id and checked.updated_at_read = conflicting.updated_at_read
+    _source_file as source_file,
+    _source_line as source_line,
+    landing_partition,
+    landing_file
+from versions

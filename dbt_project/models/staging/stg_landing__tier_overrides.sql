@@ -33,42 +33,39 @@ checked as (
     from read
 ),
 
-conflicting as (
-    -- same override and updated_at, different values (by the landed row hash `_hash`
-    -- of every landed text value): no version can be told the latest
+versions as (
+    -- valid rows of the same override and updated_at whose values differ (their landed row hashes
+    -- `_hash`, of every landed text value, differ): no version can be told the latest
     select
-        override_id,
-        updated_at_read
+        *,
+        min(case when rejection_rule is null then _hash end) over (partition by override_id, updated_at_read)
+        <> max(case when rejection_rule is null then _hash end) over (partition by override_id, updated_at_read)
+            as is_conflicting
     from checked
-    where rejection_rule is null
-    group by override_id, updated_at_read
-    having min(_hash) <> max(_hash)
 )
 
 select
-    checked.override_id,
-    checked.customer_id,
-    checked.tier as override_tier,
-    checked.reason as override_reason,
-    checked.approver as override_approver,
-    checked.valid_from_read as valid_from_month,
-    checked.valid_until_read as valid_until_month,
-    checked.updated_at_read as updated_at,
-    coalesce(checked.rejection_rule, case when conflicting.override_id is not null then 'conflicting_versions' end)
+    override_id,
+    customer_id,
+    tier as override_tier,
+    reason as override_reason,
+    approver as override_approver,
+    valid_from_read as valid_from_month,
+    valid_until_read as valid_until_month,
+    updated_at_read as updated_at,
+    coalesce(rejection_rule, case when is_conflicting then 'conflicting_versions' end)
         as rejection_rule,
-    coalesce(checked.rejection_reason, case
-        when conflicting.override_id is not null
+    coalesce(rejection_reason, case
+        when is_conflicting
             then 'conflicting versions: same override_id and updated_at, different values'
     end) as rejection_reason,
     -- (the reason of a rejected row may hold personal data: the record leaves it out)
     case
-        when checked.rejection_rule is not null or conflicting.override_id is not null
-            then {{ json_record(record_columns('tier_overrides'), 'checked') }}
+        when rejection_rule is not null or is_conflicting
+            then {{ json_record(record_columns('tier_overrides'), 'versions') }}
     end as rejected_record,
-    checked._source_file as source_file,
-    checked._source_line as source_line,
-    checked.landing_partition,
-    checked.landing_file
-from checked
-left join conflicting
-    on checked.override_id = conflicting.override_id and checked.updated_at_read = conflicting.updated_at_read
+    _source_file as source_file,
+    _source_line as source_line,
+    landing_partition,
+    landing_file
+from versions
