@@ -89,7 +89,8 @@ def _landed_file(path: Path, partition: str, rates: list[str]) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.table({"currency": ["USD"] * rows, "month": [partition] * rows, "rate_to_reporting": rates,
                              "_source_file": ["fx_rates.csv"] * rows, "_source_line": list(range(2, rows + 2)),
-                             "landing_partition": [partition] * rows}), path)
+                             "landing_partition": [partition] * rows,
+                             "_hash": pa.array(range(rows), pa.uint64())}), path)
     return str(path)
 
 
