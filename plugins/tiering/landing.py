@@ -320,7 +320,8 @@ def _write_partitions(con: duckdb.DuckDBPyConnection, table: TableSpec, read: Pa
                 continue
             rows = (f"select {', '.join(columns)} from read_parquet([{', '.join(sql_literal(str(f)) for f in files)}],"
                     f" hive_partitioning = false) order by _source_line" if files else
-                    "select " + ", ".join(f"null::{LOG_TYPES.get(c, 'varchar')} as {c}" for c in columns) + " where false")
+                    "select " + ", ".join(f"null::{LOG_TYPES.get(c, 'varchar')} as {c}" for c in columns)
+                    + " where false")
             con.execute(f"copy ({rows}) to {sql_literal(str(target))} ({PARQUET})")
 
 
