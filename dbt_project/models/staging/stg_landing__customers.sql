@@ -41,26 +41,26 @@ versions as (
 )
 
 select
-    customer_id,
-    nullif(trim(region), '') as region,
-    nullif(trim(industry), '') as industry,
-    customer_kind,
-    nullif(trim(parent_customer_id), '') as parent_customer_id,
-    created_at_read as created_at,
-    updated_at_read as updated_at,
-    coalesce(rejection_rule, case when is_conflicting then 'conflicting_versions' end)
+    versions.customer_id,
+    nullif(trim(versions.region), '') as region,
+    nullif(trim(versions.industry), '') as industry,
+    versions.customer_kind,
+    nullif(trim(versions.parent_customer_id), '') as parent_customer_id,
+    versions.created_at_read as created_at,
+    versions.updated_at_read as updated_at,
+    coalesce(versions.rejection_rule, case when versions.is_conflicting then 'conflicting_versions' end)
         as rejection_rule,
-    coalesce(rejection_reason, case
-        when is_conflicting
+    coalesce(versions.rejection_reason, case
+        when versions.is_conflicting
             then 'conflicting versions: same customer_id and updated_at, different values'
     end) as rejection_reason,
     case
-        when rejection_rule is not null or is_conflicting
+        when versions.rejection_rule is not null or versions.is_conflicting
             then
                 {{ json_record(record_columns('customers'), 'versions') }}
     end as rejected_record,
-    _source_file as source_file,
-    _source_line as source_line,
-    landing_partition,
-    landing_file
+    versions._source_file as source_file,
+    versions._source_line as source_line,
+    versions.landing_partition,
+    versions.landing_file
 from versions

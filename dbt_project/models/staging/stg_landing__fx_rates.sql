@@ -44,21 +44,21 @@ versions as (
 )
 
 select
-    currency,
-    month_read as rate_month,
-    rate_read as rate_to_reporting,
-    coalesce(rejection_rule, case when is_conflicting then 'conflicting_versions' end)
+    versions.currency,
+    versions.month_read as rate_month,
+    versions.rate_read as rate_to_reporting,
+    coalesce(versions.rejection_rule, case when versions.is_conflicting then 'conflicting_versions' end)
         as rejection_rule,
-    coalesce(rejection_reason, case
-        when is_conflicting
+    coalesce(versions.rejection_reason, case
+        when versions.is_conflicting
             then 'conflicting versions: same currency and month, different rates'
     end) as rejection_reason,
     case
-        when rejection_rule is not null or is_conflicting
+        when versions.rejection_rule is not null or versions.is_conflicting
             then {{ json_record(record_columns('fx_rates'), 'versions') }}
     end as rejected_record,
-    _source_file as source_file,
-    _source_line as source_line,
-    landing_partition,
-    landing_file
+    versions._source_file as source_file,
+    versions._source_line as source_line,
+    versions.landing_partition,
+    versions.landing_file
 from versions

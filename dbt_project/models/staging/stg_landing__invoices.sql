@@ -46,27 +46,27 @@ versions as (
 )
 
 select
-    invoice_id,
-    nullif(trim(order_id), '') as order_id,
-    customer_id,
-    issued_on_read as issued_on,
-    due_on_read as due_on,
-    amount_due_read as amount_due,
-    currency,
-    updated_at_read as updated_at,
-    coalesce(rejection_rule, case when is_conflicting then 'conflicting_versions' end)
+    versions.invoice_id,
+    nullif(trim(versions.order_id), '') as order_id,
+    versions.customer_id,
+    versions.issued_on_read as issued_on,
+    versions.due_on_read as due_on,
+    versions.amount_due_read as amount_due,
+    versions.currency,
+    versions.updated_at_read as updated_at,
+    coalesce(versions.rejection_rule, case when versions.is_conflicting then 'conflicting_versions' end)
         as rejection_rule,
-    coalesce(rejection_reason, case
-        when is_conflicting
+    coalesce(versions.rejection_reason, case
+        when versions.is_conflicting
             then 'conflicting versions: same invoice_id and updated_at, different values'
     end) as rejection_reason,
     case
-        when rejection_rule is not null or is_conflicting
+        when versions.rejection_rule is not null or versions.is_conflicting
             then
                 {{ json_record(record_columns('invoices'), 'versions') }}
     end as rejected_record,
-    _source_file as source_file,
-    _source_line as source_line,
-    landing_partition,
-    landing_file
+    versions._source_file as source_file,
+    versions._source_line as source_line,
+    versions.landing_partition,
+    versions.landing_file
 from versions

@@ -49,27 +49,27 @@ versions as (
 )
 
 select
-    order_id,
-    customer_id,
-    ordered_at_read as ordered_at,
-    status as order_status,
-    currency,
-    amount_read as amount,
-    cost_read as cost,
-    nullif(trim(original_order_id), '') as original_order_id,
-    updated_at_read as updated_at,
-    coalesce(rejection_rule, case when is_conflicting then 'conflicting_versions' end)
+    versions.order_id,
+    versions.customer_id,
+    versions.ordered_at_read as ordered_at,
+    versions.status as order_status,
+    versions.currency,
+    versions.amount_read as amount,
+    versions.cost_read as cost,
+    nullif(trim(versions.original_order_id), '') as original_order_id,
+    versions.updated_at_read as updated_at,
+    coalesce(versions.rejection_rule, case when versions.is_conflicting then 'conflicting_versions' end)
         as rejection_rule,
-    coalesce(rejection_reason, case
-        when is_conflicting
+    coalesce(versions.rejection_reason, case
+        when versions.is_conflicting
             then 'conflicting versions: same order_id and updated_at, different values'
     end) as rejection_reason,
     case
-        when rejection_rule is not null or is_conflicting
+        when versions.rejection_rule is not null or versions.is_conflicting
             then {{ json_record(record_columns('orders'), 'versions') }}
     end as rejected_record,
-    _source_file as source_file,
-    _source_line as source_line,
-    landing_partition,
-    landing_file
+    versions._source_file as source_file,
+    versions._source_line as source_line,
+    versions.landing_partition,
+    versions.landing_file
 from versions

@@ -42,23 +42,23 @@ versions as (
 )
 
 select
-    payment_id,
-    invoice_id,
-    paid_at_read as paid_at,
-    amount_read as amount,
-    updated_at_read as updated_at,
-    coalesce(rejection_rule, case when is_conflicting then 'conflicting_versions' end)
+    versions.payment_id,
+    versions.invoice_id,
+    versions.paid_at_read as paid_at,
+    versions.amount_read as amount,
+    versions.updated_at_read as updated_at,
+    coalesce(versions.rejection_rule, case when versions.is_conflicting then 'conflicting_versions' end)
         as rejection_rule,
-    coalesce(rejection_reason, case
-        when is_conflicting
+    coalesce(versions.rejection_reason, case
+        when versions.is_conflicting
             then 'conflicting versions: same payment_id and updated_at, different values'
     end) as rejection_reason,
     case
-        when rejection_rule is not null or is_conflicting
+        when versions.rejection_rule is not null or versions.is_conflicting
             then {{ json_record(record_columns('payments'), 'versions') }}
     end as rejected_record,
-    _source_file as source_file,
-    _source_line as source_line,
-    landing_partition,
-    landing_file
+    versions._source_file as source_file,
+    versions._source_line as source_line,
+    versions.landing_partition,
+    versions.landing_file
 from versions

@@ -45,27 +45,27 @@ versions as (
 )
 
 select
-    override_id,
-    customer_id,
-    tier as override_tier,
-    reason as override_reason,
-    approver as override_approver,
-    valid_from_read as valid_from_month,
-    valid_until_read as valid_until_month,
-    updated_at_read as updated_at,
-    coalesce(rejection_rule, case when is_conflicting then 'conflicting_versions' end)
+    versions.override_id,
+    versions.customer_id,
+    versions.tier as override_tier,
+    versions.reason as override_reason,
+    versions.approver as override_approver,
+    versions.valid_from_read as valid_from_month,
+    versions.valid_until_read as valid_until_month,
+    versions.updated_at_read as updated_at,
+    coalesce(versions.rejection_rule, case when versions.is_conflicting then 'conflicting_versions' end)
         as rejection_rule,
-    coalesce(rejection_reason, case
-        when is_conflicting
+    coalesce(versions.rejection_reason, case
+        when versions.is_conflicting
             then 'conflicting versions: same override_id and updated_at, different values'
     end) as rejection_reason,
     -- (the reason of a rejected row may hold personal data: the record leaves it out)
     case
-        when rejection_rule is not null or is_conflicting
+        when versions.rejection_rule is not null or versions.is_conflicting
             then {{ json_record(record_columns('tier_overrides'), 'versions') }}
     end as rejected_record,
-    _source_file as source_file,
-    _source_line as source_line,
-    landing_partition,
-    landing_file
+    versions._source_file as source_file,
+    versions._source_line as source_line,
+    versions.landing_partition,
+    versions.landing_file
 from versions
