@@ -142,7 +142,8 @@ def _content(spec: TableSpec) -> str:
     """SQL: a 64-bit hash of a row's landed values (not its line: a re-export in another order is
     the same partition). A missing value hashes as an empty one, as the row rules read both: so an
     optional column absent from the file (NULL) and present but empty ('' in a CSV) are the same
-    history."""
+    history. MD5 (its lower 64 bits), not DuckDB's hash(), which is several times cheaper but
+    changes between DuckDB releases (duckdb/duckdb#17596): the catalog keeps these sums for ever."""
     values = ", ".join(f"coalesce({c}, '')" for c in spec.landed_columns)
     return f"md5_number_lower(concat_ws(chr(31), {values}))"
 
