@@ -19,7 +19,8 @@ A run for month M compares the source with the catalog, partition by partition, 
     per table and writes nothing; with --restate it lands the next version, and the old one stays;
   - the partition `unparseable` is landed again whenever it differs: its rows count in no result.
 A source file byte for byte the one compared last (SHA-256) is not read at all when it was compared
-through a month at or after M, else only its rows of the later months are hashed and compared.
+through a month at or after M, else only its rows of the later months are hashed and compared (a
+Parquet file's row groups wholly before them are skipped by their statistics).
 Then, unless the run restates, the partition versions it would read (the current ones, and the next
 version of those it lands) must be those the month's last successful run read (a later --restate
 may have replaced one): checked before anything is written, so a run failing it writes nothing.
