@@ -48,13 +48,22 @@ def register_landing(con: duckdb.DuckDBPyConnection, manifest: dict) -> None:
         files = [v["file"] for v in manifest["tables"][name]["partitions"].values()]
         columns = spec.log_columns
         if files:
-            listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-            body = (f"select {', '.join(columns)}, filename as landing_file "
-                    f"from read_parquet([{listed}], filename = true)")
+            # one branch per file, its name a constant: a staging model's filter on landing_file keeps
+            # only the branches of the files it types when DuckDB plans the query, so its row
+            # estimates are those files' (one read_parquet of every file, filtered on its filename,
+            # read as few files but was planned for all of their rows: 56 s instead of 6.5 s to type
+            # a month of 1M customers' orders)
+            body = "\nunion all\n".join(
+                f"select {', '.join(columns)}, '{_quoted(f)}' as landing_file from read_parquet('{_quoted(f)}')"
+                for f in files)
         else:
             body = "select " + ", ".join(f"null::{LOG_TYPES.get(c, 'varchar')} as {c}" for c in columns) + \
                    ", null::varchar as landing_file where false"
         con.execute(f"create or replace view landing.{name} as {body}")
+
+
+def _quoted(text: str) -> str:
+    return text.replace("'", "''")
 
 
 # A sandboxed session (`tiering query`): the database file and nothing else. No ATTACH of another
