@@ -250,8 +250,7 @@ def _after(table: TableSpec, since: str | None) -> str:
     updated_at: at or after the last day of `since` (a day before its end: any UTC offset), or
     below '1' (a text DuckDB still reads with a leading space or zero). DuckDB checks it against a
     Parquet file's row-group statistics and skips the groups wholly outside it, instead of reading
-    and placing every row (a tenth of the CPU when the file is in time order). fx_rates, placed by
-    `month`, are few: no condition."""
+    and placing every row (bench/RESULTS.md). fx_rates, placed by `month`, are few: no condition."""
     if since is None or table.partition_column != "updated_at":
         return "true"
     year, month = map(int, since.split("-"))

@@ -36,7 +36,7 @@ def register_landing(con: duckdb.DuckDBPyConnection, manifest: dict) -> None:
     """The run's view of the change log for dbt (source `landing`): the table landing.partitions
     (the partition versions the run reads, from its manifest) and one view per source table over
     their Parquet files. Written by the landing step; dbt's staging models read them."""
-    from tiering.source import LOG_TYPES, TABLES
+    from tiering.source import LOG_TYPES, TABLES, sql_literal
 
     rows = [(name, partition, v["version"], v["file"], v["rows"], v["hash"])
             for name, table in manifest["tables"].items() for partition, v in table["partitions"].items()]
@@ -49,21 +49,16 @@ def register_landing(con: duckdb.DuckDBPyConnection, manifest: dict) -> None:
         columns = spec.log_columns
         if files:
             # one branch per file, its name a constant: a staging model's filter on landing_file keeps
-            # only the branches of the files it types when DuckDB plans the query, so its row
-            # estimates are those files' (one read_parquet of every file, filtered on its filename,
-            # read as few files but was planned for all of their rows: 56 s instead of 6.5 s to type
-            # a month of 1M customers' orders)
+            # only the branches of the files it types when DuckDB plans the query, so the plan is made
+            # for those files' rows (one read_parquet of every file filtered on its filename reads
+            # only those files, but was planned for every file's rows: bench/RESULTS.md)
             body = "\nunion all\n".join(
-                f"select {', '.join(columns)}, '{_quoted(f)}' as landing_file from read_parquet('{_quoted(f)}')"
+                f"select {', '.join(columns)}, {sql_literal(f)} as landing_file from read_parquet({sql_literal(f)})"
                 for f in files)
         else:
             body = "select " + ", ".join(f"null::{LOG_TYPES.get(c, 'varchar')} as {c}" for c in columns) + \
                    ", null::varchar as landing_file where false"
         con.execute(f"create or replace view landing.{name} as {body}")
-
-
-def _quoted(text: str) -> str:
-    return text.replace("'", "''")
 
 
 # A sandboxed session (`tiering query`): the database file and nothing else. No ATTACH of another
