@@ -9,8 +9,10 @@
 
 {#- The landed files of `table` not yet typed into the model being built: the run's partitions
     (the source landing.partitions, written by the landing step) minus the files it holds. None
-    when nothing was landed yet (a compile on its own, e.g. the SQL linter). -#}
-{% macro landed_files_to_type(table) -%}
+    when nothing was landed yet (a compile on its own, e.g. the SQL linter). `chained`: the model
+    links each version to the one before it (previous_updated_at), so the partitions after the
+    earliest one typed now are typed again too (drop_superseded_versions drops them). -#}
+{% macro landed_files_to_type(table, chained=false) -%}
     {%- set partitions = source('landing', 'partitions') -%}
     {%- if not execute or adapter.get_relation(partitions.database, partitions.schema, partitions.identifier) is none -%}
         {{ return("''") }}
@@ -18,11 +20,26 @@
     {%- set query -%}
         select landing_file from {{ source('landing', 'partitions') }} where table_name = '{{ table }}'
         {%- if is_incremental() %}
-        except
-        select distinct landing_file from {{ this }}
+        and (
+            landing_file not in (select distinct landing_file from {{ this }})
+            {%- if chained %}
+            or {{ after_earliest_untyped_partition(table) }}
+            {%- endif %}
+        )
         {%- endif %}
     {%- endset -%}
     {{- return(sql_text_list(run_query(query).columns[0].values())) -}}
+{%- endmacro %}
+
+{#- A month partition after the earliest partition of `table` the model being built has not typed
+    yet (a version chained to an earlier one must be typed again when that one changes). -#}
+{% macro after_earliest_untyped_partition(table) -%}
+    (landing_partition <> 'unparseable' and landing_partition > (
+        select min(landing_partition) from {{ source('landing', 'partitions') }}
+        where
+            table_name = '{{ table }}' and landing_partition <> 'unparseable'
+            and landing_file not in (select distinct landing_file from {{ this }})
+    ))
 {%- endmacro %}
 
 {#- Texts as a list of SQL literals for `in (...)`: "'a', 'b'"; "''" (no file is named so) when
@@ -185,31 +202,39 @@
 {#- Pre-hook of a staging model: drop the rows of partition versions the run no longer reads (a
     restatement landed a newer version; an emptied partition's new version holds no row to replace
     them with). -#}
-{% macro drop_superseded_versions(table) -%}
-    {{ return(adapter.dispatch('drop_superseded_versions', 'tiering')(table)) }}
+{% macro drop_superseded_versions(table, chained=false) -%}
+    {{ return(adapter.dispatch('drop_superseded_versions', 'tiering')(table, chained)) }}
 {%- endmacro %}
-{% macro default__drop_superseded_versions(table) -%}
+{% macro default__drop_superseded_versions(table, chained) -%}
     {%- if is_incremental() -%}
     delete from {{ this }}
-    where landing_file not in (select landing_file from {{ source('landing', 'partitions') }})
+    where
+        landing_file not in (select landing_file from {{ source('landing', 'partitions') }})
         and landing_partition in (
             select landing_partition from {{ source('landing', 'partitions') }} where table_name = '{{ table }}'
         )
+        {%- if chained %}
+        or {{ after_earliest_untyped_partition(table) }}
+        {%- endif %}
     {%- else -%}
     select 1
     {%- endif -%}
 {%- endmacro %}
 {#- Spark has no delete on parquet tables: the partitions (landing_partition) that hold a superseded
     version are dropped whole (the run's own version of each is then inserted again). -#}
-{% macro spark__drop_superseded_versions(table) -%}
+{% macro spark__drop_superseded_versions(table, chained) -%}
     {%- set superseded = [] -%}
     {%- if execute and is_incremental() -%}
         {%- set query -%}
             select distinct landing_partition from {{ this }}
-            where landing_file not in (select landing_file from {{ source('landing', 'partitions') }})
+            where
+                landing_file not in (select landing_file from {{ source('landing', 'partitions') }})
                 and landing_partition in (
                     select landing_partition from {{ source('landing', 'partitions') }} where table_name = '{{ table }}'
                 )
+                {%- if chained %}
+                or {{ after_earliest_untyped_partition(table) }}
+                {%- endif %}
         {%- endset -%}
         {%- set superseded = run_query(query).columns[0].values() -%}
     {%- endif -%}

@@ -269,6 +269,23 @@ def refuse_old_core(con, warehouse: Path | str) -> None:
                            f"(docs/upgrading.md)")
 
 
+CHAINED_STAGING = ("stg_landing__orders", "stg_landing__invoices", "stg_landing__payments")
+
+
+def drop_unchained_staging(con) -> list[str]:
+    """Drop the typed change log of orders, invoices and payments when it was typed before each
+    version named the one before it (no column previous_updated_at): the run types every partition
+    again, from the change log, which nothing else changes. Returns the tables dropped."""
+    found = [t for (t,) in con.execute(
+        "select table_name from information_schema.tables where table_schema = 'staging' and table_name in (?, ?, ?) "
+        "and table_name not in (select table_name from information_schema.columns "
+        "where table_schema = 'staging' and column_name = 'previous_updated_at')", list(CHAINED_STAGING)).fetchall()]
+    for table in found:
+        con.execute(f"drop table staging.{table}")
+        log.info(f"staging.{table} was typed before the version chain: dropped, the run types the change log again")
+    return found
+
+
 def cli_migrate(args) -> None:
     summary = migrate(args.warehouse, dry_run=args.dry_run)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))

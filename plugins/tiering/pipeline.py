@@ -24,7 +24,7 @@ from tiering import landing, marts_build, runs
 from tiering.console import warn_user
 from tiering.dbt_runner import run_dbt
 from tiering.locks import warehouse_free
-from tiering.migrate import refuse_old_core
+from tiering.migrate import drop_unchained_staging, refuse_old_core
 from tiering.operations import manifest_fingerprint
 from tiering.retention import cleanup_after_run
 from tiering.rules import load_rules
@@ -64,6 +64,7 @@ def start_run(conf: dict, data_interval_start: datetime | None = None,
     con = connect(spec.warehouse)
     try:
         refuse_old_core(con, spec.warehouse)     # a warehouse of the previous core: `tiering migrate` first
+        drop_unchained_staging(con)              # typed before the version chain: typed again
         ensure_schema(con)
         add_provisional_columns(con)
         con.execute("""insert into audit.rule_versions

@@ -2,11 +2,11 @@
 -- null) or rejected with the first rule it breaks. The rules that depend on the month computed
 -- (issue dates after it, fx rates, unknown customers) are applied in int_invoices__checked.
 {{ replace_by_key_config('landing_partition') }}
-{{ config(pre_hook="{{ drop_superseded_versions('invoices') }}") }}
+{{ config(pre_hook="{{ drop_superseded_versions('invoices', chained=true) }}") }}
 
 with landed as (
     select * from {{ source('landing', 'invoices') }}
-    where landing_file in ({{ landed_files_to_type('invoices') }})
+    where landing_file in ({{ landed_files_to_type('invoices', chained=true) }})
 ),
 
 read as (
@@ -41,8 +41,50 @@ versions as (
         *,
         min(case when rejection_rule is null then _hash end) over (partition by invoice_id, updated_at_read)
         <> max(case when rejection_rule is null then _hash end) over (partition by invoice_id, updated_at_read)
-            as is_conflicting
+            as is_conflicting,
+        max(case when rejection_rule is null then _source_line end) over (partition by invoice_id, updated_at_read)
+            as last_valid_line
     from checked
+),
+
+-- the invoice versions typed now: one per id and updated_at, a valid row (the last line
+-- of identical rows)
+typed_versions as (
+    select
+        invoice_id,
+        updated_at_read as updated_at
+    from versions
+    where rejection_rule is null and not is_conflicting and _source_line = last_valid_line
+),
+
+-- the versions of the same invoices typed by earlier runs, all in earlier partitions (the pre-hook
+-- drops the partitions after the earliest one typed now, which are then typed again)
+earlier_versions as (
+    {%- if is_incremental() %}
+    select invoice_id, updated_at
+    from {{ this }}
+    where is_version and invoice_id in (select typed_versions.invoice_id from typed_versions)
+    {%- else %}
+    select
+        invoice_id,
+        updated_at
+    from typed_versions
+    where 1 = 0
+    {%- endif %}
+),
+
+-- each version with the updated_at of the invoice's version before it: a month's as-of keeps the
+-- versions in its reach that no later version there names as its previous one
+version_chain as (
+    select
+        invoice_id,
+        updated_at,
+        lag(updated_at) over (partition by invoice_id order by updated_at) as previous_updated_at
+    from (
+        select * from typed_versions
+        union all
+        select * from earlier_versions
+    ) as all_versions
 )
 
 select
@@ -68,5 +110,14 @@ select
     versions._source_file as source_file,
     versions._source_line as source_line,
     versions.landing_partition,
-    versions.landing_file
+    versions.landing_file,
+    version_chain.invoice_id is not null as is_version,
+    version_chain.previous_updated_at
 from versions
+left join version_chain
+    on
+        versions.invoice_id = version_chain.invoice_id
+        and versions.updated_at_read = version_chain.updated_at
+        and versions.rejection_rule is null
+        and not versions.is_conflicting
+        and versions._source_line = versions.last_valid_line

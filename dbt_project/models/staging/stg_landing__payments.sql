@@ -2,11 +2,11 @@
 -- null) or rejected with the first rule it breaks. The rules that depend on the month computed
 -- (payments after it, unknown invoices) are applied in int_payments__checked.
 {{ replace_by_key_config('landing_partition') }}
-{{ config(pre_hook="{{ drop_superseded_versions('payments') }}") }}
+{{ config(pre_hook="{{ drop_superseded_versions('payments', chained=true) }}") }}
 
 with landed as (
     select * from {{ source('landing', 'payments') }}
-    where landing_file in ({{ landed_files_to_type('payments') }})
+    where landing_file in ({{ landed_files_to_type('payments', chained=true) }})
 ),
 
 read as (
@@ -37,8 +37,50 @@ versions as (
         *,
         min(case when rejection_rule is null then _hash end) over (partition by payment_id, updated_at_read)
         <> max(case when rejection_rule is null then _hash end) over (partition by payment_id, updated_at_read)
-            as is_conflicting
+            as is_conflicting,
+        max(case when rejection_rule is null then _source_line end) over (partition by payment_id, updated_at_read)
+            as last_valid_line
     from checked
+),
+
+-- the payment versions typed now: one per id and updated_at, a valid row (the last line
+-- of identical rows)
+typed_versions as (
+    select
+        payment_id,
+        updated_at_read as updated_at
+    from versions
+    where rejection_rule is null and not is_conflicting and _source_line = last_valid_line
+),
+
+-- the versions of the same payments typed by earlier runs, all in earlier partitions (the pre-hook
+-- drops the partitions after the earliest one typed now, which are then typed again)
+earlier_versions as (
+    {%- if is_incremental() %}
+    select payment_id, updated_at
+    from {{ this }}
+    where is_version and payment_id in (select typed_versions.payment_id from typed_versions)
+    {%- else %}
+    select
+        payment_id,
+        updated_at
+    from typed_versions
+    where 1 = 0
+    {%- endif %}
+),
+
+-- each version with the updated_at of the payment's version before it: a month's as-of keeps the
+-- versions in its reach that no later version there names as its previous one
+version_chain as (
+    select
+        payment_id,
+        updated_at,
+        lag(updated_at) over (partition by payment_id order by updated_at) as previous_updated_at
+    from (
+        select * from typed_versions
+        union all
+        select * from earlier_versions
+    ) as all_versions
 )
 
 select
@@ -60,5 +102,14 @@ select
     versions._source_file as source_file,
     versions._source_line as source_line,
     versions.landing_partition,
-    versions.landing_file
+    versions.landing_file,
+    version_chain.payment_id is not null as is_version,
+    version_chain.previous_updated_at
 from versions
+left join version_chain
+    on
+        versions.payment_id = version_chain.payment_id
+        and versions.updated_at_read = version_chain.updated_at
+        and versions.rejection_rule is null
+        and not versions.is_conflicting
+        and versions._source_line = versions.last_valid_line

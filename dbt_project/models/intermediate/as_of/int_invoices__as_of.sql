@@ -1,24 +1,34 @@
--- One row per invoice as of the end of the month computed: its latest valid version.
-with valid_versions as (
+-- One row per invoice as of the end of the month computed: its latest version in the month's reach
+-- (the version no later version there names as its previous one: stg_landing__invoices), unless a
+-- month rule rejects it (int_invoices__checked; the invoice is then left out of the month, and that
+-- version is quarantined). A view: filtering the typed change log costs less than writing it.
+{{ config(materialized='view') }}
+
+with versions as (
     select * from {{ ref('int_invoices__checked') }}
-    where rejection_rule is null
+    where is_version
 ),
 
-ranked as (
+superseded as (
     select
-        *,
-        row_number() over (partition by invoice_id order by updated_at desc, source_line desc) as version_rank
-    from valid_versions
+        invoice_id,
+        previous_updated_at
+    from {{ ref('stg_landing__invoices') }}
+    where is_version and previous_updated_at is not null and {{ in_month_reach() }}
 )
 
 select
-    invoice_id,
-    order_id,
-    customer_id,
-    issued_on,
-    due_on,
-    amount_due,
-    currency,
-    updated_at
-from ranked
-where version_rank = 1
+    versions.invoice_id,
+    versions.order_id,
+    versions.customer_id,
+    versions.issued_on,
+    versions.due_on,
+    versions.amount_due,
+    versions.currency,
+    versions.updated_at
+from versions
+left join superseded
+    on
+        versions.invoice_id = superseded.invoice_id
+        and versions.updated_at = superseded.previous_updated_at
+where superseded.invoice_id is null and versions.rejection_rule is null

@@ -62,7 +62,9 @@ select
     source_file,
     source_line,
     landing_partition,
-    landing_file
+    landing_file,
+    is_version,
+    previous_updated_at
 from invoices
 where rejection_rule is not null
 
@@ -85,5 +87,7 @@ select
     source_file,
     source_line,
     landing_partition,
-    landing_file
+    landing_file,
+    is_version,
+    previous_updated_at
 from month_checked

@@ -1,25 +1,35 @@
--- One row per order as of the end of the month computed: its latest valid version.
-with valid_versions as (
+-- One row per order as of the end of the month computed: its latest version in the month's reach
+-- (the version no later version there names as its previous one: stg_landing__orders), unless a
+-- month rule rejects it (int_orders__checked; the order is then left out of the month, and that
+-- version is quarantined). A view: filtering the typed change log costs less than writing it.
+{{ config(materialized='view') }}
+
+with versions as (
     select * from {{ ref('int_orders__checked') }}
-    where rejection_rule is null
+    where is_version
 ),
 
-ranked as (
+superseded as (
     select
-        *,
-        row_number() over (partition by order_id order by updated_at desc, source_line desc) as version_rank
-    from valid_versions
+        order_id,
+        previous_updated_at
+    from {{ ref('stg_landing__orders') }}
+    where is_version and previous_updated_at is not null and {{ in_month_reach() }}
 )
 
 select
-    order_id,
-    customer_id,
-    ordered_at,
-    order_status,
-    currency,
-    amount,
-    cost,
-    original_order_id,
-    updated_at
-from ranked
-where version_rank = 1
+    versions.order_id,
+    versions.customer_id,
+    versions.ordered_at,
+    versions.order_status,
+    versions.currency,
+    versions.amount,
+    versions.cost,
+    versions.original_order_id,
+    versions.updated_at
+from versions
+left join superseded
+    on
+        versions.order_id = superseded.order_id
+        and versions.updated_at = superseded.previous_updated_at
+where superseded.order_id is null and versions.rejection_rule is null

@@ -63,7 +63,9 @@ select
     source_file,
     source_line,
     landing_partition,
-    landing_file
+    landing_file,
+    is_version,
+    previous_updated_at
 from orders
 where rejection_rule is not null
 
@@ -87,5 +89,7 @@ select
     source_file,
     source_line,
     landing_partition,
-    landing_file
+    landing_file,
+    is_version,
+    previous_updated_at
 from month_checked

@@ -2,7 +2,10 @@
 -- order's month; int_orders__checked rejects orders without a rate). Amount and cost are signed
 -- alike: a credit note (a return booked as its own line) has an amount of zero or less, and its
 -- cost, given in the source as the non-negative cost of the goods returned, is negated here, so
--- that amount - cost is the margin it takes back.
+-- that amount - cost is the margin it takes back. A view, as int_orders__as_of: its readers
+-- aggregate it (int_customer_value_monthly), and writing its rows costs more than computing them.
+{{ config(materialized='view') }}
+
 with orders as (
     select * from {{ ref('int_orders__as_of') }}
 ),

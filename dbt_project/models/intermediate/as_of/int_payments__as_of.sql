@@ -1,21 +1,31 @@
--- One row per payment as of the end of the month computed: its latest valid version.
-with valid_versions as (
+-- One row per payment as of the end of the month computed: its latest version in the month's reach
+-- (the version no later version there names as its previous one: stg_landing__payments), unless a
+-- month rule rejects it (int_payments__checked; the payment is then left out of the month, and that
+-- version is quarantined). A view: filtering the typed change log costs less than writing it.
+{{ config(materialized='view') }}
+
+with versions as (
     select * from {{ ref('int_payments__checked') }}
-    where rejection_rule is null
+    where is_version
 ),
 
-ranked as (
+superseded as (
     select
-        *,
-        row_number() over (partition by payment_id order by updated_at desc, source_line desc) as version_rank
-    from valid_versions
+        payment_id,
+        previous_updated_at
+    from {{ ref('stg_landing__payments') }}
+    where is_version and previous_updated_at is not null and {{ in_month_reach() }}
 )
 
 select
-    payment_id,
-    invoice_id,
-    paid_at,
-    amount,
-    updated_at
-from ranked
-where version_rank = 1
+    versions.payment_id,
+    versions.invoice_id,
+    versions.paid_at,
+    versions.amount,
+    versions.updated_at
+from versions
+left join superseded
+    on
+        versions.payment_id = superseded.payment_id
+        and versions.updated_at = superseded.previous_updated_at
+where superseded.payment_id is null and versions.rejection_rule is null

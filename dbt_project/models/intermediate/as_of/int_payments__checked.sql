@@ -40,7 +40,9 @@ select
     source_file,
     source_line,
     landing_partition,
-    landing_file
+    landing_file,
+    is_version,
+    previous_updated_at
 from payments
 where rejection_rule is not null
 
@@ -60,5 +62,7 @@ select
     source_file,
     source_line,
     landing_partition,
-    landing_file
+    landing_file,
+    is_version,
+    previous_updated_at
 from month_checked
