@@ -50,77 +50,74 @@ versions as (
     from checked
 ),
 
--- the order versions typed now: one per id and updated_at, a valid row (the last line
--- of identical rows)
-typed_versions as (
+marked as (
     select
-        order_id,
-        updated_at_read as updated_at
+        *,
+        rejection_rule is null and not is_conflicting and _source_line = last_valid_line as is_version
     from versions
-    where rejection_rule is null and not is_conflicting and _source_line = last_valid_line
 ),
 
--- the versions of the same orders typed by earlier runs, all in earlier partitions (the pre-hook
+-- the latest version of each order typed by an earlier run, all in earlier partitions (the pre-hook
 -- drops the partitions after the earliest one typed now, which are then typed again)
-earlier_versions as (
+earlier_latest as (
     {%- if is_incremental() %}
-    select order_id, updated_at
+    select order_id, max(updated_at) as updated_at
     from {{ this }}
-    where is_version and order_id in (select typed_versions.order_id from typed_versions)
+    where is_version and order_id in (select marked.order_id from marked where marked.is_version)
+    group by order_id
     {%- else %}
     select
         order_id,
-        updated_at
-    from typed_versions
+        updated_at_read as updated_at
+    from marked
     where 1 = 0
     {%- endif %}
 ),
 
--- each version with the updated_at of the order's version before it: a month's as-of keeps the
--- versions in its reach that no later version there names as its previous one
-version_chain as (
+-- each version with the updated_at of its order's version before it (typed now, else earlier): a
+-- month's as-of keeps the versions in its reach that no later version there names. (Of the rows
+-- at one updated_at only the version counts: the others add null.)
+chained as (
     select
-        order_id,
-        updated_at,
-        lag(updated_at) over (partition by order_id order by updated_at) as previous_updated_at
-    from (
-        select * from typed_versions
-        union all
-        select * from earlier_versions
-    ) as all_versions
+        marked.*,
+        case
+            when marked.is_version
+                then coalesce(
+                    max(case when marked.is_version then marked.updated_at_read end) over (
+                        partition by marked.order_id order by marked.updated_at_read
+                        rows between unbounded preceding and 1 preceding
+                    ),
+                    earlier_latest.updated_at
+                )
+        end as previous_updated_at
+    from marked
+    left join earlier_latest on marked.order_id = earlier_latest.order_id
 )
 
 select
-    versions.order_id,
-    versions.customer_id,
-    versions.ordered_at_read as ordered_at,
-    versions.status as order_status,
-    versions.currency,
-    versions.amount_read as amount,
-    versions.cost_read as cost,
-    nullif(trim(versions.original_order_id), '') as original_order_id,
-    versions.updated_at_read as updated_at,
-    coalesce(versions.rejection_rule, case when versions.is_conflicting then 'conflicting_versions' end)
+    chained.order_id,
+    chained.customer_id,
+    chained.ordered_at_read as ordered_at,
+    chained.status as order_status,
+    chained.currency,
+    chained.amount_read as amount,
+    chained.cost_read as cost,
+    nullif(trim(chained.original_order_id), '') as original_order_id,
+    chained.updated_at_read as updated_at,
+    coalesce(chained.rejection_rule, case when chained.is_conflicting then 'conflicting_versions' end)
         as rejection_rule,
-    coalesce(versions.rejection_reason, case
-        when versions.is_conflicting
+    coalesce(chained.rejection_reason, case
+        when chained.is_conflicting
             then 'conflicting versions: same order_id and updated_at, different values'
     end) as rejection_reason,
     case
-        when versions.rejection_rule is not null or versions.is_conflicting
-            then {{ json_record(record_columns('orders'), 'versions') }}
+        when chained.rejection_rule is not null or chained.is_conflicting
+            then {{ json_record(record_columns('orders'), 'chained') }}
     end as rejected_record,
-    versions._source_file as source_file,
-    versions._source_line as source_line,
-    versions.landing_partition,
-    versions.landing_file,
-    version_chain.order_id is not null as is_version,
-    version_chain.previous_updated_at
-from versions
-left join version_chain
-    on
-        versions.order_id = version_chain.order_id
-        and versions.updated_at_read = version_chain.updated_at
-        and versions.rejection_rule is null
-        and not versions.is_conflicting
-        and versions._source_line = versions.last_valid_line
+    chained._source_file as source_file,
+    chained._source_line as source_line,
+    chained.landing_partition,
+    chained.landing_file,
+    chained.is_version,
+    chained.previous_updated_at
+from chained
