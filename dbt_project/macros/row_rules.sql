@@ -31,6 +31,25 @@
     {{- return(sql_text_list(run_query(query).columns[0].values())) -}}
 {%- endmacro %}
 
+{#- The landed rows of `table` the model being built types (landed_files_to_type), as a relation.
+    DuckDB reads those files with one read_parquet: the source view (one branch per file) fed every
+    file of a first month into one plan, and typing them ran out of memory at 1M customers under a
+    1GB limit (bench/RESULTS.md). The other targets read the source. -#}
+{% macro landed_rows(table, chained=false) -%}
+    {{ return(adapter.dispatch('landed_rows', 'tiering')(table, chained)) }}
+{%- endmacro %}
+{% macro default__landed_rows(table, chained) -%}
+    (select * from {{ source('landing', table) }} where landing_file in ({{ landed_files_to_type(table, chained) }}))
+{%- endmacro %}
+{% macro duckdb__landed_rows(table, chained) -%}
+    {%- set files = landed_files_to_type(table, chained) -%}
+    {%- if files == "''" -%}
+    (select * from {{ source('landing', table) }} where false)
+    {%- else -%}
+    (select * exclude (filename), filename as landing_file from read_parquet([{{ files }}], filename = true))
+    {%- endif -%}
+{%- endmacro %}
+
 {#- A month partition after the earliest partition of `table` the model being built has not typed
     yet (a version chained to an earlier one must be typed again when that one changes). -#}
 {% macro after_earliest_untyped_partition(table) -%}

@@ -5,8 +5,8 @@
 {{ config(pre_hook="{{ drop_superseded_versions('customers') }}") }}
 
 with landed as (
-    select * from {{ source('landing', 'customers') }}
-    where landing_file in ({{ landed_files_to_type('customers') }})
+    -- the landed files of the change log this model has not typed yet
+    select * from {{ landed_rows('customers') }}
 ),
 
 read as (

@@ -5,8 +5,8 @@
 {{ config(pre_hook="{{ drop_superseded_versions('fx_rates') }}") }}
 
 with landed as (
-    select * from {{ source('landing', 'fx_rates') }}
-    where landing_file in ({{ landed_files_to_type('fx_rates') }})
+    -- the landed files of the change log this model has not typed yet
+    select * from {{ landed_rows('fx_rates') }}
 ),
 
 read as (

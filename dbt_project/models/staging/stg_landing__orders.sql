@@ -5,8 +5,8 @@
 {{ config(pre_hook="{{ drop_superseded_versions('orders', chained=true) }}") }}
 
 with landed as (
-    select * from {{ source('landing', 'orders') }}
-    where landing_file in ({{ landed_files_to_type('orders', chained=true) }})
+    -- the landed files of the change log this model has not typed yet
+    select * from {{ landed_rows('orders', chained=true) }}
 ),
 
 read as (

@@ -5,8 +5,8 @@
 {{ config(pre_hook="{{ drop_superseded_versions('payments', chained=true) }}") }}
 
 with landed as (
-    select * from {{ source('landing', 'payments') }}
-    where landing_file in ({{ landed_files_to_type('payments', chained=true) }})
+    -- the landed files of the change log this model has not typed yet
+    select * from {{ landed_rows('payments', chained=true) }}
 ),
 
 read as (

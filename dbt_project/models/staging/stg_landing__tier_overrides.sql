@@ -5,8 +5,8 @@
 {{ config(pre_hook="{{ drop_superseded_versions('tier_overrides') }}") }}
 
 with landed as (
-    select * from {{ source('landing', 'tier_overrides') }}
-    where landing_file in ({{ landed_files_to_type('tier_overrides') }})
+    -- the landed files of the change log this model has not typed yet
+    select * from {{ landed_rows('tier_overrides') }}
 ),
 
 read as (
