@@ -50,6 +50,58 @@
     {%- endif -%}
 {%- endmacro %}
 
+{#- The version chain of a staging model's rows (CTE `versions`: the typed rows, with is_conflicting
+    and last_valid_line per id and updated_at), as three CTEs ending in `chained`: every row with
+    is_version (a valid row, the last line of identical ones at its updated_at) and, on a version,
+    previous_updated_at (the updated_at of its id's version before it: typed now, else by an
+    earlier run). A month's as-of keeps the versions in its reach that no later one there names
+    (intermediate/as_of). -#}
+{% macro version_chain(key) -%}
+marked as (
+    select
+        *,
+        rejection_rule is null and not is_conflicting and _source_line = last_valid_line as is_version
+    from versions
+),
+
+-- the latest version of each id typed by an earlier run, all in earlier partitions (the pre-hook
+-- drops the partitions after the earliest one typed now, which are then typed again)
+earlier_latest as (
+    {%- if is_incremental() %}
+    select {{ key }}, max(updated_at) as updated_at
+    from {{ this }}
+    where is_version and {{ key }} in (select marked.{{ key }} from marked where marked.is_version)
+    group by {{ key }}
+    {%- else %}
+    select
+        {{ key }},
+        updated_at_read as updated_at
+    from marked
+    where 1 = 0
+    {%- endif %}
+),
+
+-- each version with the updated_at of its id's version before it (typed now, else earlier): a
+-- month's as-of keeps the versions in its reach that no later version there names. (Of the rows
+-- at one updated_at only the version counts: the others add null.)
+chained as (
+    select
+        marked.*,
+        case
+            when marked.is_version
+                then coalesce(
+                    max(case when marked.is_version then marked.updated_at_read end) over (
+                        partition by marked.{{ key }} order by marked.updated_at_read
+                        rows between unbounded preceding and 1 preceding
+                    ),
+                    earlier_latest.updated_at
+                )
+        end as previous_updated_at
+    from marked
+    left join earlier_latest on marked.{{ key }} = earlier_latest.{{ key }}
+)
+{%- endmacro %}
+
 {#- A month partition after the earliest partition of `table` the model being built has not typed
     yet (a version chained to an earlier one must be typed again when that one changes). -#}
 {% macro after_earliest_untyped_partition(table) -%}

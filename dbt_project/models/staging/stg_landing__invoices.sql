@@ -47,49 +47,8 @@ versions as (
     from checked
 ),
 
-marked as (
-    select
-        *,
-        rejection_rule is null and not is_conflicting and _source_line = last_valid_line as is_version
-    from versions
-),
-
--- the latest version of each invoice typed by an earlier run, all in earlier partitions (the pre-hook
--- drops the partitions after the earliest one typed now, which are then typed again)
-earlier_latest as (
-    {%- if is_incremental() %}
-    select invoice_id, max(updated_at) as updated_at
-    from {{ this }}
-    where is_version and invoice_id in (select marked.invoice_id from marked where marked.is_version)
-    group by invoice_id
-    {%- else %}
-    select
-        invoice_id,
-        updated_at_read as updated_at
-    from marked
-    where 1 = 0
-    {%- endif %}
-),
-
--- each version with the updated_at of its invoice's version before it (typed now, else earlier): a
--- month's as-of keeps the versions in its reach that no later version there names. (Of the rows
--- at one updated_at only the version counts: the others add null.)
-chained as (
-    select
-        marked.*,
-        case
-            when marked.is_version
-                then coalesce(
-                    max(case when marked.is_version then marked.updated_at_read end) over (
-                        partition by marked.invoice_id order by marked.updated_at_read
-                        rows between unbounded preceding and 1 preceding
-                    ),
-                    earlier_latest.updated_at
-                )
-        end as previous_updated_at
-    from marked
-    left join earlier_latest on marked.invoice_id = earlier_latest.invoice_id
-)
+-- is_version and previous_updated_at (macro version_chain)
+{{ version_chain('invoice_id') }}
 
 select
     chained.invoice_id,
