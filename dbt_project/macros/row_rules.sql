@@ -39,14 +39,14 @@
     {{ return(adapter.dispatch('landed_rows', 'tiering')(table, chained)) }}
 {%- endmacro %}
 {% macro default__landed_rows(table, chained) -%}
-    (select * from {{ source('landing', table) }} where landing_file in ({{ landed_files_to_type(table, chained) }}))
+    (select * from {{ source('landing', table) }} where landing_file in ({{ landed_files_to_type(table, chained) }})) as landed_rows
 {%- endmacro %}
 {% macro duckdb__landed_rows(table, chained) -%}
     {%- set files = landed_files_to_type(table, chained) -%}
     {%- if files == "''" -%}
-    (select * from {{ source('landing', table) }} where false)
+    (select * from {{ source('landing', table) }} where false) as landed_rows
     {%- else -%}
-    (select * exclude (filename), filename as landing_file from read_parquet([{{ files }}], filename = true))
+    (select * exclude (filename), filename as landing_file from read_parquet([{{ files }}], filename = true)) as landed_rows
     {%- endif -%}
 {%- endmacro %}
 
