@@ -48,10 +48,10 @@ def register_landing(con: duckdb.DuckDBPyConnection, manifest: dict) -> None:
         files = [v["file"] for v in manifest["tables"][name]["partitions"].values()]
         columns = spec.log_columns
         if files:
-            # one branch per file, its name a constant: a staging model's filter on landing_file keeps
-            # only the branches of the files it types when DuckDB plans the query, so the plan is made
-            # for those files' rows (one read_parquet of every file filtered on its filename reads
-            # only those files, but was planned for every file's rows: bench/RESULTS.md)
+            # one branch per file, its name a constant: a filter on landing_file (quarantine.rejected_rows
+            # reads the few files that hold a rejection) keeps only those branches when DuckDB plans
+            # the query. (Staging on DuckDB reads the files it types with one read_parquet of exactly
+            # those: macro landed_rows; a first month's 24 branches ran out of memory there.)
             body = "\nunion all\n".join(
                 f"select {', '.join(columns)}, {sql_literal(f)} as landing_file from read_parquet({sql_literal(f)})"
                 for f in files)
