@@ -1,6 +1,6 @@
 """Gate (b) "staging": after transform_staging (the run's month only).
 
-Datasets, per table: `<table>`, the rows of its as-of rows intermediate.int_<table>__as_of (the
+Datasets, per table: `<table>`, the rows of intermediate.int_<table>__as_of (the
 latest valid version of each id as of the month end) that break one of its checks (DuckDB selects
 every row with a duplicated id, an unknown reference or a late updated_at, so a good month hands GE
 empty frames instead of millions of rows), and `<table>__counts` (1 when it has a row, else 0). And `rows_read`,
