@@ -1,9 +1,9 @@
 """Gate (b) "staging": after transform_staging (the run's month only).
 
-Datasets, per table: `<table>`, the rows of intermediate.int_<table>__as_of (the
+Datasets, per table: `<table>`, the rows of its as-of table intermediate.int_<table>__as_of (the
 latest valid version of each id as of the month end) that break one of its checks (DuckDB selects
 every row with a duplicated id, an unknown reference or a late updated_at, so a good month hands GE
-empty frames instead of millions of rows), and `<table>__counts` (1 when it has a row, else 0). And `rows_read`,
+empty frames instead of millions of rows), and `<table>__counts` (its row count). And `rows_read`,
 one row per table: the rows the month reads (the run's manifest, tiering.landing.read_manifest),
 the typed rows of those partition versions in staging.stg_landing__<table> (valid + rejected by
 the row rules) and the run's quarantined rows.
@@ -64,19 +64,13 @@ def build(b) -> None:
         key = [c for c in AS_OF_KEYS.get(name, TABLES[name].key) if c in columns]
         if not key:
             continue
-        keys = ", ".join(key)
-        checked = key + [c for c in ["updated_at"] + [col for col, _, _ in REFERENCES.get(name, [])]
-                         if c in columns and c not in key]
-        # The as-of rows of orders, invoices and payments are views over the typed change log: the
-        # columns checked are read from them once (a materialized CTE), not once per check.
+        table, keys = as_of_table(name), ", ".join(key)
         # The offending rows' keys first, each kind with the cheapest plan: the ids held more than
-        # once (a hash aggregate over the key alone), the versions updated at or after the month end,
-        # the rows whose reference is unknown (an anti join: a hash of the referenced ids). Then one
-        # pass picks those rows (a semi join on a small set). Ids are never null here (a row without
-        # one is rejected: missing_value).
-        table = "checked_rows"
-        parts = [f"{table} as materialized (select {', '.join(checked)} from {as_of_table(name)})",
-                 f"duplicates as (select {keys} from {table} group by all having count(*) > 1)"]
+        # once (a hash aggregate over the key alone), the versions updated at or after the month end
+        # (the table's zone maps skip the rest), the rows whose reference is unknown (an anti join:
+        # a hash of the referenced ids). Then one pass picks those rows (a semi join on a small
+        # set). Ids are never null here (a row without one is rejected: missing_value).
+        parts = [f"duplicates as (select {keys} from {table} group by all having count(*) > 1)"]
         offending = [f"select {keys} from duplicates"]
         select, joins = [f"t.{c}" for c in key], []
         if "updated_at" in columns:
@@ -99,8 +93,7 @@ def build(b) -> None:
         b.dataset(name, f"with {', '.join(parts)}, offending as ({' union '.join(offending)}) "
                         f"select {', '.join(select)} from {table} t "
                         f"semi join offending o on {' and '.join(f'o.{k} = t.{k}' for k in key)} {' '.join(joins)}")
-        # (whether there is a row: counting them all would compute a view's rows once more)
-        b.dataset(f"{name}__counts", f"select count(*) as rows from (select 1 from {as_of_table(name)} limit 1)")
+        b.dataset(f"{name}__counts", f"select count(*) as rows from {as_of_table(name)}")
 
         read = manifest["tables"][name]["rows"]
         if not TABLES[name].optional_file and read:

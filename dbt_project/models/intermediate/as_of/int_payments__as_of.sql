@@ -1,8 +1,8 @@
 -- One row per payment as of the end of the month computed: its latest version in the month's reach
 -- (the version no later version there names as its previous one: stg_landing__payments), unless a
 -- month rule rejects it (int_payments__checked; the payment is then left out of the month, and that
--- version is quarantined). A view: filtering the typed change log costs less than writing it.
-{{ config(materialized='view') }}
+-- version is quarantined). A table: several readers (gate (b), the
+-- models after it) read it once written, instead of each filtering the change log again.
 
 with versions as (
     select * from {{ ref('int_payments__checked') }}
