@@ -1021,7 +1021,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also run the month with this DuckDB memory_limit (spill test), e.g. 1GB")
     parser.add_argument("--threads", type=int,
                         default=int(os.environ.get("TIERING_DUCKDB_THREADS", os.cpu_count() or 2)))
-    parser.add_argument("--duckdb-memory", default=os.environ.get("TIERING_DUCKDB_MEMORY_LIMIT", "4GB"),
+    parser.add_argument("--duckdb-memory", default=os.environ.get("TIERING_DUCKDB_MEMORY_LIMIT", "1GB"),
                         help="DuckDB memory_limit of the measured runs and the baselines")
     parser.add_argument("--timeout", type=float, default=1800,
                         help="seconds after which a scenario's process tree is killed and reported as failed")

@@ -106,9 +106,16 @@ def apply_settings(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     return con
 
 
+# DuckDB's memory limit when TIERING_DUCKDB_MEMORY_LIMIT is not set, the same as dbt's profile: with
+# it a month at 1M customers keeps the whole process under 2 GB and spills to disk beyond it
+# (bench/RESULTS.md); DuckDB's own default is 80% of the machine's memory.
+DEFAULT_MEMORY_LIMIT = "1GB"
+
+
 def _env_settings() -> dict[str, str]:
-    """The DuckDB resource settings given in the environment (see apply_settings)."""
-    settings = {}
+    """The DuckDB resource settings given in the environment (see apply_settings); the memory limit
+    is DEFAULT_MEMORY_LIMIT when none is given."""
+    settings = {"memory_limit": DEFAULT_MEMORY_LIMIT}
     for setting, env in (("threads", "TIERING_DUCKDB_THREADS"), ("memory_limit", "TIERING_DUCKDB_MEMORY_LIMIT"),
                          ("temp_directory", "TIERING_DUCKDB_TEMP_DIRECTORY")):
         if os.environ.get(env):
