@@ -171,7 +171,9 @@ def copy_warehouse(base: Path, warehouse: Path) -> None:
     if (base.parent / "published").is_dir():
         shutil.copytree(base.parent / "published", warehouse.parent / "published", copy_function=shutil.copy2)
     copy_change_log(base_root, root)
-    con = duckdb.connect(str(warehouse))
+    # (under the month's memory limit: the rewrite below touches every typed row, and DuckDB's own
+    # default limit would let this process grow to most of the machine's memory before the month)
+    con = duckdb.connect(str(warehouse), config={"memory_limit": os.environ.get("TIERING_DUCKDB_MEMORY_LIMIT", "1GB")})
     try:
         # the run manifests (audit.runs.landing_dir), the change log's files that staging typed (landing_file)
         con.execute("update audit.runs set landing_dir = replace(landing_dir, ?, ?)", [f"{base_root}/", f"{root}/"])
@@ -209,6 +211,7 @@ def profile_month(month: str, source: Path, warehouse: Path, sql_threshold: floa
     from tiering.steps import STEPS
 
     import_gx()   # a one-off import of the process, as in the bench
+    _reset_peak_rss()
     started, cpu = time.monotonic(), _cpu_seconds()
     run = pipeline.start_run({"month": month, "source_dir": str(source), "warehouse": str(warehouse)})
     for step in STEPS:
@@ -217,14 +220,35 @@ def profile_month(month: str, source: Path, warehouse: Path, sql_threshold: floa
     wall_s, cpu_s = round(time.monotonic() - started, 2), round(_cpu_seconds() - cpu, 2)
     if probe_threads:
         probes["after"] = speed_probe(probe_threads)
-    import resource
 
     return {"month": month, "warehouse": str(warehouse), "run_id": run["run_id"],
             "wall_s": wall_s, "cpu_s": cpu_s, "speed_probe_s": probes,
             "steps_s": dict(timings["current"]), "steps_cpu_s": dict(timings["cpu"]),
             "dbt_nodes_s": sorted(nodes, reverse=True), "dbt_nodes_total_s": round(sum(n[0] for n in nodes), 2),
             "sql_statements_s": sorted(statements, reverse=True), "functions_s": function_totals,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}
+            "peak_rss_mb": _peak_rss_mb()}
+
+
+def _reset_peak_rss() -> None:
+    """Start the process's peak RSS afresh (Linux: clear_refs 5), so that the month's peak is not
+    the copy's (--copy-from) or the imports'."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        print("[profile] cannot reset the peak RSS (no /proc/self/clear_refs): it includes the setup", flush=True)
+
+
+def _peak_rss_mb() -> int:
+    """The process's peak RSS since _reset_peak_rss (VmHWM), in MB (dbt and DuckDB run in it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
 
 def report(result: dict, top: int) -> str:
@@ -254,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--source", required=True, type=Path, help="source folder (e.g. the bench's)")
     parser.add_argument("--warehouse", required=True, type=Path, help="warehouse file the month runs on")
     parser.add_argument("--copy-from", type=Path, help="make --warehouse a copy of this warehouse first")
-    parser.add_argument("--duckdb-memory", default=os.environ.get("TIERING_DUCKDB_MEMORY_LIMIT", "4GB"))
+    parser.add_argument("--duckdb-memory", default=os.environ.get("TIERING_DUCKDB_MEMORY_LIMIT", "1GB"))
     parser.add_argument("--threads", type=int,
                         default=int(os.environ.get("TIERING_DUCKDB_THREADS", os.cpu_count() or 2)))
     parser.add_argument("--sql-threshold", type=float, default=0.3, help="seconds from which a statement is listed")
