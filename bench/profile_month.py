@@ -171,9 +171,9 @@ def copy_warehouse(base: Path, warehouse: Path) -> None:
     if (base.parent / "published").is_dir():
         shutil.copytree(base.parent / "published", warehouse.parent / "published", copy_function=shutil.copy2)
     copy_change_log(base_root, root)
-    # (under the month's memory limit: the rewrite below touches every typed row, and DuckDB's own
-    # default limit would let this process grow to most of the machine's memory before the month)
-    con = duckdb.connect(str(warehouse), config={"memory_limit": os.environ.get("TIERING_DUCKDB_MEMORY_LIMIT", "1GB")})
+    # (DuckDB's default memory limit: the rewrite below updates every typed row, whose undo buffers
+    # do not spill, so it takes GBs at L; main() runs this function in a process of its own)
+    con = duckdb.connect(str(warehouse))
     try:
         # the run manifests (audit.runs.landing_dir), the change log's files that staging typed (landing_file)
         con.execute("update audit.runs set landing_dir = replace(landing_dir, ?, ?)", [f"{base_root}/", f"{root}/"])
@@ -295,7 +295,15 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["TIERING_DUCKDB_MEMORY_LIMIT"] = args.duckdb_memory
     os.environ["TIERING_DUCKDB_THREADS"] = str(args.threads)
     if args.copy_from:
-        copy_warehouse(args.copy_from, args.warehouse)
+        # in a child process: the copy's memory is not the month's (peak RSS)
+        import multiprocessing
+
+        child = multiprocessing.get_context("spawn").Process(target=copy_warehouse,
+                                                             args=(args.copy_from, args.warehouse))
+        child.start()
+        child.join()
+        if child.exitcode:
+            raise SystemExit(f"copying {args.copy_from} failed (exit {child.exitcode})")
     result = profile_month(args.month, args.source, args.warehouse, args.sql_threshold,
                            [f for f in args.functions.split(",") if f.strip()],
                            0 if args.no_speed_probe else args.threads)

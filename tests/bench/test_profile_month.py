@@ -49,6 +49,8 @@ def test_every_step_dbt_node_and_statement_is_timed(profiled):
     names = {name for _, name in result["dbt_nodes_s"]}
     assert {"int_orders__as_of", "int_invoices__settlement", "customer_tier_monthly"} <= names
     assert result["dbt_nodes_total_s"] > 0
+    # (the month's own peak: the copy ran in a child process)
+    assert 0 < result["peak_rss_mb"] < 4096
     statements = " ".join(text for _, text in result["sql_statements_s"])
     assert "landing.partitions" in statements               # tiering.warehouse.register_landing, via connect
     assert "purchase_days" in statements                     # tiering.potential's own connection
