@@ -107,8 +107,8 @@ def apply_settings(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
 
 
 # DuckDB's memory limit when TIERING_DUCKDB_MEMORY_LIMIT is not set, the same as dbt's profile: with
-# it a month at 1M customers keeps the whole process under 2 GB and spills to disk beyond it
-# (bench/RESULTS.md); DuckDB's own default is 80% of the machine's memory.
+# it a month at 1M customers peaks at about 2 GB for the whole process tree, DuckDB spilling to disk
+# beyond its limit (bench/RESULTS.md); DuckDB's own default is 80% of the machine's memory.
 DEFAULT_MEMORY_LIMIT = "1GB"
 
 
