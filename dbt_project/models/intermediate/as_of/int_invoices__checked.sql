@@ -5,9 +5,16 @@
 
 {%- set reporting = rule('reporting_currency') %}
 
-with invoices as (
+-- (the rows rejected by their own row rule and the valid ones: two CTEs each read once, not one
+-- read twice, which DuckDB would first write out whole, every column of every version)
+with row_rejected as (
     select * from {{ ref('stg_landing__invoices') }}
-    where {{ in_month_reach() }}
+    where {{ in_month_reach() }} and rejection_rule is not null
+),
+
+invoices as (
+    select * from {{ ref('stg_landing__invoices') }}
+    where {{ in_month_reach() }} and rejection_rule is null
 ),
 
 rates as (
@@ -44,7 +51,6 @@ month_checked as (
             invoices.currency = rates.currency
             and {{ dbt.date_trunc('month', 'invoices.issued_on') }} = rates.rate_month
     left join customers on invoices.customer_id = customers.customer_id
-    where invoices.rejection_rule is null
 )
 
 select
@@ -65,8 +71,7 @@ select
     landing_file,
     is_version,
     previous_updated_at
-from invoices
-where rejection_rule is not null
+from row_rejected
 
 union all
 

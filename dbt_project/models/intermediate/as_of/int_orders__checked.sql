@@ -5,9 +5,16 @@
 
 {%- set reporting = rule('reporting_currency') %}
 
-with orders as (
+-- (the rows rejected by their own row rule and the valid ones: two CTEs each read once, not one
+-- read twice, which DuckDB would first write out whole, every column of every version)
+with row_rejected as (
     select * from {{ ref('stg_landing__orders') }}
-    where {{ in_month_reach() }}
+    where {{ in_month_reach() }} and rejection_rule is not null
+),
+
+orders as (
+    select * from {{ ref('stg_landing__orders') }}
+    where {{ in_month_reach() }} and rejection_rule is null
 ),
 
 rates as (
@@ -44,7 +51,6 @@ month_checked as (
             orders.currency = rates.currency
             and {{ dbt.date_trunc('month', 'orders.ordered_at') }} = rates.rate_month
     left join customers on orders.customer_id = customers.customer_id
-    where orders.rejection_rule is null
 )
 
 select
@@ -66,8 +72,7 @@ select
     landing_file,
     is_version,
     previous_updated_at
-from orders
-where rejection_rule is not null
+from row_rejected
 
 union all
 

@@ -3,9 +3,16 @@
 -- unknown at the month's end. Valid rows: rejection_rule null.
 {{ config(materialized='view') }}
 
-with payments as (
+-- (the rows rejected by their own row rule and the valid ones: two CTEs each read once, not one
+-- read twice, which DuckDB would first write out whole, every column of every version)
+with row_rejected as (
     select * from {{ ref('stg_landing__payments') }}
-    where {{ in_month_reach() }}
+    where {{ in_month_reach() }} and rejection_rule is not null
+),
+
+payments as (
+    select * from {{ ref('stg_landing__payments') }}
+    where {{ in_month_reach() }} and rejection_rule is null
 ),
 
 invoices as (
@@ -25,7 +32,6 @@ month_checked as (
         {{ first_broken_rule(checks, 'month') }}
     from payments
     left join invoices on payments.invoice_id = invoices.invoice_id
-    where payments.rejection_rule is null
 )
 
 select
@@ -43,8 +49,7 @@ select
     landing_file,
     is_version,
     previous_updated_at
-from payments
-where rejection_rule is not null
+from row_rejected
 
 union all
 

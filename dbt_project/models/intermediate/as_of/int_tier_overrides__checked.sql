@@ -3,9 +3,16 @@
 -- end. Valid rows: rejection_rule null.
 {{ config(materialized='view') }}
 
-with overrides as (
+-- (the rows rejected by their own row rule and the valid ones: two CTEs each read once, not one
+-- read twice, which DuckDB would first write out whole, every column of every version)
+with row_rejected as (
     select * from {{ ref('stg_landing__tier_overrides') }}
-    where {{ in_month_reach() }}
+    where {{ in_month_reach() }} and rejection_rule is not null
+),
+
+overrides as (
+    select * from {{ ref('stg_landing__tier_overrides') }}
+    where {{ in_month_reach() }} and rejection_rule is null
 ),
 
 customers as (
@@ -23,7 +30,6 @@ month_checked as (
         {{ first_broken_rule(checks, 'month') }}
     from overrides
     left join customers on overrides.customer_id = customers.customer_id
-    where overrides.rejection_rule is null
 )
 
 select
@@ -42,8 +48,7 @@ select
     source_line,
     landing_partition,
     landing_file
-from overrides
-where rejection_rule is not null
+from row_rejected
 
 union all
 
