@@ -97,8 +97,8 @@ def connect(path: Path | str, read_only: bool = False, retries: int = 20,
 
 
 def apply_settings(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
-    """UTC session, and the same DuckDB resource settings as dbt's profile (dbt_project/profiles.yml)
-    when set: TIERING_DUCKDB_THREADS, _MEMORY_LIMIT and _TEMP_DIRECTORY."""
+    """UTC session, and the same DuckDB resource settings as dbt's profile (dbt_project/profiles.yml):
+    TIERING_DUCKDB_THREADS and _TEMP_DIRECTORY when set, _MEMORY_LIMIT (else DEFAULT_MEMORY_LIMIT)."""
     con.execute("set TimeZone = 'UTC'")
     for setting, value in _env_settings().items():
         if str(con.execute(f"select current_setting('{setting}')").fetchone()[0]) != value:
