@@ -14,6 +14,13 @@
 {% macro default__text_type() -%}varchar{%- endmacro %}
 {% macro spark__text_type() -%}string{%- endmacro %}
 
+{#- `with x as {{ not_materialized() }} (...)`: a CTE read twice is read twice, not written out
+    first. DuckDB writes such a CTE out whole, which costs more than reading a table twice; the
+    other targets keep their own choice (Spark has no such keyword). -#}
+{% macro not_materialized() -%}{{ return(adapter.dispatch('not_materialized', 'tiering')()) }}{%- endmacro %}
+{% macro default__not_materialized() -%}{%- endmacro %}
+{% macro duckdb__not_materialized() -%}not materialized{%- endmacro %}
+
 {#- Source text timestamp (ISO 8601, with or without offset) to a UTC timestamp without time zone.
     DuckDB: the session time zone is UTC (profile setting), so the cast to timestamp is in UTC.
     PostgreSQL: explicit `at time zone 'UTC'`, whatever the server's time zone.

@@ -1,17 +1,12 @@
--- One row per invoice that credit grading reads (int_customer_credit_measures): issued in the
--- credit window, or issued earlier and still open at the month end; with days past due (settled
--- late: settled - due; still open: month end - due; never negative) and the open balance.
--- What was paid and when the invoice was settled come from int_invoices__settlement.
--- (Invoices settled before the window are left out: they would only grow with the history.)
+-- One row per invoice that credit grading reads (int_customer_credit_measures), as
+-- int_invoices__settlement chose them (issued in the credit window, or earlier and still open at
+-- the month end), with days past due (settled late: settled - due; still open: month end - due;
+-- never negative) and the open balance.
 -- A view: credit grading reads it once, and writing its rows (half of all invoices) cost more
 -- than computing them again for its tests.
 {{ config(materialized='view') }}
 with invoices as (
-    select *
-    from {{ ref('int_invoices__settlement') }}
-    where
-        issued_on <= {{ month_last_day() }}
-        and (issued_on >= date '{{ var("credit_window_start") }}' or paid_to_date < amount_due)
+    select * from {{ ref('int_invoices__settlement') }}
 ),
 
 fx_rates as (

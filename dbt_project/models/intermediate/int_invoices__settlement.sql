@@ -1,12 +1,16 @@
--- One row per invoice as of the month end, with what was paid by the month end (payments paid
--- before the next month starts) and the day it was settled (cumulative payments first reached the
--- amount due).
+-- One row per invoice that credit grading reads (int_invoice_ledger), as of the month end: issued
+-- in the credit window, or issued earlier and still open at the month end; with what was paid by
+-- the month end (payments paid before the next month starts) and the day it was settled
+-- (cumulative payments first reached the amount due). Invoices settled before the window are left
+-- out: they would only grow with the history, and are about half of all invoices.
 with invoices as (
     select *
     from {{ ref('int_invoices__as_of') }}
 ),
 
-payments as (
+-- (read twice, by the totals and the instalments: a scan of the table each time costs less than
+-- writing these rows out first)
+payments as {{ not_materialized() }} (
     select *
     from {{ ref('int_payments__as_of') }}
     where paid_at < {{ next_month_start() }}
@@ -31,6 +35,12 @@ invoice_totals as (
         payment_totals.last_paid_at
     from invoices
     left join payment_totals on payment_totals.invoice_id = invoices.invoice_id
+    where
+        invoices.issued_on <= {{ month_last_day() }}
+        and (
+            invoices.issued_on >= date '{{ var("credit_window_start") }}'
+            or coalesce(payment_totals.paid_to_date, 0) < invoices.amount_due
+        )
 ),
 
 -- an invoice paid in full by one payment settled on that payment's day; only the invoices paid
