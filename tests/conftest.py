@@ -65,8 +65,7 @@ def pytest_xdist_make_scheduler(config, log):
 
 def pytest_collection_modifyitems(config, items):
     """Under xdist, the shared unit first: it is the longest one, and started late it keeps one
-    worker busy after the other has finished (the same suite took 9.8 and 12.6 min). The other
-    modules keep their collection order."""
+    worker busy after the other has finished. The other modules keep their collection order."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         items.sort(key=lambda item: _xdist_scope(item.nodeid.split("::", 1)[0]) != _SHARED_SCOPE)
 
