@@ -63,13 +63,6 @@ def pytest_xdist_make_scheduler(config, log):
     return ModuleScheduling(config, log)
 
 
-def pytest_collection_modifyitems(config, items):
-    """Under xdist, the shared unit first: it is the longest one, and started late it keeps one
-    worker busy after the other has finished. The other modules keep their collection order."""
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        items.sort(key=lambda item: _xdist_scope(item.nodeid.split("::", 1)[0]) != _SHARED_SCOPE)
-
-
 @pytest.fixture(scope="session")
 def session_dir() -> Path:
     return _SESSION_DIR
