@@ -2,7 +2,7 @@
 -- in the credit window, or issued earlier and still open at the month end; with what was paid by
 -- the month end (payments paid before the next month starts) and the day it was settled
 -- (cumulative payments first reached the amount due). Invoices settled before the window are left
--- out: they would only grow with the history, and are about half of all invoices.
+-- out: they would only grow with the history (docs/rules.md, "Credit": the credit population).
 with invoices as (
     select *
     from {{ ref('int_invoices__as_of') }}
