@@ -32,36 +32,103 @@
 {%- endmacro %}
 
 {#- The landed rows of `table` the model being built types (landed_files_to_type), as a relation.
-    DuckDB reads those files with one read_parquet: the source view (one branch per file) fed every
+    With `version_key` (a versioned table: its id column), each row also says whether its id has
+    other rows among them (is_repeated): version_chain compares only those rows with each other.
+    DuckDB reads those files with read_parquet: the source view (one branch per file) fed every
     file of a first month into one plan, and typing them ran out of memory at 1M customers under a
     1GB limit (bench/RESULTS.md). The other targets read the source. -#}
-{% macro landed_rows(table, chained=false) -%}
-    {{ return(adapter.dispatch('landed_rows', 'tiering')(table, chained)) }}
+{% macro landed_rows(table, version_key=none) -%}
+    {%- set files = adapter.dispatch('landed_files', 'tiering')(table, version_key is not none) -%}
+    {%- if version_key is none -%}
+    {{ files }} as landed_rows
+    {%- else -%}
+    (
+        select
+            landed_files.*,
+            repeated_ids.{{ version_key }} is not null as is_repeated
+        from {{ files }} as landed_files
+        left join (
+            select {{ version_key }} from {{ files }} as landed_ids
+            group by {{ version_key }}
+            having count(*) > 1
+        ) as repeated_ids on landed_files.{{ version_key }} = repeated_ids.{{ version_key }}
+    ) as landed_rows
+    {%- endif -%}
 {%- endmacro %}
-{% macro default__landed_rows(table, chained) -%}
-    (select * from {{ source('landing', table) }} where landing_file in ({{ landed_files_to_type(table, chained) }})) as landed_rows
+{% macro default__landed_files(table, chained) -%}
+    (select * from {{ source('landing', table) }} where landing_file in ({{ landed_files_to_type(table, chained) }}))
 {%- endmacro %}
-{% macro duckdb__landed_rows(table, chained) -%}
+{% macro duckdb__landed_files(table, chained) -%}
     {%- set files = landed_files_to_type(table, chained) -%}
     {%- if files == "''" -%}
-    (select * from {{ source('landing', table) }} where false) as landed_rows
+    (select * from {{ source('landing', table) }} where false)
     {%- else -%}
-    (select * exclude (filename), filename as landing_file from read_parquet([{{ files }}], filename = true)) as landed_rows
+    (select * exclude (filename), filename as landing_file from read_parquet([{{ files }}], filename = true))
     {%- endif -%}
 {%- endmacro %}
 
-{#- The version chain of a staging model's rows (CTE `versions`: the typed rows, with is_conflicting
-    and last_valid_line per id and updated_at), as three CTEs ending in `chained`: every row with
-    is_version (a valid row, the last line of identical ones at its updated_at) and, on a version,
-    previous_updated_at (the updated_at of its id's version before it: typed now, else by an
-    earlier run). A month's as-of keeps the versions in its reach that no later one there names
-    (intermediate/as_of). -#}
+{#- The version chain of a staging model's typed rows (CTE `checked`: the landed rows of
+    landed_rows(table, version_key) with their first broken rule), as CTEs ending in `chained`:
+    every row with
+    - is_conflicting: valid rows of the same id and updated_at whose values differ (their landed
+      row hashes `_hash`, of every landed text value, differ): no version can be told the latest;
+    - is_version: a valid row, not conflicting, the last line of identical rows at its updated_at;
+    - previous_updated_at, on a version: the updated_at of its id's version before it (typed now,
+      else by an earlier run).
+    A month's as-of keeps the versions in its reach that no later one there names
+    (intermediate/as_of). Only the rows of an id landed more than once are compared with each
+    other: most ids have one row, and windows over every row sort them all with every column. -#}
 {% macro version_chain(key) -%}
-marked as (
+typed as {{ not_materialized() }} (
+    select * from checked
+),
+
+-- an id's only row typed now: a version if valid
+single_rows as (
+    select
+        *,
+        false as is_conflicting,
+        case when rejection_rule is null then _source_line end as last_valid_line,
+        rejection_rule is null as is_version,
+        cast(null as {{ dbt.type_timestamp() }}) as previous_now
+    from typed
+    where not is_repeated
+),
+
+repeated_compared as (
+    select
+        *,
+        min(case when rejection_rule is null then _hash end) over (partition by {{ key }}, updated_at_read)
+        <> max(case when rejection_rule is null then _hash end) over (partition by {{ key }}, updated_at_read)
+            as is_conflicting,
+        max(case when rejection_rule is null then _source_line end) over (partition by {{ key }}, updated_at_read)
+            as last_valid_line
+    from typed
+    where is_repeated
+),
+
+repeated_marked as (
     select
         *,
         rejection_rule is null and not is_conflicting and _source_line = last_valid_line as is_version
-    from versions
+    from repeated_compared
+),
+
+-- (of the rows at one updated_at only the version counts: the others add null)
+repeated_rows as (
+    select
+        *,
+        max(case when is_version then updated_at_read end) over (
+            partition by {{ key }} order by updated_at_read
+            rows between unbounded preceding and 1 preceding
+        ) as previous_now
+    from repeated_marked
+),
+
+versions as (
+    select * from single_rows
+    union all
+    select * from repeated_rows
 ),
 
 -- the latest version of each id typed by an earlier run, all in earlier partitions (the pre-hook
@@ -70,35 +137,25 @@ earlier_latest as (
     {%- if is_incremental() %}
     select {{ key }}, max(updated_at) as updated_at
     from {{ this }}
-    where is_version and {{ key }} in (select marked.{{ key }} from marked where marked.is_version)
+    where is_version and {{ key }} in (select typed.{{ key }} from typed where typed.rejection_rule is null)
     group by {{ key }}
     {%- else %}
     select
         {{ key }},
         updated_at_read as updated_at
-    from marked
+    from typed
     where 1 = 0
     {%- endif %}
 ),
 
--- each version with the updated_at of its id's version before it (typed now, else earlier): a
--- month's as-of keeps the versions in its reach that no later version there names. (Of the rows
--- at one updated_at only the version counts: the others add null.)
 chained as (
     select
-        marked.*,
+        versions.*,
         case
-            when marked.is_version
-                then coalesce(
-                    max(case when marked.is_version then marked.updated_at_read end) over (
-                        partition by marked.{{ key }} order by marked.updated_at_read
-                        rows between unbounded preceding and 1 preceding
-                    ),
-                    earlier_latest.updated_at
-                )
+            when versions.is_version then coalesce(versions.previous_now, earlier_latest.updated_at)
         end as previous_updated_at
-    from marked
-    left join earlier_latest on marked.{{ key }} = earlier_latest.{{ key }}
+    from versions
+    left join earlier_latest on versions.{{ key }} = earlier_latest.{{ key }}
 )
 {%- endmacro %}
 

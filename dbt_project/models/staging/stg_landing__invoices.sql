@@ -4,9 +4,10 @@
 {{ replace_by_key_config('landing_partition') }}
 {{ config(pre_hook="{{ drop_superseded_versions('invoices', chained=true) }}") }}
 
-with landed as (
-    -- the landed files of the change log this model has not typed yet
-    select * from {{ landed_rows('invoices', chained=true) }}
+with landed as {{ not_materialized() }} (
+    -- the landed files of the change log this model has not typed yet (read again by each
+    -- branch of version_chain, instead of written out whole first)
+    select * from {{ landed_rows('invoices', version_key='invoice_id') }}
 ),
 
 read as (
@@ -34,20 +35,7 @@ checked as (
     from read
 ),
 
-versions as (
-    -- valid rows of the same invoice and updated_at whose values differ (their landed row hashes
-    -- `_hash`, of every landed text value, differ): no version can be told the latest
-    select
-        *,
-        min(case when rejection_rule is null then _hash end) over (partition by invoice_id, updated_at_read)
-        <> max(case when rejection_rule is null then _hash end) over (partition by invoice_id, updated_at_read)
-            as is_conflicting,
-        max(case when rejection_rule is null then _source_line end) over (partition by invoice_id, updated_at_read)
-            as last_valid_line
-    from checked
-),
-
--- is_version and previous_updated_at (macro version_chain)
+-- is_conflicting, is_version and previous_updated_at (macro version_chain)
 {{ version_chain('invoice_id') }}
 
 select
