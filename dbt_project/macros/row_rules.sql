@@ -79,6 +79,8 @@
     (intermediate/as_of). Only the rows of an id landed more than once are compared with each
     other: most ids have one row, and windows over every row sort them all with every column. -#}
 {% macro version_chain(key) -%}
+-- (read by both branches below and, in an incremental run, by earlier_latest: each reads the
+-- landed files again, with its own filter, instead of DuckDB writing every typed row out first)
 typed as {{ not_materialized() }} (
     select * from checked
 ),
@@ -148,6 +150,7 @@ earlier_latest as (
     {%- endif %}
 ),
 
+-- each version with the updated_at of its id's version before it: typed now, else earlier
 chained as (
     select
         versions.*,
