@@ -22,7 +22,8 @@ Configuration only: every task calls one function of the `tiering` package
 `tiering.airflow_tasks.run_step`. Run conf (all optional for a scheduled run):
 `month` (YYYY-MM; must agree with the data interval), `source_dir` (else
 `TIERING_SOURCE_DIR`), `warehouse`, `rules_path`, `run_id`, `provisional`,
-`restate`.
+`restate`, `land_through` (YYYY-MM: land the source's months up to it now, as
+`tiering backfill` does for its later months; the run still reads only its own).
 """
 from __future__ import annotations
 

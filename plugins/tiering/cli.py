@@ -264,9 +264,10 @@ def _run_months(source: Path, months: list, warehouse: Path, rules_path: Path, r
             if previous:
                 out.month_finished(i, f"{month:%Y-%m} skipped: unchanged since run {previous} (--force reruns it)")
                 continue
+            # several months from one source: the first run lands them all (RunSpec.land_through)
             spec = RunSpec(month=month, run_id=new_run_id(month), source_dir=source.resolve(),
                            warehouse=warehouse.resolve(), rules_path=rules_path.resolve(), restate=restate,
-                           provisional=provisional)
+                           provisional=provisional, land_through=max(months) if len(months) > 1 else None)
             out.month_started(i, spec.month_text, spec.run_id)
             month_started = time.monotonic()
             summary = run_month(spec)

@@ -21,6 +21,11 @@ A run for month M compares the source with the catalog, partition by partition, 
 A source file byte for byte the one compared last (SHA-256) is not read at all when it was compared
 through a month at or after M, else only its rows of the later months are hashed and compared (a
 Parquet file's row groups wholly before them are skipped by their statistics).
+A backfill lands all its months in its first run (RunSpec.land_through: the partitions up to its
+last month are compared and landed, those after the run's month marked `ahead`), so its later runs
+find the very file compared through their month and read nothing; each run still reads only the
+partitions up to its own month, and a partition landed ahead counts as landed by the run of its
+month (the manifest's `landed`, which gate (a) checks).
 Then, unless the run restates, the partition versions it would read (the current ones, and the next
 version of those it lands) must be those the month's last successful run read (a later --restate
 may have replaced one): checked before anything is written, so a run failing it writes nothing.
@@ -170,7 +175,7 @@ def extract_and_land(spec: RunSpec) -> dict:
         plans = {name: _compare(con, spec, name, catalog, root, tmp) for name in LOAD_ORDER}
         changed = [plan["change"] for plan in plans.values() if plan.get("change")]
         if changed and not spec.restate:
-            raise SourceChangedError(f"the source's history up to {spec.month_text} differs from the change log "
+            raise SourceChangedError(f"the source's history up to {spec.land_through_text} differs from the change log "
                                      f"({'; '.join(changed)}); rerun with --restate to land it as a new version")
         # the catalog as it is once the written partitions are in the log (in memory until they are),
         # so the partition versions the run reads: checked before any file is moved in
@@ -197,18 +202,19 @@ def extract_and_land(spec: RunSpec) -> dict:
 
 def _compare(con: duckdb.DuckDBPyConnection, spec: RunSpec, name: str, catalog: dict, root: Path,
              tmp: Path) -> dict:
-    """Compare one table's source with the catalog up to the run's month and write the partitions
-    to land into `tmp`. Returns the plan: the source file, whether it was read, the partitions
-    written (with their fingerprints), and the one-line change (a restatement) if any."""
-    table, month = TABLES[name], spec.month_text
+    """Compare one table's source with the catalog up to the month the run lands through (its own,
+    or a backfill's last: RunSpec.land_through) and write the partitions to land into `tmp`.
+    Returns the plan: the source file, whether it was read, the partitions written (with their
+    fingerprints), and the one-line change (a restatement) if any."""
+    table, through = TABLES[name], spec.land_through_text
     path = table.path_in(spec.source_dir)
     entry = catalog["tables"].get(name, {})
-    held = {p: v for p, v in current_versions(catalog, name).items() if _in_reach(p, month)}
+    held = {p: v for p, v in current_versions(catalog, name).items() if _in_reach(p, through)}
     plan = {"source_file": path.name if path else None, "source_sha256": _sha256(path) if path else None,
             "written": {}, "compared": False}
     same_file = path is not None and plan["source_sha256"] == entry.get("source_sha256")
-    if same_file and entry.get("compared_through", "") >= month:
-        return plan           # the very file compared before, through this month: nothing changed
+    if same_file and entry.get("compared_through", "") >= through:
+        return plan           # the very file compared before, through these months: nothing changed
     plan["compared"] = True
     # the very file compared through an earlier month: its partitions up to then are the held ones,
     # only the later months are read (and hashed)
@@ -216,8 +222,8 @@ def _compare(con: duckdb.DuckDBPyConnection, spec: RunSpec, name: str, catalog: 
     read = tmp / "_read" / name
     read.parent.mkdir(exist_ok=True)
     if path is not None:
-        reach = (f"landing_partition > '{since}' and landing_partition <= '{month}'" if since else
-                 f"landing_partition <= '{month}' or landing_partition = '{UNPARSEABLE}'")
+        reach = (f"landing_partition > '{since}' and landing_partition <= '{through}'" if since else
+                 f"landing_partition <= '{through}' or landing_partition = '{UNPARSEABLE}'")
         with source_rows(con, table, path) as rows:
             # every row in reach, with its partition and hash, in one pass: the fingerprints are summed
             # from these files, and the partitions to land are taken from them
@@ -356,16 +362,18 @@ def _record(catalog: dict, name: str, plan: dict, spec: RunSpec, now: str) -> No
     entry = catalog["tables"].setdefault(name, {"partitions": {}})
     if plan["compared"]:
         same_file = plan["source_sha256"] == entry.get("source_sha256")
+        through = spec.land_through_text
         entry.update(source_file=plan["source_file"], source_sha256=plan["source_sha256"],
-                     compared_through=max(entry.get("compared_through", ""), spec.month_text) if same_file
-                     else spec.month_text)
+                     compared_through=max(entry.get("compared_through", ""), through) if same_file else through)
         if plan["source_file"]:   # the months any source file of the table was landed through
-            entry["landed_through"] = max(entry.get("landed_through", ""), spec.month_text)
+            entry["landed_through"] = max(entry.get("landed_through", ""), through)
     for partition, found in plan["written"].items():
         versions = entry["partitions"].setdefault(partition, [])
         number = len(versions) + 1
         versions.append({"version": number, "rows": found["rows"], "hash": found["hash"], "landed_by": spec.run_id,
                          "landed_at": now, "file": _version_file(table, name, partition, number)})
+        if partition != UNPARSEABLE and partition > spec.month_text:
+            versions[-1]["ahead"] = True     # landed before the month it holds is run (a backfill)
 
 
 def _move_in(root: Path, tmp: Path, catalog: dict, name: str, plan: dict) -> None:
@@ -381,13 +389,19 @@ def _move_in(root: Path, tmp: Path, catalog: dict, name: str, plan: dict) -> Non
 
 
 def _run_entry(catalog: dict, name: str, plan: dict, month: str) -> dict:
-    """A table in the run's manifest: its source file and the partition versions the run reads."""
+    """A table in the run's manifest: its source file, the partition versions the run reads, and
+    those it counts as landed: written by it, or its month's partition landed ahead by a backfill's
+    first run (not the partitions it wrote ahead: they count for the runs of their months)."""
     entry = catalog["tables"].get(name, {})
+    current = current_versions(catalog, name)
     read = {p: {k: v[k] for k in ("version", "rows", "hash", "file", "landed_by")}
-            for p, v in sorted(current_versions(catalog, name).items()) if _in_reach(p, month)}
+            for p, v in sorted(current.items()) if _in_reach(p, month)}
+    landed = {p for p in plan["written"] if p in read}
+    if month in read and current[month].get("ahead"):
+        landed.add(month)
     return {"source_file": plan["source_file"] or entry.get("source_file"),
             "source_sha256": plan["source_sha256"], "source_read": plan["compared"],
-            "landed": sorted(plan["written"]), "partitions": read,
+            "landed": sorted(landed), "partitions": read,
             "rows": sum(v["rows"] for v in read.values())}
 
 

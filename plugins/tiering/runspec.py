@@ -130,6 +130,10 @@ class RunSpec:
     rules_path: Path = DEFAULT_RULES
     restate: bool = False       # accept a changed history: land new versions of the partitions that differ
     provisional: bool = False   # the month has not ended yet: marked in the marts, never published to PostgreSQL
+    # the last month the landing brings the change log up to (first day), when later than `month`: a
+    # backfill lands its months from one source in its first run, instead of reading the source again
+    # in each (tiering.landing). The run still reads only the partitions up to its month.
+    land_through: date | None = None
 
     @property
     def month_text(self) -> str:
@@ -138,6 +142,11 @@ class RunSpec:
     @property
     def next_month(self) -> date:
         return add_months(self.month, 1)
+
+    @property
+    def land_through_text(self) -> str:
+        """The last month the run lands (YYYY-MM): land_through when later than the month, else the month."""
+        return f"{max(self.month, self.land_through or self.month):%Y-%m}"
 
     @property
     def as_of_cutoff(self) -> str:
@@ -152,7 +161,8 @@ class RunSpec:
     def to_conf(self) -> dict:
         conf = asdict(self)
         conf.update(month=self.month_text, source_dir=str(self.source_dir), warehouse=str(self.warehouse),
-                    rules_path=str(self.rules_path))
+                    rules_path=str(self.rules_path),
+                    land_through=f"{self.land_through:%Y-%m}" if self.land_through else None)
         return conf
 
     @classmethod
@@ -173,6 +183,7 @@ class RunSpec:
             rules_path=Path(conf.get("rules_path") or os.environ.get("TIERING_RULES") or DEFAULT_RULES),
             restate=bool(conf.get("restate", False)),
             provisional=_flag(conf.get("provisional", False)),
+            land_through=parse_month(conf["land_through"]) if conf.get("land_through") else None,
         )
 
 

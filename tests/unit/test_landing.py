@@ -89,10 +89,11 @@ def _source(directory: Path, **changed) -> Path:
     return write_source(directory, **{**ROWS, **changed})
 
 
-def _land(source: Path, warehouse: Path, month: str, restate: bool = False) -> dict:
-    """start_run and extract_and_land of one month; the run's landing manifest."""
+def _land(source: Path, warehouse: Path, month: str, restate: bool = False, land_through: str | None = None) -> dict:
+    """start_run and extract_and_land of one month (of a backfill through `land_through`); the run's
+    landing manifest."""
     run = pipeline.start_run({"month": month, "source_dir": str(source), "warehouse": str(warehouse),
-                              "restate": restate})
+                              "restate": restate, "land_through": land_through})
     pipeline.extract_and_land(run)
     return json.loads(RunSpec.from_conf(run).landing_manifest.read_text()) | {"_run": run}
 
@@ -257,6 +258,45 @@ def test_each_partition_is_written_once_and_an_identical_source_is_not_read_agai
             if entry["source_file"]:
                 assert entry["source_read"] is False
     assert _tree(warehouse) == after
+
+
+def test_a_backfills_first_run_lands_every_month_and_the_later_runs_read_nothing(tmp_path, warehouse,
+                                                                                 monkeypatch):
+    """A backfill of 2024-01..2024-02 (tiering backfill: RunSpec.land_through): January's run lands
+    February's partitions too, yet reads and counts as landed only what a run of January alone
+    does; February's run finds the very file compared through February and reads nothing, and
+    counts February's partitions, landed ahead, as its own (what gate (a) validates)."""
+    source = _source(tmp_path / "src")
+    january = _land(source, warehouse, "2024-01", land_through="2024-02")
+    _finished(warehouse, january)
+    for table in ROWS:
+        assert {p: {"rows": v["rows"], "hash": v["hash"]} for p, v in january["tables"][table]["partitions"].items()} \
+            == _expected_fingerprints(table, "2024-01")
+    assert {t: january["tables"][t]["landed"] for t in ROWS} == {
+        "customers": ["1899-12", "2023-01", "2024-01", "unparseable"], "orders": ["2024-01", "unparseable"],
+        "fx_rates": ["2023-12", "2024-01", "unparseable"]}
+    catalog = _catalog(warehouse)
+    for table in ROWS:
+        versions = catalog["tables"][table]["partitions"]
+        assert versions["2024-02"] == [{**versions["2024-02"][0], "landed_by": january["run_id"], "ahead": True}]
+        assert "2024-03" not in versions           # after the backfill's last month: not landed
+        assert not any(v[0].get("ahead") for p, v in versions.items() if p != "2024-02")
+        assert _lines(warehouse, versions["2024-02"][0]["file"]) == PARTITIONS[table]["2024-02"]
+    before = _tree(warehouse)
+
+    def unread(*args, **kwargs):
+        raise AssertionError("a source file compared through the month was read again")
+
+    monkeypatch.setattr(landing, "source_rows", unread)
+    february = _land(source, warehouse, "2024-02", land_through="2024-02")
+    assert {t: (v["source_read"], v["landed"]) for t, v in february["tables"].items() if v["source_file"]} == {
+        t: (False, ["2024-02"]) for t in ROWS}
+    for table in ROWS:
+        read = february["tables"][table]["partitions"]
+        assert {p: {"rows": v["rows"], "hash": v["hash"]} for p, v in read.items()} == \
+            _expected_fingerprints(table, "2024-02")
+        assert {v["landed_by"] for v in read.values()} == {january["run_id"]}
+    assert _tree(warehouse) == before
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
