@@ -28,7 +28,7 @@ from tiering.migrate import drop_unchained_staging, refuse_old_core
 from tiering.operations import manifest_fingerprint
 from tiering.retention import cleanup_after_run
 from tiering.rules import load_rules
-from tiering.runspec import RunSpec, check_month_ended, current_month
+from tiering.runspec import MonthError, RunSpec, check_month_ended, current_month
 from tiering.settings import landing_root
 from tiering.source import check_source_dir
 from tiering.warehouse import add_provisional_columns, connect, ensure_schema, register_landing
@@ -55,6 +55,10 @@ def start_run(conf: dict, data_interval_start: datetime | None = None,
     record the run."""
     spec = RunSpec.from_conf(conf, data_interval_start, data_interval_end)
     check_month_ended(spec.month, spec.provisional)
+    if spec.land_through and spec.land_through >= current_month():
+        # its partition would grow once the month is over: a restatement for the month's own run
+        raise MonthError(f"land_through {spec.land_through:%Y-%m} has not ended yet: a run lands only months "
+                         f"that have ended")
     if spec.provisional and spec.month < current_month():
         warn_user(f"{spec.month_text} has ended: computed as a final month, not provisional")
         spec = replace(spec, provisional=False)

@@ -100,3 +100,25 @@ def test_a_month_that_has_not_ended_needs_provisional():
 def test_provisional_travels_in_the_conf():
     spec = RunSpec.from_conf({"month": "2024-03", "source_dir": "/src", "provisional": True})
     assert spec.provisional and spec.to_conf()["provisional"] is True
+
+
+def test_land_through_travels_in_the_conf_and_is_never_before_the_month():
+    spec = RunSpec.from_conf({"month": "2024-03", "source_dir": "/src", "land_through": "2024-12"})
+    assert spec.land_through == date(2024, 12, 1) and spec.land_through_text == "2024-12"
+    assert spec.to_conf()["land_through"] == "2024-12"
+    assert RunSpec.from_conf(spec.to_conf()) == spec
+    # none, or one before the month: the run lands through its own month
+    assert RunSpec.from_conf({"month": "2024-03", "source_dir": "/src"}).land_through_text == "2024-03"
+    assert RunSpec.from_conf({"month": "2024-03", "source_dir": "/src", "land_through": "2024-01"}
+                             ).land_through_text == "2024-03"
+    with pytest.raises(MonthError, match="bad month"):
+        RunSpec.from_conf({"month": "2024-03", "source_dir": "/src", "land_through": "2024-13"})
+
+
+def test_a_run_does_not_land_a_month_that_has_not_ended(tmp_path):
+    from tiering import pipeline
+
+    month = f"{current_month():%Y-%m}"
+    with pytest.raises(MonthError, match=f"land_through {month} has not ended yet"):
+        pipeline.start_run({"month": "2024-03", "source_dir": str(tmp_path), "warehouse": str(tmp_path / "w.duckdb"),
+                            "land_through": month})
