@@ -183,8 +183,18 @@ class RunSpec:
             rules_path=Path(conf.get("rules_path") or os.environ.get("TIERING_RULES") or DEFAULT_RULES),
             restate=bool(conf.get("restate", False)),
             provisional=_flag(conf.get("provisional", False)),
-            land_through=parse_month(conf["land_through"]) if conf.get("land_through") else None,
+            land_through=_conf_month(conf, "land_through"),
         )
+
+
+def _conf_month(conf: dict, key: str) -> date | None:
+    """An optional month of the conf (YYYY-MM); a bad one is an error naming its key."""
+    if not conf.get(key):
+        return None
+    try:
+        return parse_month(conf[key])
+    except MonthError as exc:
+        raise MonthError(f"conf {key}: {exc}") from None
 
 
 def _flag(value) -> bool:

@@ -111,8 +111,9 @@ def test_land_through_travels_in_the_conf_and_is_never_before_the_month():
     assert RunSpec.from_conf({"month": "2024-03", "source_dir": "/src"}).land_through_text == "2024-03"
     assert RunSpec.from_conf({"month": "2024-03", "source_dir": "/src", "land_through": "2024-01"}
                              ).land_through_text == "2024-03"
-    with pytest.raises(MonthError, match="bad month"):
+    with pytest.raises(MonthError, match="bad month") as bad:
         RunSpec.from_conf({"month": "2024-03", "source_dir": "/src", "land_through": "2024-13"})
+    assert str(bad.value).startswith("conf land_through: bad month '2024-13'")
 
 
 def test_a_run_does_not_land_a_month_that_has_not_ended(tmp_path):
